@@ -1,0 +1,220 @@
+"""The command line over the same functions the app uses."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+
+from bincls.errors import BinclsError
+from bincls.split import SplitConfig
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="two class folders, or one root / pre-split root")
+    p.add_argument("--names", help="rename the two classes: NAME0,NAME1")
+    p.add_argument("--split", default="0.7,0.2,0.1", help="train,val,test shares (default 0.7,0.2,0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the split (and training)")
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [n.strip() for n in text.split(",")] if text else None
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from bincls.data import scan_folders
+    from bincls.split import make_split, split_counts
+
+    if len(args.paths) > 2:
+        raise BinclsError(f"scan takes one or two paths; got {len(args.paths)}.")
+    scan = scan_folders(args.paths, _names(args.names), progress=_progress_printer(args.json))
+    split = make_split(scan, SplitConfig.parse(args.split, args.seed))
+    counts = split_counts(split, scan.class_names)
+    if args.json:
+        out = scan.to_dict()
+        out["split"] = counts
+        print(json.dumps(out, indent=1, ensure_ascii=False))
+        return 0
+    print(format_scan(scan, counts))
+    return 0
+
+
+def format_scan(scan, counts: dict[str, dict[str, int]]) -> str:
+    lines = [f"Layout: {scan.layout.kind}"]
+    total, usable = scan.class_counts(), scan.class_counts(usable_only=True)
+    lines.append(f"{'class':<20} {'images':>7} {'usable':>7}  folder")
+    for i, c in enumerate(scan.layout.classes):
+        folders = ", ".join(f for f, _ in c.folders)
+        lines.append(f"{c.name:<20} {total[i]:>7} {usable[i]:>7}  {folders}")
+    lines.append(f"{'split':<20} " + " ".join(f"{n:>12}" for n in scan.class_names))
+    for split, per in counts.items():
+        lines.append(f"{split:<20} " + " ".join(f"{per[n]:>12}" for n in scan.class_names))
+    lines.append(f"Skipped files: {len(scan.skipped)}")
+    for reason, n in Counter(s.reason for s in scan.skipped).most_common():
+        lines.append(f"  {n:>5}  {reason}")
+    for s in scan.skipped[:20]:
+        lines.append(f"    {s.path}: {s.reason}")
+    if len(scan.skipped) > 20:
+        lines.append(f"    ... and {len(scan.skipped) - 20} more (--json lists all)")
+    lines.append(f"Duplicate groups: {len(scan.duplicates)}, label conflicts: {len(scan.conflicts)}")
+    for group in scan.conflicts[:10]:
+        lines.append("  conflict: " + " == ".join(group))
+    lines.extend(f"Note: {n}" for n in scan.notes)
+    return "\n".join(lines)
+
+
+def _progress_printer(quiet: bool):
+    if quiet or not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        print(f"\rchecking files {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+
+    return show
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from bincls.events import ConsoleProgress
+    from bincls.train import TrainConfig, train
+
+    split = SplitConfig.parse(args.split, args.seed)
+    cfg = TrainConfig(
+        data=[str(p) for p in args.paths], class_names=_names(args.names), model=args.model,
+        weights=args.weights, freeze_backbone=args.freeze_backbone, img_size=args.img_size,
+        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        weight_decay=args.weight_decay, schedule=args.schedule, patience=args.patience,
+        split=[split.train, split.val, split.test], seed=args.seed, device=args.device,
+        augment=not args.no_augment, workers=args.workers, tensorboard=args.tensorboard,
+    )
+    result = train(cfg, runs_dir=args.runs_dir, listeners=[ConsoleProgress()])
+    print(result.run.path)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from bincls.evaluate import evaluate
+
+    ev = evaluate(args.source, data=args.data, threshold=args.threshold, device=args.device)
+    if args.csv:
+        ev.table.to_csv(args.csv, index=False)
+    if args.json:
+        print(json.dumps(_finite(ev.to_dict()), indent=1, ensure_ascii=False))
+        return 0
+    m = ev.metrics
+    print(f"Evaluated {m['n']} images ({ev.source}) with {ev.checkpoint}")
+    for key in ("accuracy", "precision", "recall", "f1", "auroc", "loss"):
+        print(f"  {key:<10} {m[key]:.4f}")
+    (tn, fp), (fn, tp) = m["confusion_matrix"]
+    a, b = ev.class_names
+    print(f"  confusion (rows true, cols predicted; threshold {m['threshold']:g}):")
+    print(f"    {'':<14}{a[:12]:>14}{b[:12]:>14}\n    {a[:12]:<14}{tn:>14}{fp:>14}\n    {b[:12]:<14}{fn:>14}{tp:>14}")
+    for note in ev.notes:
+        print(f"Note: {note}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from bincls.predict import Predictor, expand_inputs
+
+    files = expand_inputs(args.inputs)
+    if not files:
+        raise BinclsError("No files to predict in " + ", ".join(args.inputs) + ".")
+    predictor = Predictor(args.checkpoint, device=args.device, threshold=args.threshold)
+    preds = predictor.predict_many(files)
+    if args.json:
+        print(json.dumps([_finite(p.__dict__) for p in preds], indent=1, ensure_ascii=False))
+    elif args.csv:
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(["path", "class", "probability", "p_" + predictor.class_names[1], "error"])
+        for p in preds:
+            w.writerow([p.source, p.class_name or "", _num(p.probability), _num(p.p_class1), p.error or ""])
+    else:
+        for p in preds:
+            if p.error:
+                print(f"{p.source}\tERROR: {p.error}")
+            else:
+                print(f"{p.source}\t{p.class_name}\t{p.probability:.3f}")
+    return 0 if any(p.error is None for p in preds) else 1
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:.6f}"
+
+
+def _finite(obj):
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bincls", description="Binary image classification.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("scan", help="check every file of a dataset and show its split")
+    _add_data_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_scan)
+
+    from bincls.models import MODELS
+    from bincls.train import DEVICES, OPTIMIZERS, SCHEDULES
+
+    p = sub.add_parser("train", help="train a model; prints the run folder as its last line")
+    _add_data_args(p)
+    p.add_argument("--model", default="small-cnn", choices=sorted(MODELS), help="default small-cnn")
+    p.add_argument("--weights", default="none", help="imagenet, none, or a state_dict FILE (pretrained models)")
+    p.add_argument("--freeze-backbone", action="store_true", help="train only the new head")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--img-size", type=int, default=None, help="default: the model's own size")
+    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
+    p.add_argument("--lr", type=float, default=None, help="default 1e-3 (adam/adamw) or 1e-2 (sgd)")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", default="cosine", choices=SCHEDULES)
+    p.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs; 0 = off")
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--no-augment", action="store_true", help="turn off random augmentation")
+    p.add_argument("--workers", type=int, default=None, help="data loader worker processes")
+    p.add_argument("--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)")
+    p.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (needs tensorboard)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics on a run's test split or on other folders")
+    p.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("--data", nargs="+", metavar="PATH", help="evaluate on these folders instead")
+    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--csv", metavar="FILE", help="also write per-image results (path,true,predicted,probability)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="class and probability for images or folders")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BinclsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
