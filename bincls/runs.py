@@ -1,0 +1,201 @@
+"""The run folder: the contract between the engine and whoever watches it (CLI, app, tests).
+
+runs/<run-id>/ holds config.json, split.csv, metrics.jsonl, status.json, best.pt, last.pt, log.txt.
+Every file that is rewritten is written atomically (temp file + rename), so a reader, or a crash at
+any moment, never sees half a file. metrics.jsonl is only appended to and flushed line by line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bincls.errors import BinclsError
+from bincls.paths import runs_dir as default_runs_dir
+
+STATES = ("queued", "running", "stopped", "finished", "failed")
+ACTIVE = ("queued", "running")
+STOP_FILE = "STOP"
+
+
+def _clean(obj: Any) -> Any:
+    """JSON has no NaN/inf: write them as null so every line stays valid JSON for any reader."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(_clean(obj), f, indent=1, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: str | os.PathLike, default: Any = None) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, ValueError):
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: Path
+
+    # Creating -----------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, runs_dir: str | os.PathLike | None = None, label: str = "run") -> RunFolder:
+        base = Path(runs_dir) if runs_dir else default_runs_dir()
+        base.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in label)[:40]
+        path = base / f"{stamp}-{safe}-{secrets.token_hex(2)}"
+        path.mkdir()
+        run = cls(path)
+        run.set_status(state="queued", created=time.time())
+        return run
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> RunFolder:
+        p = Path(path)
+        if p.is_file() and p.suffix == ".pt":
+            p = p.parent
+        if not (p / "status.json").exists() and not (p / "config.json").exists():
+            raise BinclsError(f"{p} is not a bincls run folder (it has no status.json or config.json).")
+        return cls(p)
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    # Files --------------------------------------------------------------------------------------
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.path / "best.pt"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.path / "last.pt"
+
+    @property
+    def split_path(self) -> Path:
+        return self.path / "split.csv"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "log.txt"
+
+    def config(self) -> dict:
+        return read_json(self.path / "config.json", {}) or {}
+
+    def write_config(self, config: dict) -> None:
+        write_json_atomic(self.path / "config.json", config)
+
+    def status(self) -> dict:
+        """The status, with state "interrupted" when it says running but its process is gone."""
+        st = read_json(self.path / "status.json", {}) or {}
+        st.setdefault("state", "unknown")
+        if st["state"] in ACTIVE and st.get("pid") and not pid_alive(st.get("pid")):
+            st["state"] = "interrupted"
+        return st
+
+    def set_status(self, **fields: Any) -> dict:
+        st = read_json(self.path / "status.json", {}) or {}
+        st.update(fields, updated=time.time())
+        write_json_atomic(self.path / "status.json", st)
+        return st
+
+    def append_metrics(self, record: dict) -> None:
+        line = json.dumps(_clean(record), ensure_ascii=False)
+        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+
+    def read_metrics(self) -> list[dict]:
+        """Every complete line; a line being written right now (no newline yet) is left for next time."""
+        try:
+            with open(self.path / "metrics.jsonl", encoding="utf-8") as f:
+                text = f.read()
+        except OSError:
+            return []
+        out = []
+        for line in text.split("\n")[:-1]:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def log(self, message: str) -> None:
+        stamp = datetime.now().strftime("%H:%M:%S")
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(f"{stamp} {message}\n")
+
+    def save_checkpoint(self, name: str, checkpoint: dict) -> Path:
+        """torch.save to a temp file, then rename: the previous checkpoint survives a failed save."""
+        final = self.path / name
+        tmp = self.path / f".{name}.{os.getpid()}.tmp"
+        try:
+            torch.save(checkpoint, tmp)
+            os.replace(tmp, final)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return final
+
+    # Stopping -----------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        (self.path / STOP_FILE).write_text(str(time.time()))
+
+    def stop_requested(self) -> bool:
+        return (self.path / STOP_FILE).exists()
+
+    def delete(self, runs_dir: str | os.PathLike | None = None) -> None:
+        """Delete this run, refusing anything outside the runs folder."""
+        base = Path(runs_dir) if runs_dir else default_runs_dir()
+        base, target = base.resolve(), self.path.resolve()
+        if target.parent != base or not (target / "status.json").exists():
+            raise BinclsError(f"Refusing to delete {self.path}: it is not a run folder inside {base}.")
+        if self.status().get("state") in ACTIVE:
+            raise BinclsError(f"Run {self.id} is still running; stop it before deleting it.")
+        shutil.rmtree(target)
+
+
+def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunFolder]:
+    """All run folders, newest first."""
+    base = Path(runs_dir) if runs_dir else default_runs_dir()
+    if not base.is_dir():
+        return []
+    runs = [RunFolder(p) for p in base.iterdir() if p.is_dir() and (p / "status.json").exists()]
+    return sorted(runs, key=lambda r: r.id, reverse=True)
