@@ -20,9 +20,7 @@ from bincls.transforms import Preprocess
 FORMAT = "bincls-checkpoint/1"
 
 
-def make_checkpoint(
-    model: torch.nn.Module, model_cfg: ModelConfig, class_names: list[str], **extra
-) -> dict:
+def make_checkpoint(model: torch.nn.Module, model_cfg: ModelConfig, class_names: list[str], **extra) -> dict:
     """Everything needed to predict (and, with optimizer state in `extra`, to resume)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return {
@@ -65,7 +63,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             f"({what}). Only checkpoints made by bincls are loaded."
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise BinclsError(f"Cannot read checkpoint {path}: it is damaged or not a checkpoint ({exc}).") from None
+        raise BinclsError(
+            f"Cannot read checkpoint {path}: it is damaged or not a checkpoint ({exc})."
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise BinclsError(f"{path} is not a bincls checkpoint (no '{FORMAT}' format tag).")
     return ckpt
@@ -92,5 +92,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
-        raise BinclsError(f"Checkpoint {path} does not match its model {ckpt['model_config']['name']}: {exc}") from None
+        raise BinclsError(
+            f"Checkpoint {path} does not match its model {ckpt['model_config']['name']}: {exc}"
+        ) from None
     return model.to(device).eval(), ckpt

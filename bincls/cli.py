@@ -23,12 +23,14 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from bincls.data import scan_folders
+    from bincls.layout import resolve_layout
+    from bincls.scan import scan_layout
     from bincls.split import make_split, split_counts
 
     if len(args.paths) > 2:
         raise BinclsError(f"scan takes one or two paths; got {len(args.paths)}.")
-    scan = scan_folders(args.paths, _names(args.names), progress=_progress_printer(args.json))
+    layout = resolve_layout(args.paths, _names(args.names))
+    scan = scan_layout(layout, progress=_progress_printer(args.json))
     split = make_split(scan, SplitConfig.parse(args.split, args.seed))
     counts = split_counts(split, scan.class_names)
     if args.json:
@@ -75,17 +77,44 @@ def _progress_printer(quiet: bool):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from bincls.config import TrainConfig
     from bincls.events import ConsoleProgress
-    from bincls.train import TrainConfig, train
+    from bincls.runs import RunFolder
+    from bincls.train import train
 
+    if args.run_dir:
+        # A run folder prepared by the app's launcher: its config.json says what to train.
+        run = RunFolder.open(args.run_dir)
+        cfg = TrainConfig.from_dict(run.config())
+        result = train(cfg, listeners=[ConsoleProgress()], run=run)
+        print(result.run.path)
+        return 0
+    if not args.paths:
+        raise BinclsError("Give the data to train on: two class folders, or one root folder.")
+    from bincls.layout import resolve_layout
+
+    resolve_layout(args.paths, _names(args.names))  # a mistyped path fails here, before a run folder exists
     split = SplitConfig.parse(args.split, args.seed)
     cfg = TrainConfig(
-        data=[str(p) for p in args.paths], class_names=_names(args.names), model=args.model,
-        weights=args.weights, freeze_backbone=args.freeze_backbone, img_size=args.img_size,
-        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-        weight_decay=args.weight_decay, schedule=args.schedule, patience=args.patience,
-        split=[split.train, split.val, split.test], seed=args.seed, device=args.device,
-        augment=not args.no_augment, workers=args.workers, tensorboard=args.tensorboard,
+        data=[str(p) for p in args.paths],
+        class_names=_names(args.names),
+        model=args.model,
+        weights=args.weights,
+        freeze_backbone=args.freeze_backbone,
+        img_size=args.img_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        patience=args.patience,
+        split=[split.train, split.val, split.test],
+        seed=args.seed,
+        device=args.device,
+        augment=not args.no_augment,
+        workers=args.workers,
+        tensorboard=args.tensorboard,
     )
     result = train(cfg, runs_dir=args.runs_dir, listeners=[ConsoleProgress()])
     print(result.run.path)
@@ -108,7 +137,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     (tn, fp), (fn, tp) = m["confusion_matrix"]
     a, b = ev.class_names
     print(f"  confusion (rows true, cols predicted; threshold {m['threshold']:g}):")
-    print(f"    {'':<14}{a[:12]:>14}{b[:12]:>14}\n    {a[:12]:<14}{tn:>14}{fp:>14}\n    {b[:12]:<14}{fn:>14}{tp:>14}")
+    print(f"    {'':<14}{a[:12]:>14}{b[:12]:>14}")
+    print(f"    {a[:12]:<14}{tn:>14}{fp:>14}")
+    print(f"    {b[:12]:<14}{fn:>14}{tp:>14}")
     for note in ev.notes:
         print(f"Note: {note}")
     return 0
@@ -164,13 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_scan)
 
-    from bincls.models import MODELS
-    from bincls.train import DEVICES, OPTIMIZERS, SCHEDULES
+    from bincls.config import DEVICES, OPTIMIZERS, SCHEDULES
 
     p = sub.add_parser("train", help="train a model; prints the run folder as its last line")
     _add_data_args(p)
-    p.add_argument("--model", default="small-cnn", choices=sorted(MODELS), help="default small-cnn")
-    p.add_argument("--weights", default="none", help="imagenet, none, or a state_dict FILE (pretrained models)")
+    p.set_defaults(paths=[])
+    p._actions[[a.dest for a in p._actions].index("paths")].nargs = "*"
+    p.add_argument("--run-dir", help="train the run prepared in this folder (its config.json)")
+    p.add_argument(
+        "--model", default="small-cnn", help="a registered model name (default small-cnn; README lists them)"
+    )
+    p.add_argument(
+        "--weights", default="none", help="imagenet, none, or a state_dict FILE (pretrained models)"
+    )
     p.add_argument("--freeze-backbone", action="store_true", help="train only the new head")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32)
@@ -183,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--no-augment", action="store_true", help="turn off random augmentation")
     p.add_argument("--workers", type=int, default=None, help="data loader worker processes")
-    p.add_argument("--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)")
+    p.add_argument(
+        "--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)"
+    )
     p.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (needs tensorboard)")
     p.set_defaults(func=cmd_train)
 
@@ -193,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None)
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--csv", metavar="FILE", help="also write per-image results (path,true,predicted,probability)")
+    p.add_argument(
+        "--csv", metavar="FILE", help="also write per-image results (path,true,predicted,probability)"
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="class and probability for images or folders")

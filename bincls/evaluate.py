@@ -31,8 +31,13 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {**self.metrics, "classes": self.class_names, "source": self.source,
-                "checkpoint": self.checkpoint, "notes": self.notes}
+        return {
+            **self.metrics,
+            "classes": self.class_names,
+            "source": self.source,
+            "checkpoint": self.checkpoint,
+            "notes": self.notes,
+        }
 
 
 def find_checkpoint(run_or_ckpt: str | os.PathLike) -> tuple[Path, RunFolder | None]:
@@ -45,7 +50,9 @@ def find_checkpoint(run_or_ckpt: str | os.PathLike) -> tuple[Path, RunFolder | N
         for ckpt in (run.best_checkpoint, run.last_checkpoint):
             if ckpt.is_file():
                 return ckpt, run
-        raise BinclsError(f"Run {p} has no checkpoint yet (no best.pt or last.pt): it has not finished an epoch.")
+        raise BinclsError(
+            f"Run {p} has no checkpoint yet (no best.pt or last.pt): it has not finished an epoch."
+        )
     raise BinclsError(f"{p} does not exist: give a run folder or a .pt checkpoint.")
 
 
@@ -77,13 +84,15 @@ def evaluate(
     names = ckpt["class_names"]
     notes: list[str] = []
     if threshold is None:
-        saved = (run.config().get("threshold") if run else None)
+        saved = run.config().get("threshold") if run else None
         threshold = float(saved if saved is not None else ckpt.get("threshold", 0.5))
     if data:
         table, source = _table_for_folders(list(data), names), ", ".join(map(str, data))
     else:
         if run is None or not run.split_path.exists():
-            raise BinclsError(f"{ckpt_path} is not inside a run folder with a split.csv; pass --data FOLDERS.")
+            raise BinclsError(
+                f"{ckpt_path} is not inside a run folder with a split.csv; pass --data FOLDERS."
+            )
         full = load_split(run.split_path)
         table = full[full["split"] == split]
         if table.empty and split == "test":
@@ -93,18 +102,23 @@ def evaluate(
         source = f"{split} split"
     if table.empty:
         raise BinclsError(f"There are no images to evaluate in {source}.")
-    ds = ImageFileDataset(table.reset_index(drop=True), build_eval_transform(preprocess_of(ckpt)),
-                          decode_side=preprocess_of(ckpt).img_size)
+    ds = ImageFileDataset(
+        table.reset_index(drop=True),
+        build_eval_transform(preprocess_of(ckpt)),
+        decode_side=preprocess_of(ckpt).img_size,
+    )
     loader = DataLoader(ds, batch_size=batch_size, num_workers=min(2, os.cpu_count() or 1))
     logits, labels = predict_logits(model, loader, dev)
     metrics = binary_metrics(logits, labels, threshold=threshold)
     probs = torch.sigmoid(logits)
     losses = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
-    out = pd.DataFrame({
-        "path": ds.paths,
-        "true": [names[int(v)] for v in labels],
-        "predicted": [names[int(p >= threshold)] for p in probs],
-        "probability": probs.numpy(),
-        "loss": losses.numpy(),
-    })
+    out = pd.DataFrame(
+        {
+            "path": ds.paths,
+            "true": [names[int(v)] for v in labels],
+            "predicted": [names[int(p >= threshold)] for p in probs],
+            "probability": probs.numpy(),
+            "loss": losses.numpy(),
+        }
+    )
     return Evaluation(metrics, out, names, source, str(ckpt_path), notes)

@@ -45,7 +45,10 @@ class Emitter:
                 if isinstance(listener, RunFolderWriter):
                     raise  # the run folder is the record of the run: its failures are real failures
                 self.listeners.remove(listener)
-                print(f"warning: listener {type(listener).__name__} failed and was removed: {exc}", file=sys.stderr)
+                print(
+                    f"warning: listener {type(listener).__name__} failed and was removed: {exc}",
+                    file=sys.stderr,
+                )
 
 
 class RunFolderWriter(Listener):
@@ -89,7 +92,8 @@ class RunFolderWriter(Listener):
             last_epoch_metrics={k: v for k, v in record.items() if k != "kind"},
         )
         self.run.log(
-            f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.3f}"
+            f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} "
+            f"acc {record['train_accuracy']:.3f}"
             f" | val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.3f}"
             f" | {record['epoch_time']:.1f}s"
         )
@@ -117,8 +121,9 @@ class ConsoleProgress(Listener):
         if self.print_summary and info.get("summary_text"):
             self._print(info["summary_text"])
         self._print(
-            f"run {info.get('run_id')}: {info.get('model')} on {info.get('device_name') or info.get('device')}, "
-            f"{info.get('train_images')} train / {info.get('val_images')} val images, {info.get('epochs')} epochs"
+            f"run {info.get('run_id')}: {info.get('model')} on "
+            f"{info.get('device_name') or info.get('device')}, {info.get('train_images')} train / "
+            f"{info.get('val_images')} val images, {info.get('epochs')} epochs"
         )
 
     def message(self, text: str) -> None:
@@ -153,7 +158,14 @@ class ConsoleProgress(Listener):
     def run_ended(self, state: str, summary: dict) -> None:
         if summary.get("error"):
             return  # the CLI prints the error itself
-        self._print(f"{state}: best epoch {summary.get('best_epoch')}, val accuracy {summary.get('best_val_accuracy')}")
+        self._print(
+            f"{state}: best epoch {summary.get('best_epoch')}, "
+            f"val accuracy {_fmt_num(summary.get('best_val_accuracy'))}"
+        )
+
+
+def _fmt_num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
 
 
 def _fmt_s(s: float | None) -> str:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from bincls.checkpoint import load_model, preprocess_of
 from bincls.errors import BinclsError
-from bincls.images import ImageProblem, is_junk_name, load_rgb
+from bincls.images import ImageProblem, is_junk_name, load_rgb, to_rgb
 from bincls.train import resolve_device
 from bincls.transforms import build_eval_transform
 
@@ -40,8 +40,11 @@ class Predictor:
         self.threshold = float(threshold if threshold is not None else self.ckpt.get("threshold", 0.5))
 
     def to_tensor(self, source: ImageSource, name: str | None = None) -> torch.Tensor:
-        img = source.convert("RGB") if isinstance(source, Image.Image) else load_rgb(
-            source, max_side=self.preprocess.img_size, name=name)
+        img = (
+            to_rgb(source, name or "image")
+            if isinstance(source, Image.Image)
+            else load_rgb(source, max_side=self.preprocess.img_size, name=name)
+        )
         return self.transform(img)
 
     @torch.no_grad()
@@ -59,11 +62,14 @@ class Predictor:
         x = self.to_tensor(source, name)
         return self._result(name, float(self.probabilities(x.unsqueeze(0))[0]))
 
-    def predict_many(self, sources: list[ImageSource], names: list[str] | None = None,
-                     batch_size: int = 32) -> list[Prediction]:
+    def predict_many(
+        self, sources: list[ImageSource], names: list[str] | None = None, batch_size: int = 32
+    ) -> list[Prediction]:
         """Many images; a bad one gets a Prediction with `error` and the others go on."""
-        names = names or [os.fspath(s) if isinstance(s, (str, os.PathLike)) else f"image {i + 1}"
-                          for i, s in enumerate(sources)]
+        names = names or [
+            os.fspath(s) if isinstance(s, (str, os.PathLike)) else f"image {i + 1}"
+            for i, s in enumerate(sources)
+        ]
         results: list[Prediction | None] = [None] * len(sources)
         pending: list[tuple[int, torch.Tensor]] = []
 

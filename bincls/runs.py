@@ -61,6 +61,12 @@ def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
     try:
+        # A finished child of this process stays a zombie (and "alive" to kill) until reaped.
+        if os.waitpid(int(pid), os.WNOHANG)[0] == int(pid):
+            return False
+    except (ChildProcessError, OSError, ValueError):
+        pass
+    try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False

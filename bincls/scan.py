@@ -104,6 +104,21 @@ class ScanResult:
         }
 
 
+def _is_utf8(name: str) -> bool:
+    """False for a name whose bytes are not UTF-8 (an old zip's Latin-1 'caf\xe9.jpg'): Python holds
+    it with surrogates, which the cache, the split CSV and JSON output cannot store."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _readable(path: str) -> str:
+    """`path` as text a person can read, the undecodable bytes shown as U+FFFD."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
 def _walk(folder: str) -> tuple[list[str], list[SkippedFile]]:
     """All candidate files below `folder`, sorted; junk is listed, not checked."""
     files: list[str] = []
@@ -116,6 +131,8 @@ def _walk(folder: str) -> tuple[list[str], list[SkippedFile]]:
                 skipped.append(SkippedFile(full, "link to a folder (not followed)"))
             elif is_junk_dir(d):
                 skipped.append(SkippedFile(full, "hidden or system folder (not scanned)"))
+            elif not _is_utf8(d):
+                skipped.append(SkippedFile(_readable(full), "folder name is not UTF-8 (not scanned)"))
             else:
                 keep.append(d)
         dirnames[:] = keep
@@ -123,6 +140,8 @@ def _walk(folder: str) -> tuple[list[str], list[SkippedFile]]:
             full = os.path.join(dirpath, name)
             if is_junk_name(name):
                 skipped.append(SkippedFile(full, "hidden or system file"))
+            elif not _is_utf8(name):
+                skipped.append(SkippedFile(_readable(full), "file name is not UTF-8 (rename it to use it)"))
             else:
                 files.append(full)
     return files, skipped
@@ -131,7 +150,7 @@ def _walk(folder: str) -> tuple[list[str], list[SkippedFile]]:
 class ScanCache:
     """Per-file check results keyed by (path, size, mtime), so unchanged files are not decoded again."""
 
-    # Bumped whenever a file's verdict can change for the same bytes (v2: PNG checksums verified).
+    # Bumped whenever a file's verdict can change for the same bytes (v2: corrupt PNGs were accepted).
     VERSION = 2
 
     def __init__(self, path: str | os.PathLike | None = None):

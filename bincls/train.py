@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import random
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,103 +17,22 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from bincls.checkpoint import make_checkpoint
+from bincls.config import DEFAULT_LR, DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig  # noqa: F401 (re-exported)
 from bincls.data import DataSource, ImageFileDataset, load_data
 from bincls.errors import BinclsError
 from bincls.events import Emitter, Listener, RunFolderWriter
 from bincls.metrics import binary_metrics
-from bincls.models import ModelConfig, build_model, format_summary, model_config, model_summary, trainable_parameters
+from bincls.models import (
+    ModelConfig,
+    build_model,
+    format_summary,
+    model_config,
+    model_summary,
+    trainable_parameters,
+)
 from bincls.runs import RunFolder
 from bincls.split import SplitConfig, save_split
 from bincls.transforms import Augment, Preprocess, build_eval_transform, build_train_transform
-
-OPTIMIZERS = ("adam", "adamw", "sgd", "sgd-momentum")
-SCHEDULES = ("cosine", "onecycle", "none")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2, "sgd-momentum": 1e-2}
-
-
-@dataclass
-class TrainConfig:
-    """Everything needed to repeat a run; saved as the run's config.json."""
-
-    data: list[str]
-    class_names: list[str] | None = None
-    model: str = "small-cnn"
-    weights: str = "none"
-    freeze_backbone: bool = False
-    img_size: int | None = None  # None: the model's default
-    epochs: int = 10
-    batch_size: int = 32
-    optimizer: str = "adam"
-    lr: float | None = None  # None: the optimizer's default
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    patience: int = 5  # epochs without val-loss improvement before stopping; 0 turns it off
-    split: list[float] = field(default_factory=lambda: [0.7, 0.2, 0.1])
-    seed: int = 0
-    device: str = "auto"
-    augment: bool = True
-    balance: bool = True  # pos_weight from the class balance
-    workers: int | None = None  # DataLoader workers; None: chosen from the core count
-    tensorboard: bool = False
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Clear messages for values a user (or a hand-edited config.json) can get wrong."""
-
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise BinclsError(msg)
-
-        need(isinstance(self.data, list) and 1 <= len(self.data) <= 2, f"data must be 1 or 2 paths, got {self.data!r}")
-        need(_is_int(self.epochs) and self.epochs >= 1, f"epochs must be a whole number >= 1, got {self.epochs!r}")
-        need(
-            _is_int(self.batch_size) and self.batch_size >= 1,
-            f"batch_size must be a whole number >= 1, got {self.batch_size!r}",
-        )
-        need(self.img_size is None or (_is_int(self.img_size) and 16 <= self.img_size <= 1024),
-             f"img_size must be a whole number from 16 to 1024, got {self.img_size!r}")
-        need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
-        need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
-        need(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
-        need(self.lr is None or (_is_num(self.lr) and 0 < self.lr < 10), f"lr must be a number in (0, 10), got {self.lr!r}")
-        need(_is_num(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        need(_is_int(self.patience) and self.patience >= 0, f"patience must be a whole number >= 0, got {self.patience!r}")
-        need(_is_int(self.seed), f"seed must be a whole number, got {self.seed!r}")
-        need(isinstance(self.split, (list, tuple)) and len(self.split) == 3 and all(_is_num(v) for v in self.split),
-             f"split must be three numbers like [0.7, 0.2, 0.1], got {self.split!r}")
-        need(self.workers is None or (_is_int(self.workers) and self.workers >= 0),
-             f"workers must be a whole number >= 0, got {self.workers!r}")
-
-    @property
-    def learning_rate(self) -> float:
-        return float(self.lr if self.lr is not None else DEFAULT_LR[self.optimizer])
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> TrainConfig:
-        if not isinstance(raw, dict):
-            raise BinclsError(f"A run config must be a JSON object, got {type(raw).__name__}.")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise BinclsError(f"Unknown setting(s) in the run config: {', '.join(unknown)}.")
-        try:
-            return cls(**raw)
-        except TypeError as exc:
-            raise BinclsError(f"The run config is incomplete or wrong: {exc}") from None
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # Devices --------------------------------------------------------------------------------------------
@@ -125,9 +43,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if name == "cuda" and not cuda:
-        raise BinclsError("device cuda was asked for, but no CUDA GPU is available here. Use --device auto or cpu.")
+        raise BinclsError(
+            "device cuda was asked for, but no CUDA GPU is available here. Use --device auto or cpu."
+        )
     if name == "mps" and not mps:
-        raise BinclsError("device mps was asked for, but Apple MPS is not available here. Use --device auto or cpu.")
+        raise BinclsError(
+            "device mps was asked for, but Apple MPS is not available here. Use --device auto or cpu."
+        )
     return torch.device(name)
 
 
@@ -135,7 +57,11 @@ def device_info(device: torch.device) -> dict:
     """Name and memory of the device, for the status and the UI."""
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        return {"device": "cuda", "device_name": props.name, "device_memory_gb": round(props.total_memory / 2**30, 1)}
+        return {
+            "device": "cuda",
+            "device_name": props.name,
+            "device_memory_gb": round(props.total_memory / 2**30, 1),
+        }
     if device.type == "mps":
         return {"device": "mps", "device_name": "Apple GPU (MPS)"}
     return {"device": "cpu", "device_name": f"CPU ({os.cpu_count()} cores)"}
@@ -170,7 +96,9 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: in
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1))
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.learning_rate, total_steps=max(total_steps, 1))
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.learning_rate, total_steps=max(total_steps, 1)
+        )
     return None
 
 
@@ -187,7 +115,9 @@ def make_loaders(data: DataSource, pre: Preprocess, cfg: TrainConfig, device: to
         "worker_init_fn": _worker_init,
     }
     gen = torch.Generator().manual_seed(cfg.seed)
-    train_dl = DataLoader(train_ds, shuffle=True, generator=gen, drop_last=len(train_ds) > cfg.batch_size, **common)
+    # Only a last batch of a single image is dropped: BatchNorm cannot train on one sample.
+    drop_last = len(train_ds) % cfg.batch_size == 1 and len(train_ds) > 1
+    train_dl = DataLoader(train_ds, shuffle=True, generator=gen, drop_last=drop_last, **common)
     val_dl = DataLoader(val_ds, shuffle=False, **common)
     return train_dl, val_dl
 
@@ -257,8 +187,10 @@ def train(
         emit("run_ended", "failed", {"error": str(exc)})
         raise
     except torch.OutOfMemoryError:
-        msg = (f"Out of memory on the device with batch size {cfg.batch_size} and image size {cfg.img_size}. "
-               "Try a smaller batch size or image size.")
+        msg = (
+            f"Out of memory on the device with batch size {cfg.batch_size} and image size {cfg.img_size}. "
+            "Try a smaller batch size or image size."
+        )
         emit("run_ended", "failed", {"error": msg})
         raise BinclsError(msg) from None
     except Exception as exc:
@@ -273,8 +205,9 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
     split_cfg = SplitConfig(*cfg.split, seed=cfg.seed)
     data = load_data(cfg.data, cfg.class_names, split_cfg)
     save_split(data.split, run.split_path)
-    mcfg: ModelConfig = model_config(cfg.model, img_size=cfg.img_size, weights=cfg.weights,
-                                     freeze_backbone=cfg.freeze_backbone)
+    mcfg: ModelConfig = model_config(
+        cfg.model, img_size=cfg.img_size, weights=cfg.weights, freeze_backbone=cfg.freeze_backbone
+    )
     pre = Preprocess(mcfg.img_size, tuple(mcfg.mean), tuple(mcfg.std))
     model = build_model(mcfg).to(device)
     summary = model_summary(model, mcfg.img_size)
@@ -290,14 +223,25 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if amp else contextlib.nullcontext
 
-    emit("run_started", {
-        "run_id": run.id, "model": cfg.model, "epochs": cfg.epochs, "img_size": mcfg.img_size,
-        "class_names": data.class_names, "train_images": len(train_dl.dataset), "val_images": len(val_dl.dataset),
-        "test_images": int((data.split["split"] == "test").sum()), "pos_weight": pos_weight,
-        "params": summary.total_params, "trainable_params": summary.trainable_params,
-        "summary_text": format_summary(summary), "skipped_files": len(data.scan.skipped),
-        **device_info(device),
-    })
+    emit(
+        "run_started",
+        {
+            "run_id": run.id,
+            "model": cfg.model,
+            "epochs": cfg.epochs,
+            "img_size": mcfg.img_size,
+            "class_names": data.class_names,
+            "train_images": len(train_dl.dataset),
+            "val_images": len(val_dl.dataset),
+            "test_images": int((data.split["split"] == "test").sum()),
+            "pos_weight": pos_weight,
+            "params": summary.total_params,
+            "trainable_params": summary.trainable_params,
+            "summary_text": format_summary(summary),
+            "skipped_files": len(data.scan.skipped),
+            **device_info(device),
+        },
+    )
 
     best = {"val_loss": math.inf, "epoch": None, "state": None, "metrics": {}}
     bad_epochs, global_step, epoch_times = 0, 0, []
@@ -339,38 +283,74 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
                 eta = per_step * (steps - step) + (
                     (done_epochs_time / len(epoch_times)) if epoch_times else per_step * steps
                 ) * (cfg.epochs - epoch)
-                emit("step", {
-                    "kind": "step", "epoch": epoch, "epochs": cfg.epochs, "step": step, "steps_per_epoch": steps,
-                    "global_step": global_step, "loss": loss.item(), "lr": opt.param_groups[0]["lr"],
-                    "images_per_s": n / max(dt, 1e-9), "eta_s": eta, "time": time.time(),
-                })
+                emit(
+                    "step",
+                    {
+                        "kind": "step",
+                        "epoch": epoch,
+                        "epochs": cfg.epochs,
+                        "step": step,
+                        "steps_per_epoch": steps,
+                        "global_step": global_step,
+                        "loss": loss.item(),
+                        "lr": opt.param_groups[0]["lr"],
+                        "images_per_s": n / max(dt, 1e-9),
+                        "eta_s": eta,
+                        "time": time.time(),
+                    },
+                )
             stop.check()
             val = evaluate_loader(model, val_dl, device, pos_weight=None)
             epoch_time = time.perf_counter() - t0
             epoch_times.append(epoch_time)
             improved = val["loss"] < best["val_loss"] - 1e-6
             if improved:
-                best.update(val_loss=val["loss"], epoch=epoch, metrics=val,
-                            state={k: v.detach().clone() for k, v in model.state_dict().items()})
+                best.update(
+                    val_loss=val["loss"],
+                    epoch=epoch,
+                    metrics=val,
+                    state={k: v.detach().clone() for k, v in model.state_dict().items()},
+                )
                 bad_epochs = 0
             else:
                 bad_epochs += 1
             record = {
-                "kind": "epoch", "epoch": epoch, "epochs": cfg.epochs,
-                "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+                "kind": "epoch",
+                "epoch": epoch,
+                "epochs": cfg.epochs,
+                "train_loss": loss_sum / max(seen, 1),
+                "train_accuracy": correct / max(seen, 1),
                 **{f"val_{k}": v for k, v in val.items() if k not in ("confusion_matrix", "threshold")},
-                "val_confusion_matrix": val["confusion_matrix"], "lr": opt.param_groups[0]["lr"],
-                "epoch_time": epoch_time, "images_per_s": seen / max(epoch_time, 1e-9),
+                "val_confusion_matrix": val["confusion_matrix"],
+                "lr": opt.param_groups[0]["lr"],
+                "epoch_time": epoch_time,
+                "images_per_s": seen / max(epoch_time, 1e-9),
                 "eta_s": (sum(epoch_times) / len(epoch_times)) * (cfg.epochs - epoch),
-                "best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "time": time.time(),
+                "best_epoch": best["epoch"],
+                "best_val_loss": best["val_loss"],
+                "time": time.time(),
             }
             emit("epoch_end", record)
-            ckpt_extra = {"epoch": epoch, "metrics": record, "pos_weight": pos_weight, "train_config": cfg.to_dict()}
+            ckpt_extra = {
+                "epoch": epoch,
+                "metrics": record,
+                "pos_weight": pos_weight,
+                "train_config": cfg.to_dict(),
+            }
             if improved:
-                path = run.save_checkpoint("best.pt", make_checkpoint(model, mcfg, data.class_names, **ckpt_extra))
+                path = run.save_checkpoint(
+                    "best.pt", make_checkpoint(model, mcfg, data.class_names, **ckpt_extra)
+                )
                 emit("checkpoint_saved", "best", path)
-            last = make_checkpoint(model, mcfg, data.class_names, **ckpt_extra, optimizer=opt.state_dict(),
-                                   scheduler=sched.state_dict() if sched else None, global_step=global_step)
+            last = make_checkpoint(
+                model,
+                mcfg,
+                data.class_names,
+                **ckpt_extra,
+                optimizer=opt.state_dict(),
+                scheduler=sched.state_dict() if sched else None,
+                global_step=global_step,
+            )
             emit("checkpoint_saved", "last", run.save_checkpoint("last.pt", last))
             if cfg.patience and bad_epochs >= cfg.patience:
                 emit("message", f"early stopping: val loss did not improve for {cfg.patience} epochs")
@@ -379,9 +359,17 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
         state = "stopped"
         emit("message", f"stop requested: stopped in epoch {epoch}")
         if epoch >= 1:
-            last = make_checkpoint(model, mcfg, data.class_names, epoch=epoch, pos_weight=pos_weight,
-                                   train_config=cfg.to_dict(), optimizer=opt.state_dict(),
-                                   scheduler=sched.state_dict() if sched else None, global_step=global_step)
+            last = make_checkpoint(
+                model,
+                mcfg,
+                data.class_names,
+                epoch=epoch,
+                pos_weight=pos_weight,
+                train_config=cfg.to_dict(),
+                optimizer=opt.state_dict(),
+                scheduler=sched.state_dict() if sched else None,
+                global_step=global_step,
+            )
             emit("checkpoint_saved", "last", run.save_checkpoint("last.pt", last))
     if best["state"] is not None:
         model.load_state_dict(best["state"])  # the best epoch, not the last, is the result
@@ -397,7 +385,9 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def predict_logits(
+    model: nn.Module, loader: DataLoader, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """All logits and labels of a loader, in order."""
     model.eval()
     outs, labels = [], []

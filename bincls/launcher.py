@@ -1,0 +1,86 @@
+"""Start training in a separate process (the same CLI engine), one run per device at a time.
+
+The app calls this, so a run survives page reruns, browser refreshes and even the app server
+going away; the app only ever reads the run folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from bincls.errors import BinclsError
+from bincls.paths import PROJECT_ROOT
+from bincls.paths import runs_dir as default_runs_dir
+from bincls.runs import ACTIVE, RunFolder, list_runs
+from bincls.train import TrainConfig
+
+
+class BusyError(BinclsError):
+    """Another run is already using the device."""
+
+    def __init__(self, run: RunFolder):
+        super().__init__(
+            f"Run {run.id} is already training. Only one run at a time can use the device: "
+            "wait for it to finish or stop it first."
+        )
+        self.run = run
+
+
+@contextmanager
+def _runs_lock(base: Path):
+    """Serialises "is anything running? then start" across browser tabs and processes."""
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / ".launch.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def active_run(runs_dir: str | os.PathLike | None = None) -> RunFolder | None:
+    """The run that is queued or running with a live process, if any."""
+    for run in list_runs(runs_dir):
+        if run.status().get("state") in ACTIVE:
+            return run
+    return None
+
+
+def start_training(cfg: TrainConfig, runs_dir: str | os.PathLike | None = None) -> RunFolder:
+    """Create the run folder and start `python -m bincls train --run-dir RUN` detached from the caller.
+
+    Raises `BusyError` when another run is active.
+    """
+    base = Path(runs_dir) if runs_dir else default_runs_dir()
+    with _runs_lock(base):
+        busy = active_run(base)
+        if busy is not None:
+            raise BusyError(busy)
+        run = RunFolder.create(base, label=cfg.model)
+        run.write_config(cfg.to_dict())
+        console = open(run.path / "console.txt", "wb")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "BINCLS_RUNS_DIR": str(base)}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bincls", "train", "--run-dir", str(run.path)],
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(PROJECT_ROOT),
+            env=env,
+            start_new_session=True,  # the run outlives the app server and ignores its Ctrl+C
+        )
+        console.close()
+        # The pid is known before the child writes anything, so the lock holder's successors see it busy.
+        run.set_status(state="queued", pid=proc.pid)
+        return run
+
+
+def stop_run(run: RunFolder) -> None:
+    """Ask a run to stop after its current batch; it saves a checkpoint and marks itself stopped."""
+    run.request_stop()
