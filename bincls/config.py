@@ -14,6 +14,7 @@ from bincls.errors import BinclsError
 OPTIMIZERS = ("adam", "adamw", "sgd", "sgd-momentum")
 SCHEDULES = ("cosine", "onecycle", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2, "sgd-momentum": 1e-2}
 
 
@@ -41,6 +42,10 @@ class TrainConfig:
     balance: bool = True  # pos_weight from the class balance
     workers: int | None = None  # DataLoader workers; None: chosen from the core count
     tensorboard: bool = False
+    precision: str = "auto"  # auto, fp32, bf16, fp16 (auto: what measured fastest for the device and model)
+    memory_budget: str | None = (
+        None  # e.g. "4G": above it, images stream from disk (default: half of free RAM)
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -101,6 +106,15 @@ class TrainConfig:
             f"workers must be a whole number >= 0, got {self.workers!r}",
         )
 
+        need(
+            self.precision in PRECISIONS,
+            f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}",
+        )
+        need(
+            self.memory_budget is None or _is_size(self.memory_budget),
+            f"memory_budget must be a size like 4G or 512M, got {self.memory_budget!r}",
+        )
+
     @property
     def learning_rate(self) -> float:
         return float(self.lr if self.lr is not None else DEFAULT_LR[self.optimizer])
@@ -120,6 +134,12 @@ class TrainConfig:
             return cls(**raw)
         except TypeError as exc:
             raise BinclsError(f"The run config is incomplete or wrong: {exc}") from None
+
+
+def _is_size(v) -> bool:
+    import re
+
+    return isinstance(v, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*[KMGT]?B?\s*", v.upper()) is not None
 
 
 def _is_int(v) -> bool:

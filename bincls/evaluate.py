@@ -1,19 +1,32 @@
-"""Evaluate a trained model on its run's test split or on other folders: metrics and per-image results."""
+"""Evaluate a trained model on its run's test split or on other folders: metrics, curves, per-image results.
+
+`evaluate` runs the model once; everything a threshold changes (`at_threshold`) and the curves are then
+computed from the saved logits, so a page can move a threshold slider without running the model again.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
+from torchmetrics.functional.classification import (
+    binary_calibration_error,
+    binary_precision_recall_curve,
+    binary_roc,
+)
 
 from bincls.checkpoint import load_model, preprocess_of
 from bincls.data import ImageFileDataset, scan_folders
 from bincls.errors import BinclsError
+from bincls.hardware import plan_compute
 from bincls.metrics import binary_metrics
 from bincls.runs import RunFolder
 from bincls.split import load_split
@@ -29,6 +42,17 @@ class Evaluation:
     source: str  # "test split", "val split", or the folders evaluated
     checkpoint: str
     notes: list[str] = field(default_factory=list)
+    logits: np.ndarray | None = None  # one per row of `table`, float32
+    labels: np.ndarray | None = None  # 0 / 1 per row of `table`
+    run_path: str | None = None  # the run folder the checkpoint sits in, if any
+
+    @property
+    def threshold(self) -> float:
+        return float(self.metrics.get("threshold", 0.5))
+
+    def results_csv(self) -> bytes:
+        """The per-image results as CSV: path, true, predicted, probability (of the second class)."""
+        return self.table[["path", "true", "predicted", "probability"]].to_csv(index=False).encode("utf-8")
 
     def to_dict(self) -> dict:
         return {
@@ -108,7 +132,7 @@ def evaluate(
         decode_side=preprocess_of(ckpt).img_size,
     )
     loader = DataLoader(ds, batch_size=batch_size, num_workers=min(2, os.cpu_count() or 1))
-    logits, labels = predict_logits(model, loader, dev)
+    logits, labels = predict_logits(model, loader, plan_compute(dev, ckpt["model_config"]["name"]))
     metrics = binary_metrics(logits, labels, threshold=threshold)
     probs = torch.sigmoid(logits)
     losses = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
@@ -121,4 +145,100 @@ def evaluate(
             "loss": losses.numpy(),
         }
     )
-    return Evaluation(metrics, out, names, source, str(ckpt_path), notes)
+    return Evaluation(metrics, out, names, source, str(ckpt_path), notes,
+                      logits=logits.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64),
+                      run_path=str(run.path) if run else None)
+
+
+def _tensors(ev: Evaluation) -> tuple[torch.Tensor, torch.Tensor]:
+    if ev.logits is None or ev.labels is None:
+        raise BinclsError("This evaluation has no saved logits: run evaluate() again.")
+    return torch.from_numpy(np.asarray(ev.logits, dtype=np.float32)), torch.from_numpy(np.asarray(ev.labels))
+
+
+def at_threshold(ev: Evaluation, threshold: float) -> Evaluation:
+    """The same evaluation at another decision threshold, without running the model again."""
+    if not 0.0 <= threshold <= 1.0:
+        raise BinclsError(f"The threshold must be a probability in [0, 1], got {threshold}.")
+    logits, labels = _tensors(ev)
+    metrics = binary_metrics(logits, labels, threshold=threshold)
+    table = ev.table.copy()
+    table["predicted"] = [ev.class_names[int(p >= threshold)] for p in table["probability"]]
+    return dataclasses.replace(ev, metrics=metrics, table=table)
+
+
+def both_classes(ev: Evaluation) -> bool:
+    """ROC and precision-recall curves need at least one image of each class."""
+    return ev.labels is not None and len(set(np.asarray(ev.labels).tolist())) == 2
+
+
+def roc_curve(ev: Evaluation) -> pd.DataFrame:
+    """fpr, tpr and the threshold (probability of the second class) of each point, by torchmetrics."""
+    logits, labels = _tensors(ev)
+    fpr, tpr, thr = binary_roc(torch.sigmoid(logits), labels.long())
+    return pd.DataFrame({"fpr": fpr.numpy(), "tpr": tpr.numpy(), "threshold": thr.numpy()})
+
+
+def pr_curve(ev: Evaluation) -> pd.DataFrame:
+    """precision, recall and the threshold of each point; the last point (recall 0) has no threshold."""
+    logits, labels = _tensors(ev)
+    precision, recall, thr = binary_precision_recall_curve(torch.sigmoid(logits), labels.long())
+    thresholds = np.append(thr.numpy(), np.nan)
+    return pd.DataFrame({"recall": recall.numpy(), "precision": precision.numpy(), "threshold": thresholds})
+
+
+def calibration(ev: Evaluation, bins: int = 10) -> tuple[pd.DataFrame, float]:
+    """Reliability table (equal-width bins of P(second class) vs how often it really was that class)
+    and the expected calibration error (torchmetrics, same bins)."""
+    logits, labels = _tensors(ev)
+    probs = torch.sigmoid(logits).numpy()
+    y = labels.numpy()
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(probs, edges[1:-1], right=True), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        inside = which == b
+        n = int(inside.sum())
+        rows.append({
+            "bin_low": edges[b], "bin_high": edges[b + 1], "count": n,
+            "mean_probability": float(probs[inside].mean()) if n else math.nan,
+            "observed": float(y[inside].mean()) if n else math.nan,
+        })  # fmt: skip
+    ece = binary_calibration_error(torch.sigmoid(logits), labels.long(), n_bins=bins, norm="l1").item()
+    return pd.DataFrame(rows), float(ece)
+
+
+def most_wrong(ev: Evaluation, k: int = 12) -> pd.DataFrame:
+    """The k images with the highest loss: the ones the model was most confidently wrong (or unsure) about."""
+    return ev.table.sort_values("loss", ascending=False).head(k).reset_index(drop=True)
+
+
+def cell_images(ev: Evaluation, true: str, predicted: str) -> pd.DataFrame:
+    """The rows of one confusion-matrix cell, worst first."""
+    t = ev.table
+    return t[(t["true"] == true) & (t["predicted"] == predicted)].sort_values("loss", ascending=False)
+
+
+def save_threshold(run_or_ckpt: str | os.PathLike, threshold: float) -> Path:
+    """Store the decision threshold in the run folder's config.json, where evaluate and predict read it."""
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise BinclsError(f"The threshold must be a probability in [0, 1], got {threshold}.")
+    _, run = find_checkpoint(run_or_ckpt)
+    if run is None:
+        raise BinclsError(f"{run_or_ckpt} is not in a run folder: a threshold can only be saved into a run.")
+    cfg = run.config()
+    cfg["threshold"] = round(float(threshold), 4)
+    run.write_config(cfg)
+    return run.path / "config.json"
+
+
+def saved_threshold(run: RunFolder | None, ckpt: dict | None = None) -> float:
+    """The run's saved threshold, else the checkpoint's, else 0.5."""
+    saved = run.config().get("threshold") if run else None
+    if saved is None and ckpt is not None:
+        saved = ckpt.get("threshold")
+    try:
+        value = float(saved if saved is not None else 0.5)
+    except (TypeError, ValueError):
+        return 0.5
+    return value if 0.0 <= value <= 1.0 else 0.5

@@ -187,7 +187,14 @@ class BackboneClassifier(nn.Module):
         self.pretrained = pretrained
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.backbone(x)))
+        return self.forward_head(self.forward_features(x))
+
+    # The split lets training with a frozen backbone compute features once and train only the head.
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(features))
 
     def train(self, mode: bool = True) -> BackboneClassifier:
         super().train(mode)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import random
@@ -14,13 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
+from bincls.batches import prepare_training_data
 from bincls.checkpoint import make_checkpoint
 from bincls.config import DEFAULT_LR, DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig  # noqa: F401 (re-exported)
-from bincls.data import DataSource, ImageFileDataset, load_data
+from bincls.data import load_data
 from bincls.errors import BinclsError
 from bincls.events import Emitter, Listener, RunFolderWriter
+from bincls.hardware import ComputePlan, plan_compute, tune_allocator
 from bincls.metrics import binary_metrics
 from bincls.models import (
     ModelConfig,
@@ -32,7 +32,8 @@ from bincls.models import (
 )
 from bincls.runs import RunFolder
 from bincls.split import SplitConfig, save_split
-from bincls.transforms import Augment, Preprocess, build_eval_transform, build_train_transform
+from bincls.tensorcache import parse_bytes
+from bincls.transforms import Augment, Preprocess
 
 
 # Devices --------------------------------------------------------------------------------------------
@@ -73,12 +74,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _worker_init(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
-
-
 # Building blocks ------------------------------------------------------------------------------------
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     lr, wd = cfg.learning_rate, cfg.weight_decay
@@ -100,26 +95,6 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: in
             opt, max_lr=cfg.learning_rate, total_steps=max(total_steps, 1)
         )
     return None
-
-
-def make_loaders(data: DataSource, pre: Preprocess, cfg: TrainConfig, device: torch.device):
-    aug = Augment() if cfg.augment else Augment.none()
-    train_ds = ImageFileDataset(data.part("train"), build_train_transform(pre, aug), decode_side=pre.img_size)
-    val_ds = ImageFileDataset(data.part("val"), build_eval_transform(pre), decode_side=pre.img_size)
-    workers = cfg.workers if cfg.workers is not None else min(4, os.cpu_count() or 1)
-    common = {
-        "batch_size": cfg.batch_size,
-        "num_workers": workers,
-        "pin_memory": device.type == "cuda",
-        "persistent_workers": workers > 0,
-        "worker_init_fn": _worker_init,
-    }
-    gen = torch.Generator().manual_seed(cfg.seed)
-    # Only a last batch of a single image is dropped: BatchNorm cannot train on one sample.
-    drop_last = len(train_ds) % cfg.batch_size == 1 and len(train_ds) > 1
-    train_dl = DataLoader(train_ds, shuffle=True, generator=gen, drop_last=drop_last, **common)
-    val_dl = DataLoader(val_ds, shuffle=False, **common)
-    return train_dl, val_dl
 
 
 class StopRequested(Exception):
@@ -180,6 +155,7 @@ def train(
         except ImportError:
             run.log("tensorboard is not installed: pip install tensorboard to log to TensorBoard")
     emit = Emitter(all_listeners)
+    tune_allocator()
     try:
         with _StopFlag(run) as stop:
             return _train(cfg, run, emit, stop)
@@ -211,17 +187,34 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
     pre = Preprocess(mcfg.img_size, tuple(mcfg.mean), tuple(mcfg.std))
     model = build_model(mcfg).to(device)
     summary = model_summary(model, mcfg.img_size)
-    train_dl, val_dl = make_loaders(data, pre, cfg, device)
+    plan = plan_compute(device, cfg.model, cfg.precision)
+    if plan.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    emit("message", "preparing the images")
+    aug = Augment() if cfg.augment else Augment.none()
+    frozen = model if (mcfg.freeze_backbone and hasattr(model, "forward_features")) else None
+    budget = parse_bytes(cfg.memory_budget) if cfg.memory_budget else None
+    feed = prepare_training_data(
+        data,
+        pre,
+        aug,
+        cfg.batch_size,
+        cfg.seed,
+        device,
+        cfg.workers,
+        frozen,
+        plan.channels_last,
+        budget=budget,
+    )
+    emit("message", feed.message)
     counts = data.counts()["train"]
     n_neg, n_pos = counts[data.class_names[0]], counts[data.class_names[1]]
     pos_weight = (n_neg / n_pos) if (cfg.balance and n_pos) else 1.0
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device))
     opt = make_optimizer(cfg, trainable_parameters(model))
-    steps = len(train_dl)
+    steps = len(feed.train)
     sched = make_scheduler(cfg, opt, steps * cfg.epochs)
-    amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if amp else contextlib.nullcontext
+    scaler = torch.amp.GradScaler("cuda", enabled=plan.grad_scaling)
 
     emit(
         "run_started",
@@ -231,8 +224,12 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
             "epochs": cfg.epochs,
             "img_size": mcfg.img_size,
             "class_names": data.class_names,
-            "train_images": len(train_dl.dataset),
-            "val_images": len(val_dl.dataset),
+            "train_images": feed.train.n_items,
+            "val_images": feed.val.n_items,
+            "data_mode": feed.mode,
+            "data_message": feed.message,
+            "precision": plan.precision,
+            "channels_last": plan.channels_last,
             "test_images": int((data.split["split"] == "test").sum()),
             "pos_weight": pos_weight,
             "params": summary.total_params,
@@ -252,14 +249,13 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
             t0 = time.perf_counter()
             model.train()
             seen, loss_sum, correct = 0, 0.0, 0
-            for step, (x, y) in enumerate(train_dl, start=1):
+            for step, (x, y) in enumerate(feed.train, start=1):
                 stop.check()
                 ts = time.perf_counter()
-                x = x.to(device, non_blocking=True)
-                y = y.to(device, non_blocking=True).float().view(-1, 1)
-                with autocast():
-                    logits = model(x)
-                    loss = loss_fn(logits.float(), y)
+                y = y.float().view(-1, 1)
+                with plan.autocast():
+                    logits = feed.forward(model, x)
+                loss = loss_fn(logits.float(), y)
                 if not torch.isfinite(loss):
                     raise BinclsError(
                         f"The loss became {loss.item()} at epoch {epoch}, step {step}: training diverged. "
@@ -300,7 +296,8 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
                     },
                 )
             stop.check()
-            val = evaluate_loader(model, val_dl, device, pos_weight=None)
+            logits_v, labels_v = predict_logits(model, feed.val, plan, feed.forward)
+            val = binary_metrics(logits_v, labels_v)
             epoch_time = time.perf_counter() - t0
             epoch_times.append(epoch_time)
             improved = val["loss"] < best["val_loss"] - 1e-6
@@ -386,21 +383,19 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
 
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, loader: DataLoader, device: torch.device
+    model: nn.Module, batches, plan: ComputePlan, forward=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """All logits and labels of a loader, in order."""
+    """All logits and labels of an iterable of (x, y) batches, in order."""
     model.eval()
     outs, labels = [], []
-    amp = device.type == "cuda"
-    for x, y in loader:
-        with torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
-            outs.append(model(x.to(device, non_blocking=True)).float().cpu().view(-1))
-        labels.append(y.view(-1))
+    for x, y in batches:
+        x = x.to(plan.device, non_blocking=True)
+        if plan.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with plan.autocast():
+            out = forward(model, x) if forward else model(x)
+        outs.append(out.float().cpu().view(-1))
+        labels.append(y.cpu().view(-1))
     if not outs:
         return torch.empty(0), torch.empty(0)
     return torch.cat(outs), torch.cat(labels)
-
-
-def evaluate_loader(model: nn.Module, loader: DataLoader, device: torch.device, pos_weight=None) -> dict:
-    logits, labels = predict_logits(model, loader, device)
-    return binary_metrics(logits, labels, pos_weight=pos_weight)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -78,3 +79,86 @@ def denormalize(x: torch.Tensor, pre: Preprocess) -> torch.Tensor:
     mean = torch.tensor(pre.mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
     std = torch.tensor(pre.std, dtype=x.dtype, device=x.device).view(3, 1, 1)
     return (x * std + mean).clamp(0, 1)
+
+
+class BatchTransform:
+    """uint8 batches [B, 3, M, M] -> normalized float [B, 3, S, S], on whatever device they are on.
+
+    With augmentation, each image gets its own random crop (area share and aspect ratio), flip,
+    rotation and colour jitter, all in one `affine_grid`/`grid_sample` per batch instead of per image
+    in PIL. Without it, and for evaluation, it only converts and normalizes (the images are already
+    stored at the model's size with the eval transform's resize).
+    """
+
+    def __init__(self, pre: Preprocess, aug: Augment | None = None, generator: torch.Generator | None = None):
+        self.pre = pre
+        self.aug = aug if aug is not None and aug.enabled else None
+        self.generator = generator
+
+    def _rand(self, n: int, lo: float, hi: float, device) -> torch.Tensor:
+        r = torch.rand(n, generator=self.generator).to(device)
+        return lo + (hi - lo) * r
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float().div_(255.0)
+        size = self.pre.img_size
+        if self.aug is not None:
+            x = self._geometry(x, size)
+            x = self._colour(x)
+        elif x.shape[-1] != size or x.shape[-2] != size:
+            x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+        mean = torch.tensor(self.pre.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.pre.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def _geometry(self, x: torch.Tensor, size: int) -> torch.Tensor:
+        b, dev, a = x.shape[0], x.device, self.aug
+        area = self._rand(b, a.scale[0], a.scale[1], dev)
+        log_ratio = (
+            self._rand(b, math.log(3 / 4), math.log(4 / 3), dev)
+            if a.scale[0] < 1
+            else torch.zeros(b, device=dev)
+        )
+        ratio = torch.exp(log_ratio)
+        sx = torch.sqrt(area * ratio).clamp(max=1.0)  # crop width as a share of the image
+        sy = torch.sqrt(area / ratio).clamp(max=1.0)
+        tx = (self._rand(b, -1, 1, dev)) * (1 - sx)  # the crop stays inside the image
+        ty = (self._rand(b, -1, 1, dev)) * (1 - sy)
+        angle = self._rand(b, -a.rotation, a.rotation, dev) * (math.pi / 180)
+        flip = torch.ones(b, device=dev)
+        if a.hflip:
+            flip = torch.where(torch.rand(b, generator=self.generator).to(dev) < 0.5, -flip, flip)
+        vflip = torch.ones(b, device=dev)
+        if a.vflip:
+            vflip = torch.where(torch.rand(b, generator=self.generator).to(dev) < 0.5, -vflip, vflip)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        theta = torch.stack(
+            [
+                torch.stack([sx * cos * flip, -sy * sin * vflip, tx], dim=1),
+                torch.stack([sx * sin * flip, sy * cos * vflip, ty], dim=1),
+            ],
+            dim=1,
+        )
+        grid = torch.nn.functional.affine_grid(theta, [b, 3, size, size], align_corners=False)
+        return torch.nn.functional.grid_sample(
+            x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+        )
+
+    def _colour(self, x: torch.Tensor) -> torch.Tensor:
+        j = self.aug.color_jitter
+        if j <= 0:
+            return x
+        b, dev = x.shape[0], x.device
+        shape = (b, 1, 1, 1)
+        weights = torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)
+        x = x * self._rand(b, 1 - j, 1 + j, dev).view(shape)  # brightness
+        grey_mean = (x * weights).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+        x = (x - grey_mean) * self._rand(b, 1 - j, 1 + j, dev).view(shape) + grey_mean  # contrast
+        grey = (x * weights).sum(1, keepdim=True)
+        x = (x - grey) * self._rand(b, 1 - j, 1 + j, dev).view(shape) + grey  # saturation
+        return x.clamp_(0.0, 1.0)
+
+
+def train_margin(pre: Preprocess, aug: Augment) -> int:
+    """Side at which training images are stored: a margin above the model's size leaves room for crops."""
+    return int(round(pre.img_size * 1.15)) if aug.enabled else pre.img_size

@@ -1,0 +1,109 @@
+"""How to run a model fast on this machine: precision, memory format, allocator settings.
+
+The choices are measured, not assumed: bench/train_speed.py and bench/compute_plan.py print the
+numbers behind each default here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+from dataclasses import dataclass
+
+import torch
+
+from bincls.config import PRECISIONS  # noqa: E402,F401
+
+# Models for which bf16 autocast + channels_last made a CPU training step faster on an AVX512-BF16
+# machine (bench/compute_plan.py). Elsewhere fp32 was as fast or faster (depthwise convolutions,
+# tiny layers), as the issue that asked for this warned for MobileNetV3.
+CPU_BF16_MODELS: frozenset[str] = frozenset()
+CPU_CHANNELS_LAST_MODELS: frozenset[str] = frozenset()
+
+
+def cpu_supports_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 matmuls and convolutions run natively (oneDNN)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@dataclass(frozen=True)
+class ComputePlan:
+    device: torch.device
+    dtype: torch.dtype | None  # autocast dtype, None for plain fp32
+    channels_last: bool
+    note: str
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @property
+    def grad_scaling(self) -> bool:
+        return self.dtype == torch.float16 and self.device.type == "cuda"
+
+    @property
+    def precision(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+
+def plan_compute(device: torch.device, model_name: str, precision: str = "auto") -> ComputePlan:
+    """Pick autocast dtype and memory format for this device and model."""
+    if precision == "fp32":
+        return ComputePlan(device, None, False, "fp32 as asked")
+    if device.type == "cuda":
+        if precision == "bf16" and not torch.cuda.is_bf16_supported():
+            precision = "fp16"
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return ComputePlan(
+            device, dtype, True, f"CUDA mixed precision ({'bf16' if dtype == torch.bfloat16 else 'fp16'})"
+        )
+    if device.type == "mps":
+        return ComputePlan(device, None, False, "fp32 on Apple MPS")
+    bf16_ok = cpu_supports_bf16()
+    if precision == "bf16":
+        return ComputePlan(
+            device,
+            torch.bfloat16 if bf16_ok else None,
+            bf16_ok,
+            "bf16 on CPU" if bf16_ok else "this CPU has no native bf16: fp32",
+        )
+    if precision == "fp16":
+        return ComputePlan(device, None, False, "fp16 is for GPUs: fp32 on CPU")
+    if bf16_ok and model_name in CPU_BF16_MODELS:
+        return ComputePlan(
+            device,
+            torch.bfloat16,
+            model_name in CPU_CHANNELS_LAST_MODELS,
+            "bf16 autocast (measured faster for this model on this CPU)",
+        )
+    return ComputePlan(device, None, model_name in CPU_CHANNELS_LAST_MODELS, "fp32 (measured fastest on CPU)")
+
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+
+def tune_allocator() -> bool:
+    """Keep glibc from returning large activation buffers to the OS after every step.
+
+    By default glibc serves large allocations with fresh mmaps and frees them at once, so every
+    training step page-faults its activations in again. Turning mmap off for large blocks and never
+    trimming keeps them. A no-op (False) where the C library is not glibc.
+    """
+    if os.environ.get("BINCLS_NO_MALLOC_TUNING"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    ok = mallopt(_M_MMAP_MAX, 0) == 1
+    ok = mallopt(_M_TRIM_THRESHOLD, 2**30) == 1 and ok
+    return ok
