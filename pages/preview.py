@@ -1,0 +1,211 @@
+"""Preview page: one training batch exactly as the model gets it, and what augmentation does."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from bincls import BinclsError
+from bincls.data import ImageFileDataset
+from bincls.images import load_rgb
+from bincls.models import list_models, model_config
+from bincls.transforms import Augment, Preprocess, build_eval_transform, build_train_transform, denormalize
+from pages import common
+
+ss = st.session_state
+
+BATCH = 16
+GRID_COLUMNS = 4
+AUG_VIEWS = 8
+TILE = 128  # display width of a tile; small inputs are enlarged without smoothing
+RGB = (("R", "#d62728"), ("G", "#2ca02c"), ("B", "#1f77b4"))
+BINS = 60
+
+
+def _preprocess(name: str) -> Preprocess:
+    cfg = model_config(name)
+    return Preprocess(cfg.img_size, cfg.mean, cfg.std)
+
+
+def _transform(pre: Preprocess, train: bool):
+    # The same transforms and decode size the trainer uses (augmentation on, its default).
+    return build_train_transform(pre, Augment()) if train else build_eval_transform(pre)
+
+
+def _to_uint8(x: torch.Tensor, pre: Preprocess) -> np.ndarray:
+    """Normalized [..., 3, S, S] -> displayable [..., S, S, 3] uint8."""
+    img = denormalize(x, pre).mul(255).round().to(torch.uint8)
+    return img.movedim(-3, -1).numpy()
+
+
+@st.cache_data(show_spinner="Loading a batch...", max_entries=16)
+def load_batch(paths: tuple[str, ...], labels: tuple[int, ...], model: str, train: bool, seed: int) -> dict:
+    """A seeded random batch of the train split through the model's train or eval transform.
+
+    x: normalized [B, 3, S, S] float32, what the model gets; shown: denormalized [B, S, S, 3] uint8.
+    (A plain dict: st.cache_data pickles it, and classes defined in a page script do not pickle.)
+    """
+    pre = _preprocess(model)
+    table = pd.DataFrame({"path": paths, "label": labels})
+    ds = ImageFileDataset(table, _transform(pre, train), decode_side=pre.img_size)
+    idx = np.random.default_rng(seed).choice(len(ds), size=min(BATCH, len(ds)), replace=False)
+    with torch.random.fork_rng(devices=[]):  # seeded augmentation without touching the global RNG
+        torch.manual_seed(seed)
+        x = torch.stack([ds[int(i)][0] for i in idx])
+    return {
+        "x": x.numpy(),
+        "shown": _to_uint8(x, pre),
+        "labels": [labels[i] for i in idx],
+        "paths": [paths[i] for i in idx],
+    }
+
+
+@st.cache_data(show_spinner="Augmenting...", max_entries=32)
+def augmented_views(path: str, mtime: float, model: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the eval view, AUG_VIEWS random train views) of one image, as uint8 for display."""
+    pre = _preprocess(model)
+    img = load_rgb(path, max_side=pre.img_size)
+    plain = build_eval_transform(pre)(img)
+    train = _transform(pre, True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        views = torch.stack([train(img) for _ in range(AUG_VIEWS)])
+    return _to_uint8(plain, pre), _to_uint8(views, pre)
+
+
+def _enlarge(tiles: np.ndarray) -> list[np.ndarray]:
+    """Tiles smaller than TILE are enlarged by repeating pixels, so they stay exactly what the model sees."""
+    k = max(1, TILE // tiles.shape[1])
+    return [t.repeat(k, axis=0).repeat(k, axis=1) if k > 1 else t for t in tiles]
+
+
+def _histogram(values: np.ndarray, title: str, x_title: str, lo: float, hi: float) -> go.Figure:
+    fig = go.Figure()
+    edges = np.linspace(lo, hi, BINS + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    for c, (name, colour) in enumerate(RGB):
+        counts, _ = np.histogram(values[:, c].ravel(), bins=edges)
+        fig.add_scatter(x=centres, y=counts, name=name, mode="lines", line=dict(color=colour, shape="hvh"))
+    fig.update_layout(
+        title=title, xaxis_title=x_title, yaxis_title="Pixels", height=320,
+        margin=dict(l=10, r=10, t=50, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+    )
+    return fig
+
+
+def _new_batch() -> None:
+    ss[common.PREVIEW_SEED] = int(ss[common.PREVIEW_SEED]) + 1
+
+
+# Page --------------------------------------------------------------------------------------------
+st.title("Preview")
+st.caption(
+    "One batch of the train split exactly as the model gets it: decoded, resized, augmented (train "
+    "transform) and normalized. Tiles are shown denormalized, so colours look natural."
+)
+try:
+    data = common.current_data()
+except BinclsError as exc:
+    common.show_error(exc)
+    st.info("Fix the data on the Data page first.", icon=":material/folder_open:")
+    st.stop()
+
+models = {e.name: e for e in list_models()}
+if ss.get(common.PREVIEW_MODEL) not in models:
+    ss[common.PREVIEW_MODEL] = "small-cnn" if "small-cnn" in models else next(iter(models))
+ss.setdefault(common.PREVIEW_TRAIN, True)
+
+c_model, c_mode, c_new = st.columns([2, 2, 1], vertical_alignment="bottom")
+model = c_model.selectbox(
+    "Model (sets the input size and normalization)", list(models), key=common.PREVIEW_MODEL,
+)
+train_mode = c_mode.toggle(
+    "Train transform (random augmentation)", key=common.PREVIEW_TRAIN,
+    help="Off: the eval transform used for validation, test and prediction (resize + normalize only).",
+)
+c_new.button("New batch", on_click=_new_batch, icon=":material/refresh:", width="stretch")
+
+pre = _preprocess(model)
+aug = Augment()
+seed = int(ss[common.PREVIEW_SEED])
+st.caption(
+    f"{models[model].description}. Input {pre.img_size}x{pre.img_size} px, "
+    f"mean {tuple(round(v, 3) for v in pre.mean)}, std {tuple(round(v, 3) for v in pre.std)}. "
+    + (
+        f"Train transform: random crop keeping {aug.scale[0]:.0%}-{aug.scale[1]:.0%} of the area, "
+        f"{'horizontal flip, ' if aug.hflip else ''}{'vertical flip, ' if aug.vflip else ''}"
+        f"rotation up to {aug.rotation:g} degrees, colour jitter {aug.color_jitter:g}."
+        if train_mode
+        else "Eval transform: the whole image squashed to a square, then normalized."
+    )
+    + f" Batch {seed}."
+)
+
+part = data.part("train")
+names = data.class_names
+try:
+    batch = load_batch(tuple(part["path"]), tuple(int(v) for v in part["label"]), model, train_mode, seed)
+except BinclsError as exc:
+    common.show_error(exc)
+    st.stop()
+
+labels, shown, x = batch["labels"], batch["shown"], batch["x"]
+st.subheader(f"One batch: {len(labels)} images of the train split")
+grid, stats = st.columns([3, 1], gap="large")
+with grid:
+    tiles = _enlarge(shown)
+    for row in range(0, len(tiles), GRID_COLUMNS):
+        for col, i in zip(st.columns(GRID_COLUMNS), range(row, min(row + GRID_COLUMNS, len(tiles)))):
+            col.image(tiles[i], caption=names[labels[i]], width="stretch")
+with stats:
+    st.markdown("**Normalized batch tensor**")
+    table = pd.DataFrame(
+        [x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3)), x.min(axis=(0, 2, 3)), x.max(axis=(0, 2, 3))],
+        index=["mean", "std", "min", "max"],
+        columns=[n for n, _ in RGB],
+    ).round(3)
+    st.dataframe(table, width="stretch")
+    counts = [labels.count(i) for i in range(2)]
+    st.caption(
+        f"Shape {list(x.shape)} (batch, channel, height, width), float32. "
+        f"Labels: {counts[0]} x {names[0]} (0), {counts[1]} x {names[1]} (1)."
+    )
+    st.caption(
+        "Scratch models map 0..1 to -1..1 (mean 0.5, std 0.5); pretrained backbones use the ImageNet "
+        "statistics, which give mean near 0 and std near 1 on typical photos."
+    )
+
+st.subheader("Pixel values before and after normalization")
+h1, h2 = st.columns(2, gap="large")
+before = shown.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+h1.plotly_chart(_histogram(before, "Before: RGB values of the batch", "Pixel value (0..1)", 0.0, 1.0),
+                width="stretch")
+lo, hi = float(x.min()), float(x.max())
+after = _histogram(x, "After: normalized values the model gets", "Normalized value", lo, max(hi, lo + 1e-6))
+h2.plotly_chart(after, width="stretch")
+
+st.subheader("Augmentation: one image, several random train transforms")
+options = list(dict.fromkeys(batch["paths"]))
+if ss.get(common.PREVIEW_IMAGE) not in options:
+    ss[common.PREVIEW_IMAGE] = options[0]
+label_of = dict(zip(batch["paths"], batch["labels"]))
+path = st.selectbox(
+    "Image from the batch", options, key=common.PREVIEW_IMAGE,
+    format_func=lambda p: f"{names[label_of[p]]}: {os.path.basename(p)}",
+)
+try:
+    plain, views = augmented_views(path, os.path.getmtime(path), model, seed)
+except (BinclsError, OSError) as exc:
+    common.show_error(exc)
+    st.stop()
+tiles = _enlarge(np.concatenate([plain[None], views]))
+captions = ["eval"] + [f"train #{i + 1}" for i in range(len(views))]
+for col, tile, caption in zip(st.columns(len(tiles)), tiles, captions):
+    col.image(tile, caption=caption, width="stretch")
+st.caption("\"New batch\" also draws new random transforms.")
