@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from bincls.data import DataSource, ImageFileDataset
-from bincls.tensorcache import dataset_bytes, load_or_decode, memory_budget
+from bincls.tensorcache import dataset_bytes, decode_images, load_or_decode, memory_budget
 from bincls.transforms import (
     Augment,
     BatchTransform,
@@ -234,3 +234,17 @@ def _streaming(train_t, val_t, pre, aug, batch_size, gen, device, workers, chann
         message + f" {w} workers decode each image every epoch.",
         _full_forward,
     )
+
+
+def preview_batch(
+    paths: list[str], pre: Preprocess, aug: Augment | None, seed: int, repeat: int = 1
+) -> torch.Tensor:
+    """A normalized batch made exactly as in-memory training makes it: same decode, size and batch transform.
+
+    `repeat` > 1 gives that many random views of each image (the augmentation preview).
+    """
+    side = train_margin(pre, aug) if aug is not None and aug.enabled else pre.img_size
+    images = decode_images(paths, side)
+    if repeat > 1:
+        images = images.repeat_interleave(repeat, dim=0)
+    return BatchTransform(pre, aug, torch.Generator().manual_seed(seed))(images)

@@ -11,10 +11,9 @@ import streamlit as st
 import torch
 
 from bincls import BinclsError
-from bincls.data import ImageFileDataset
-from bincls.images import load_rgb
+from bincls.batches import preview_batch
 from bincls.models import list_models, model_config
-from bincls.transforms import Augment, Preprocess, build_eval_transform, build_train_transform, denormalize
+from bincls.transforms import Augment, Preprocess, denormalize
 from pages import common
 
 ss = st.session_state
@@ -32,11 +31,6 @@ def _preprocess(name: str) -> Preprocess:
     return Preprocess(cfg.img_size, cfg.mean, cfg.std)
 
 
-def _transform(pre: Preprocess, train: bool):
-    # The same transforms and decode size the trainer uses (augmentation on, its default).
-    return build_train_transform(pre, Augment()) if train else build_eval_transform(pre)
-
-
 def _to_uint8(x: torch.Tensor, pre: Preprocess) -> np.ndarray:
     """Normalized [..., 3, S, S] -> displayable [..., S, S, 3] uint8."""
     img = denormalize(x, pre).mul(255).round().to(torch.uint8)
@@ -51,12 +45,9 @@ def load_batch(paths: tuple[str, ...], labels: tuple[int, ...], model: str, trai
     (A plain dict: st.cache_data pickles it, and classes defined in a page script do not pickle.)
     """
     pre = _preprocess(model)
-    table = pd.DataFrame({"path": paths, "label": labels})
-    ds = ImageFileDataset(table, _transform(pre, train), decode_side=pre.img_size)
-    idx = np.random.default_rng(seed).choice(len(ds), size=min(BATCH, len(ds)), replace=False)
-    with torch.random.fork_rng(devices=[]):  # seeded augmentation without touching the global RNG
-        torch.manual_seed(seed)
-        x = torch.stack([ds[int(i)][0] for i in idx])
+    idx = np.random.default_rng(seed).choice(len(paths), size=min(BATCH, len(paths)), replace=False)
+    # The trainer's own batch path: same decode, resize and (train) batch augmentation.
+    x = preview_batch([paths[i] for i in idx], pre, Augment() if train else None, seed)
     return {
         "x": x.numpy(),
         "shown": _to_uint8(x, pre),
@@ -69,12 +60,8 @@ def load_batch(paths: tuple[str, ...], labels: tuple[int, ...], model: str, trai
 def augmented_views(path: str, mtime: float, model: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(the eval view, AUG_VIEWS random train views) of one image, as uint8 for display."""
     pre = _preprocess(model)
-    img = load_rgb(path, max_side=pre.img_size)
-    plain = build_eval_transform(pre)(img)
-    train = _transform(pre, True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        views = torch.stack([train(img) for _ in range(AUG_VIEWS)])
+    plain = preview_batch([path], pre, None, seed)[0]
+    views = preview_batch([path], pre, Augment(), seed, repeat=AUG_VIEWS)
     return _to_uint8(plain, pre), _to_uint8(views, pre)
 
 
