@@ -18,5 +18,9 @@ pages = {
 }
 nav = st.navigation(pages)
 common.init_state()
+st.session_state[common.APP_BOOTED] = True
+wanted = st.session_state.pop(common.WANTED_PAGE, None)
+if wanted:
+    st.switch_page(wanted)  # the page a direct link asked for (see common.require_app)
 common.sidebar()
 nav.run()

@@ -66,16 +66,21 @@ def start_training(cfg: TrainConfig, runs_dir: str | os.PathLike | None = None) 
         console = open(run.path / "console.txt", "wb")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "BINCLS_RUNS_DIR": str(base)}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bincls", "train", "--run-dir", str(run.path)],
-            stdout=console,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=str(PROJECT_ROOT),
-            env=env,
-            start_new_session=True,  # the run outlives the app server and ignores its Ctrl+C
-        )
-        console.close()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bincls", "train", "--run-dir", str(run.path)],
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=str(PROJECT_ROOT),
+                env=env,
+                start_new_session=True,  # the run outlives the app server and ignores its Ctrl+C
+            )
+        except OSError as exc:
+            run.set_status(state="failed", error=f"could not start the training process: {exc}")
+            raise BinclsError(f"Could not start the training process for run {run.id}: {exc}") from None
+        finally:
+            console.close()
         # The pid is known before the child writes anything, so the lock holder's successors see it busy.
         run.set_status(state="queued", pid=proc.pid)
         return run

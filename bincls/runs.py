@@ -89,7 +89,9 @@ class RunFolder:
         path = base / f"{stamp}-{safe}-{secrets.token_hex(2)}"
         path.mkdir()
         run = cls(path)
-        run.set_status(state="queued", created=time.time())
+        # The creator's pid: a run whose creator dies before training starts reads as interrupted,
+        # instead of staying "queued" forever and blocking every later launch.
+        run.set_status(state="queued", created=time.time(), pid=os.getpid())
         return run
 
     @classmethod

@@ -27,6 +27,8 @@ SPLIT_SEED = "split_seed"
 BROWSE_DIR = "browse_dir"  # folder shown by the folder browser
 CURRENT_RUN = "current_run"  # run id last started or picked
 PREVIEW_SEED = "preview_seed"  # changes on "new batch"
+APP_BOOTED = "app_booted"  # app.py has set up the navigation in this session
+WANTED_PAGE = "wanted_page"  # page asked for by a direct link before app.py had run
 # Data page (set up by data_page_state(), at the end of this file)
 BROWSE_PICKS = "browse_picks"  # {"A": str | None, "B": str | None}: class folders picked while browsing
 DATA_MESSAGE = "data_message"  # (kind, text) about the last data choice, shown once
@@ -152,17 +154,36 @@ def sidebar() -> None:
         except BinclsError:
             st.caption("Not usable yet: see the Data page.")
         st.caption("RUN")
-        run = current_run()
-        if run is None:
-            st.caption("No runs yet.")
-        else:
-            status = run.status()
-            state = status.get("state", "unknown")
-            st.markdown(f"{STATE_ICONS.get(state, '')} **{state}** · {status.get('model', '')}")
-            detail = run.id
-            if state == "running" and status.get("epoch"):
-                detail += f" · epoch {status['epoch']}/{status.get('epochs', '?')}"
-            st.caption(detail)
+        _sidebar_run()
+
+
+@st.fragment(run_every=2.0)
+def _sidebar_run() -> None:
+    """The run's state, refreshed on its own so it stays live while a run trains on any page."""
+    run = current_run()
+    if run is None:
+        st.caption("No runs yet.")
+        return
+    status = run.status()
+    state = status.get("state", "unknown")
+    model = status.get("model") or run.config().get("model", "")
+    st.markdown(f"{STATE_ICONS.get(state, '')} **{state}** · {model}")
+    detail = run.id
+    if state == "running" and status.get("epoch"):
+        detail += f" · epoch {status['epoch']}/{status.get('epochs', '?')}"
+    st.caption(detail)
+
+
+def require_app(page_file: str) -> None:
+    """Send a page opened without app.py through it.
+
+    On a freshly started server, a direct link (or a refresh) to /train runs pages/train.py on its
+    own, in Streamlit's folder-of-pages mode, before app.py has set up the navigation. app.py then
+    opens the page that was asked for.
+    """
+    if not st.session_state.get(APP_BOOTED):
+        st.session_state[WANTED_PAGE] = f"pages/{Path(page_file).name}"
+        st.switch_page("app.py")
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -341,3 +362,62 @@ def thumbnail(path: str, side: int, stamp: int):
         return None
     im.thumbnail((side, side))
     return im
+
+
+def _explained(run: RunFolder, items: list[tuple[str, bytes | str]], heatmaps: bool, progress=None) -> list:
+    """Predictions (with display images, and heat maps for the first PREDICT_CARDS) in chunks."""
+    pred = predictor(run)
+    out, step = [], 32
+    for start in range(0, len(items), step):
+        chunk = items[start : start + step]
+        cards = max(PREDICT_CARDS - start, 0)  # the first images get a card: full size and a heat map
+        names, sources = [n for n, _ in chunk], [s for _, s in chunk]
+        if cards:
+            out += pred.predict_explained(sources[:cards], names[:cards], heatmaps=heatmaps)
+        if chunk[cards:]:
+            out += pred.predict_explained(sources[cards:], names[cards:], heatmaps=False, display_side=96)
+        if progress:
+            progress(min(start + step, len(items)), len(items))
+    return out
+
+
+@st.cache_data(show_spinner="Predicting…", max_entries=8)
+def _predict_uploads(run_path: str, stamps: tuple, items: tuple[tuple[str, bytes], ...], heatmaps: bool):
+    return _explained(RunFolder(Path(run_path)), list(items), heatmaps)
+
+
+def predict_uploads(run: RunFolder, items: list[tuple[str, bytes]], heatmaps: bool) -> list:
+    """Predict uploaded files from their bytes (the names are only shown, never used as paths); cached."""
+    pred = predictor(run)
+    stamps = (str(pred.checkpoint), file_stamp(pred.checkpoint), pred.threshold)
+    return _predict_uploads(str(run.path), stamps, tuple(items), heatmaps)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _predict_folder(run_path: str, stamps: tuple, folder: str, fingerprint: tuple, heatmaps: bool) -> list:
+    from bincls.predict import expand_inputs
+
+    files = expand_inputs([folder])
+    slot = st.empty()  # made in here: see _scan
+
+    def progress(done: int, total: int) -> None:
+        if total > 32:
+            slot.progress(done / total, text=f"Predicting: {done:,} of {total:,} files")
+
+    try:
+        return _explained(RunFolder(Path(run_path)), [(f, f) for f in files], heatmaps, progress)
+    finally:
+        slot.empty()
+
+
+def predict_folder(run: RunFolder, folder: str, heatmaps: bool) -> list:
+    """Predict every file below a folder (cached by the folder's mtimes); raises BinclsError."""
+    p = Path(folder).expanduser()
+    if not p.is_dir():
+        raise BinclsError(f"{p} is not a folder: give the path of a folder of images on this computer.")
+    pred = predictor(run)
+    stamps = (str(pred.checkpoint), file_stamp(pred.checkpoint), pred.threshold)
+    return _predict_folder(str(run.path), stamps, str(p), folder_fingerprint([str(p)]), heatmaps)
+
+
+EVAL_CELL = "eval_cell"  # (true, predicted) of the confusion-matrix cell clicked; kept as the threshold moves

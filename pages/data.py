@@ -17,6 +17,8 @@ from bincls.paths import SAMPLE_DATA, uploads_dir
 from bincls.uploads import new_upload_session, save_uploads
 from pages import common
 
+common.require_app(__file__)
+
 ss = st.session_state
 
 # Counting in the folder browser goes by extension only: decoding is the scan's job.

@@ -16,6 +16,8 @@ from bincls.models import list_models, model_config
 from bincls.transforms import Augment, Preprocess, denormalize
 from pages import common
 
+common.require_app(__file__)
+
 ss = st.session_state
 
 BATCH = 16
