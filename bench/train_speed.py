@@ -284,7 +284,8 @@ def main() -> None:
         )
         root = build_folder(work / f"n{args.n}", args.n)
         print(
-            f"data: {args.n} real images (hymenoptera copies), {args.epochs} epochs, batch 32, seed {args.seed}; "
+            f"data: {args.n} real images (hymenoptera copies), {args.epochs} epochs, batch 32, "
+            f"seed {args.seed}; "
             "epoch s = median of the epochs after the first\n"
         )
         e, s = args.epochs, args.seed
@@ -311,7 +312,8 @@ def main() -> None:
         sl = summarize(run_child("limit", root, "small-cnn", 128, e, s))
         print(row("compute limit", sl))
         print(
-            f"\nbaseline/bincls: {sb['epoch_s'] / so['epoch_s']:.2f}x; bincls/limit: {so['epoch_s'] / sl['epoch_s']:.2f}x\n"
+            f"\nbaseline/bincls: {sb['epoch_s'] / so['epoch_s']:.2f}x; "
+            f"bincls/limit: {so['epoch_s'] / sl['epoch_s']:.2f}x\n"
         )
 
         if WEIGHTS.exists():
@@ -367,7 +369,8 @@ def main() -> None:
                 shutil.rmtree(cache, ignore_errors=True)
                 state = "ok" if out.returncode == 0 else f"failed: {out.stderr[-300:]}"
                 print(
-                    f"\n`python -m bincls train` {args.n} images, mobilenet_v2 frozen, cold cache, 10 epochs: "
+                    f"\n`python -m bincls train` {args.n} images, mobilenet_v2 frozen, cold cache, "
+                    "10 epochs: "
                     f"{wall:.1f} s wall, start to finished run, scan included ({state}; target < 30 s)"
                 )
     finally:
