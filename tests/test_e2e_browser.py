@@ -1,0 +1,96 @@
+"""The real app in a real browser: Data, Preview, a live 2-epoch run on Train, then Runs.
+
+Runs `streamlit run app.py` on a free localhost port and drives Debian's Chromium with Playwright.
+Screenshots of every page go to test-output/screens/.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from browser import browser_page, require_chromium, screenshot, serve_app
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    require_chromium()
+    base = tmp_path_factory.mktemp("e2e")
+    dirs = {f"BINCLS_{n}_DIR": str(base / n.lower()) for n in ("RUNS", "CACHE", "UPLOADS")}
+    with serve_app(dirs) as url:
+        yield url, dirs
+
+
+def _goto_page(page, name: str) -> None:
+    page.get_by_role("link", name=name, exact=True).first.click()
+    page.get_by_role("heading", name=name, level=1).wait_for(timeout=120_000)
+
+
+def _no_errors(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0
+
+
+def _plot_points(page) -> list[int]:
+    """Points per trace of every plotly chart on the page, read from the charts themselves."""
+    return page.evaluate(
+        "() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+        ".flatMap(g => (g.data || []).map(t => (t.x || []).length))"
+    )
+
+
+def test_data_preview_train_runs_in_the_browser(app_url):
+    url, _ = app_url
+    with browser_page() as page:
+        page.goto(url)
+        # Torch and the models load on the first page: generous on a busy 2-core machine.
+        page.get_by_role("heading", name="Data", level=1).wait_for(timeout=180_000)
+        page.get_by_text("30 / 30").first.wait_for(timeout=120_000)  # the bundled sample: 30 ants, 30 bees
+        _no_errors(page)
+        screenshot(page, "1-data")
+
+        _goto_page(page, "Preview")
+        page.get_by_text("Normalized batch tensor").wait_for(timeout=120_000)
+        page.locator("[data-testid='stImage']").first.wait_for(timeout=60_000)
+        _no_errors(page)
+        screenshot(page, "2-preview")
+
+        _goto_page(page, "Train")
+        page.get_by_role("spinbutton", name="Image size (px)").fill("64")
+        page.get_by_role("spinbutton", name="Image size (px)").press("Enter")
+        page.get_by_role("spinbutton", name="Epochs").fill("2")
+        screenshot(page, "3-train-form")
+        page.get_by_role("button", name="Train").click()
+
+        # The live panel redraws from the run folder about once a second: the charts gain points.
+        seen: list[int] = []
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            points = sum(_plot_points(page))
+            if not seen or points != seen[-1]:
+                seen.append(points)
+            if page.get_by_text("Evaluate the best checkpoint").count():
+                break
+            if len(seen) == 3:
+                screenshot(page, "4-train-running")
+            time.sleep(1)
+        assert page.get_by_text("Evaluate the best checkpoint").count(), (
+            f"run did not finish; points seen {seen}"
+        )
+        assert len(seen) >= 3 and seen[-1] > seen[1], f"charts did not grow while running: {seen}"
+        _no_errors(page)
+        screenshot(page, "5-train-finished")
+
+        _goto_page(page, "Runs")
+        grid = page.locator("[data-testid='stMain'] [data-testid='stDataFrame']").first
+        grid.wait_for(state="visible", timeout=60_000)
+        # The grid draws on a canvas; its accessible table carries the cells.
+        page.locator("[data-testid='stMain'] [role='gridcell']", has_text="small-cnn").first.wait_for(
+            state="attached", timeout=60_000
+        )
+        time.sleep(1)
+        _no_errors(page)
+        screenshot(page, "6-runs")
