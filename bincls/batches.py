@@ -108,9 +108,14 @@ def _head_forward(model: nn.Module, feats: torch.Tensor) -> torch.Tensor:
 
 def _worker_init(worker_id: int) -> None:
     import random
+    import signal
 
     import numpy as np
 
+    # Ctrl+C and SIGTERM reach the whole process group; the main process stops the run cleanly
+    # after the current batch and then shuts the workers down. A worker dying first fails the run.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from browser import browser_page, require_chromium, screenshot, serve_app
 
 pytestmark = pytest.mark.browser

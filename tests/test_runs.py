@@ -65,3 +65,39 @@ def test_launcher_runs_in_background_one_at_a_time_and_stops(tmp_path, sample_di
         assert active_run(tmp_path) is None
     finally:
         run.request_stop()
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_group_stops_a_streaming_run_cleanly(tmp_path, sample_dir):
+    """As `pkill -f` or a terminal's Ctrl+C does: every process of the run, workers included, gets it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from bincls.paths import PROJECT_ROOT
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bincls", "train", str(sample_dir), "--epochs", "50", "--img-size", "32",
+         "--workers", "2", "--patience", "0", "--runs-dir", str(tmp_path)],
+        cwd=PROJECT_ROOT, env={**os.environ, "BINCLS_MEMORY_BUDGET": "1K"}, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        run = None
+        while time.time() < deadline:
+            runs = list_runs(tmp_path)
+            if runs and [m for m in runs[0].read_metrics() if m["kind"] == "step"]:
+                run = runs[0]
+                break
+            time.sleep(0.3)
+        assert run is not None, "the run never took a step"
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err
+    assert run.status()["state"] == "stopped", run.status().get("error")
+    assert out.strip().splitlines()[-1] == str(run.path)
