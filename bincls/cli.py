@@ -171,6 +171,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if any(p.error is None for p in preds) else 1
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from bincls.export import export_onnx
+
+    done = export_onnx(args.checkpoint, out=args.output, threshold=args.threshold)
+    print(done.onnx)
+    print(done.metadata)
+    return 0
+
+
 def _num(v: float | None) -> str:
     return "" if v is None else f"{v:.6f}"
 
@@ -246,6 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="write a checkpoint as ONNX, with a JSON of classes and preprocessing")
+    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="only onnx for now")
+    p.add_argument("-o", "--output", metavar="FILE", help="default: beside the checkpoint (best.onnx)")
+    p.add_argument("--threshold", type=float, default=None, help="default: the run's saved threshold")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

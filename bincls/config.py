@@ -14,6 +14,7 @@ from bincls.errors import BinclsError
 OPTIMIZERS = ("adam", "adamw", "sgd", "sgd-momentum")
 SCHEDULES = ("cosine", "onecycle", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+RUN_KEYS = ("threshold",)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2, "sgd-momentum": 1e-2}
 
@@ -126,6 +127,9 @@ class TrainConfig:
     def from_dict(cls, raw: dict) -> TrainConfig:
         if not isinstance(raw, dict):
             raise BinclsError(f"A run config must be a JSON object, got {type(raw).__name__}.")
+        # Keys a run's config.json may carry that are not training settings (Evaluate saves the
+        # decision threshold there).
+        raw = {k: v for k, v in raw.items() if k not in RUN_KEYS}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:

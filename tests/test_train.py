@@ -189,3 +189,8 @@ def test_pretrained_mobilenet_with_local_weights_trains_frozen(sample_dir, tmp_p
     assert result.state == "finished"
     # Real ImageNet features separate ants from bees well even from 42 images.
     assert result.best_metrics["accuracy"] >= 0.75
+
+
+def test_config_with_a_saved_threshold_still_loads():
+    cfg = TrainConfig.from_dict({"data": ["x"], "epochs": 2, "threshold": 0.7})
+    assert cfg.epochs == 2
