@@ -246,6 +246,24 @@ def row(label: str, r: dict) -> str:
     )
 
 
+def compare(root: Path, model: str, size: int, epochs: int, seed: int, targets: bool = False) -> None:
+    """Baseline, bincls and compute limit side by side for one model, with their ratios."""
+    print(f"{model} at {size} px (fp32 in the baseline; bincls and the limit use bincls' compute plan)")
+    print(HEADER)
+    base = summarize(run_child("baseline", root, model, size, epochs, seed))
+    print(row("tutorial baseline", base), flush=True)
+    ours = summarize(run_child("bincls", root, model, size, epochs, seed))
+    print(row(f"bincls ({ours['mode']}, {ours['precision']})", ours), flush=True)
+    lim = summarize(run_child("limit", root, model, size, epochs, seed))
+    print(row("compute limit", lim))
+    goal = (" (target >= 5x)", " (target <= 1.2x)") if targets else ("", "")
+    print(
+        f"\nbaseline/bincls time per epoch: {base['epoch_s'] / ours['epoch_s']:.2f}x{goal[0]}; "
+        f"bincls/limit: {ours['epoch_s'] / lim['epoch_s']:.2f}x{goal[1]}; "
+        f"val accuracy bincls - baseline: {(ours['val_acc'] - base['val_acc']) * 100:+.1f} points\n"
+    )
+
+
 HEADER = (
     "| configuration                      | epoch s  | images/s | peak MB  | val acc |\n"
     "|------------------------------------|---------:|---------:|---------:|--------:|"
@@ -289,33 +307,8 @@ def main() -> None:
             "epoch s = median of the epochs after the first\n"
         )
         e, s = args.epochs, args.seed
-        print("seed-cnn at 256 px (fp32 in the baseline; bincls and the limit use bincls' compute plan)")
-        print(HEADER)
-        base = summarize(run_child("baseline", root, "seed-cnn", 256, e, s))
-        print(row("tutorial baseline", base), flush=True)
-        ours = summarize(run_child("bincls", root, "seed-cnn", 256, e, s))
-        print(row(f"bincls ({ours['mode']}, {ours['precision']})", ours), flush=True)
-        lim = summarize(run_child("limit", root, "seed-cnn", 256, e, s))
-        print(row("compute limit", lim))
-        print(
-            f"\nbaseline/bincls time per epoch: {base['epoch_s'] / ours['epoch_s']:.2f}x (target >= 5x); "
-            f"bincls/limit: {ours['epoch_s'] / lim['epoch_s']:.2f}x (target <= 1.2x); "
-            f"val accuracy bincls - baseline: {(ours['val_acc'] - base['val_acc']) * 100:+.1f} points\n"
-        )
-
-        print("small-cnn at 128 px")
-        print(HEADER)
-        sb = summarize(run_child("baseline", root, "small-cnn", 128, e, s))
-        print(row("tutorial baseline", sb), flush=True)
-        so = summarize(run_child("bincls", root, "small-cnn", 128, e, s))
-        print(row(f"bincls ({so['mode']}, {so['precision']})", so), flush=True)
-        sl = summarize(run_child("limit", root, "small-cnn", 128, e, s))
-        print(row("compute limit", sl))
-        print(
-            f"\nbaseline/bincls: {sb['epoch_s'] / so['epoch_s']:.2f}x; "
-            f"bincls/limit: {so['epoch_s'] / sl['epoch_s']:.2f}x\n"
-        )
-
+        compare(root, "seed-cnn", 256, e, s, targets=True)
+        compare(root, "small-cnn", 128, e, s)
         if WEIGHTS.exists():
             print("mobilenet_v2, frozen backbone, shared ImageNet weights, 224 px, augmentation off")
             print(HEADER)

@@ -421,3 +421,13 @@ def predict_folder(run: RunFolder, folder: str, heatmaps: bool) -> list:
 
 
 EVAL_CELL = "eval_cell"  # (true, predicted) of the confusion-matrix cell clicked; kept as the threshold moves
+
+
+def checkpoint_runs_or_stop() -> list[RunFolder]:
+    """Runs that have a checkpoint; without any, say how to get one and end the page here."""
+    candidates = checkpoint_runs()
+    if not candidates:
+        st.info("No trained model yet: train one on the Train page first.", icon=":material/info:")
+        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+        st.stop()
+    return candidates

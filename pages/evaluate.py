@@ -234,11 +234,7 @@ st.caption("How good is the model on images it never saw during training, and wh
 common.keep_widget_state([common.EVAL_SOURCE, common.EVAL_FOLDER, common.EVAL_THRESHOLD])
 show_message()
 
-candidates = common.checkpoint_runs()
-if not candidates:
-    st.info("No trained model yet: train one on the Train page first.", icon=":material/info:")
-    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
+candidates = common.checkpoint_runs_or_stop()
 
 top = st.columns([3, 2, 3], vertical_alignment="bottom")
 with top[0]:

@@ -98,11 +98,7 @@ st.title("Predict")
 st.caption("Give the model new images: it says which class, how sure it is, and where it looked.")
 common.keep_widget_state([common.PREDICT_HEATMAPS, common.PREDICT_CAMERA_ON, common.PREDICT_FOLDER_INPUT])
 
-candidates = common.checkpoint_runs()
-if not candidates:
-    st.info("No trained model yet: train one on the Train page first.", icon=":material/info:")
-    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
+candidates = common.checkpoint_runs_or_stop()
 
 top = st.columns([3, 2, 3], vertical_alignment="bottom")
 with top[0]:

@@ -12,6 +12,16 @@ SAMPLE = ROOT / "bincls" / "sample_data"
 SHARED = ROOT.parent / "shared"
 
 
+def pytest_configure(config):
+    """Module- and session-scoped fixtures run before the per-test isolation below: give the whole
+    session its own app folders too, so no test ever writes to the user's cache or runs folder."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="bincls-tests-"))
+    for name in ("CACHE", "RUNS", "UPLOADS"):
+        os.environ[f"BINCLS_{name}_DIR"] = str(base / name.lower())
+
+
 def pytest_addoption(parser):
     parser.addoption("--all", action="store_true", help="also run tests marked slow and browser")
 
@@ -62,6 +72,28 @@ def face_mask() -> Path:
 @pytest.fixture
 def mobilenet_weights() -> Path:
     return shared_path("weights", "mobilenet_v2_imagenet.pth")
+
+
+@pytest.fixture(scope="session")
+def trained_sample_run(tmp_path_factory) -> Path:
+    """One short real run on the shipped sample, trained once per test session (read-only: copy it)."""
+    from bincls.train import TrainConfig, train
+
+    base = tmp_path_factory.mktemp("trained-sample-run")
+    return train(TrainConfig(data=[str(SAMPLE)], epochs=1, img_size=48, workers=0), runs_dir=base).run.path
+
+
+@pytest.fixture
+def sample_run(trained_sample_run):
+    """That run, copied into this test's own runs folder (the one the app reads)."""
+    import shutil
+
+    from bincls.paths import runs_dir
+    from bincls.runs import RunFolder
+
+    dest = runs_dir() / trained_sample_run.name
+    shutil.copytree(trained_sample_run, dest)
+    return RunFolder(dest)
 
 
 def on_ci() -> bool:

@@ -4,41 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
+from appsupport import open_page
 from streamlit.testing.v1 import AppTest
 
-from bincls.paths import SAMPLE_DATA, runs_dir
+from bincls.paths import SAMPLE_DATA
 from bincls.predict import Predictor
-from bincls.runs import RunFolder
-from bincls.train import TrainConfig, train
 from pages.common import EVAL_CELL, EVAL_FOLDER, EVAL_SOURCE, EVAL_THRESHOLD
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("app-eval-runs")
-    cfg = TrainConfig(data=[str(SAMPLE_DATA)], epochs=1, img_size=48, workers=0)
-    return train(cfg, runs_dir=base).run.path
-
-
-@pytest.fixture
-def run(trained) -> RunFolder:
-    """The finished run, copied into this test's own runs folder (which the app reads)."""
-    dest = runs_dir() / trained.name
-    shutil.copytree(trained, dest)
-    return RunFolder(dest)
-
-
-def evaluate_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=90)
-    at.run()
-    at.switch_page("pages/evaluate.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def matrix(at: AppTest) -> list[list[int]]:
@@ -56,8 +29,8 @@ def button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
 
 
-def test_shows_metrics_charts_and_galleries_for_the_finished_run(run):
-    at = evaluate_page()
+def test_shows_metrics_charts_and_galleries_for_the_finished_run(sample_run):
+    at = open_page("evaluate")
     assert [m.label for m in at.metric] == ["Accuracy", "Precision", "Recall", "F1", "ROC-AUC", "Loss (BCE)"]
     for label in ("Accuracy", "Precision", "Recall", "F1", "ROC-AUC", "Loss (BCE)"):
         value = metric(at, label)
@@ -76,8 +49,8 @@ def test_shows_metrics_charts_and_galleries_for_the_finished_run(run):
     assert not at.error
 
 
-def test_clicking_a_cell_shows_its_images(run):
-    at = evaluate_page()
+def test_clicking_a_cell_shows_its_images(sample_run):
+    at = open_page("evaluate")
     (tn, fp), (fn, tp) = matrix(at)
     # What the chart's click callback stores (the click itself is checked in the browser).
     at.session_state[EVAL_CELL] = ("ants", "bees")
@@ -93,8 +66,8 @@ def test_clicking_a_cell_shows_its_images(run):
     assert [h.value for h in at.subheader] == ["Most wrong", "Download"]
 
 
-def test_threshold_slider_changes_the_matrix_and_saving_writes_config(run):
-    at = evaluate_page()
+def test_threshold_slider_changes_the_matrix_and_saving_writes_config(sample_run):
+    at = open_page("evaluate")
     before = matrix(at)
     n0, n1 = sum(before[0]), sum(before[1])
     assert button(at, "Save threshold").disabled, "nothing to save at the saved threshold"
@@ -106,15 +79,15 @@ def test_threshold_slider_changes_the_matrix_and_saving_writes_config(run):
     at.slider(key=EVAL_THRESHOLD).set_value(0.3).run()
     button(at, "Save threshold").click().run()
     assert not at.exception
-    assert run.config()["threshold"] == 0.3
-    assert run.config()["model"] == "small-cnn"
+    assert sample_run.config()["threshold"] == 0.3
+    assert sample_run.config()["model"] == "small-cnn"
     assert any("0.30 saved" in s.value for s in at.success)
-    assert Predictor(run.best_checkpoint).threshold == 0.3, "Predict uses the saved threshold"
+    assert Predictor(sample_run.best_checkpoint).threshold == 0.3, "Predict uses the saved threshold"
     assert button(at, "Save threshold").disabled
 
 
-def test_evaluates_another_folder_and_explains_a_wrong_one(run, tmp_path):
-    at = evaluate_page()
+def test_evaluates_another_folder_and_explains_a_wrong_one(sample_run, tmp_path):
+    at = open_page("evaluate")
     at.radio(key=EVAL_SOURCE).set_value("folder").run()
     assert at.info, "asks for a folder first"
     at.text_input(key=EVAL_FOLDER).set_value(str(SAMPLE_DATA)).run()
@@ -130,17 +103,17 @@ def test_evaluates_another_folder_and_explains_a_wrong_one(run, tmp_path):
 
 
 @pytest.mark.slow  # the ONNX exporter takes 5 to 20 s
-def test_export_writes_onnx_beside_the_checkpoint(run):
-    at = evaluate_page()
+def test_export_writes_onnx_beside_the_checkpoint(sample_run):
+    at = open_page("evaluate")
     button(at, "Export to ONNX").click().run()
     assert not at.exception
-    assert (run.path / "best.onnx").is_file() and (run.path / "best.onnx.json").is_file()
+    assert (sample_run.path / "best.onnx").is_file() and (sample_run.path / "best.onnx.json").is_file()
     assert any("Exported" in s.value for s in at.success)
     labels = [d.label for d in at.get("download_button")]
     assert "Download best.onnx" in labels and "Download best.onnx.json" in labels
 
 
 def test_without_runs_it_points_to_train():
-    at = evaluate_page()
+    at = open_page("evaluate")
     assert any("Train" in i.value for i in at.info)
     assert not at.metric

@@ -2,49 +2,21 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import pytest
-from streamlit.testing.v1 import AppTest
+from appsupport import open_page
 
 from bincls.evaluate import save_threshold
-from bincls.paths import SAMPLE_DATA, runs_dir
-from bincls.runs import RunFolder
-from bincls.train import TrainConfig, train
+from bincls.paths import SAMPLE_DATA
 from pages.common import PREDICT_FOLDER_INPUT, PREDICT_HEATMAPS, PREDICT_UPLOADS
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("app-predict-runs")
-    cfg = TrainConfig(data=[str(SAMPLE_DATA)], epochs=1, img_size=48, workers=0)
-    return train(cfg, runs_dir=base).run.path
-
-
-@pytest.fixture
-def run(trained) -> RunFolder:
-    dest = runs_dir() / trained.name
-    shutil.copytree(trained, dest)
-    return RunFolder(dest)
-
-
-def predict_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=90)
-    at.run()
-    at.switch_page("pages/predict.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def upload(name: str, data: bytes) -> tuple[str, bytes, str]:
     return (name, data, "image/jpeg")
 
 
-def test_uploaded_images_are_predicted_and_a_bad_one_is_reported(run):
-    at = predict_page()
+def test_uploaded_images_are_predicted_and_a_bad_one_is_reported(sample_run):
+    at = open_page("predict")
     bees = sorted((SAMPLE_DATA / "bees").iterdir())[:2]
     ant = sorted((SAMPLE_DATA / "ants").iterdir())[0]
     good = bees[0].read_bytes()
@@ -71,8 +43,8 @@ def test_uploaded_images_are_predicted_and_a_bad_one_is_reported(run):
     assert not (Path.cwd() / "etc").exists()
 
 
-def test_heat_maps_can_be_turned_off(run):
-    at = predict_page()
+def test_heat_maps_can_be_turned_off(sample_run):
+    at = open_page("predict")
     bee = sorted((SAMPLE_DATA / "bees").iterdir())[0]
     at.toggle(key=PREDICT_HEATMAPS).set_value(False).run()
     at.file_uploader(key=PREDICT_UPLOADS).set_value([upload(bee.name, bee.read_bytes())]).run()
@@ -80,9 +52,9 @@ def test_heat_maps_can_be_turned_off(run):
     assert len(at.get("image")) == 1 and not at.dataframe, "one image: a card, no table"
 
 
-def test_a_folder_is_predicted_as_a_batch_with_the_saved_threshold(run):
-    save_threshold(run.path, 0.0)  # everything is called the second class
-    at = predict_page()
+def test_a_folder_is_predicted_as_a_batch_with_the_saved_threshold(sample_run):
+    save_threshold(sample_run.path, 0.0)  # everything is called the second class
+    at = open_page("predict")
     assert any("0.00" in c.value and "saved on the Evaluate page" in c.value for c in at.caption)
     at.text_input(key=PREDICT_FOLDER_INPUT).set_value(str(SAMPLE_DATA / "ants"))
     next(b for b in at.button if b.label == "Predict folder").click().run()
@@ -93,8 +65,8 @@ def test_a_folder_is_predicted_as_a_batch_with_the_saved_threshold(run):
     assert not at.error
 
 
-def test_a_missing_folder_is_a_message(run, tmp_path):
-    at = predict_page()
+def test_a_missing_folder_is_a_message(sample_run, tmp_path):
+    at = open_page("predict")
     at.text_input(key=PREDICT_FOLDER_INPUT).set_value(str(tmp_path / "nowhere"))
     next(b for b in at.button if b.label == "Predict folder").click().run()
     assert not at.exception

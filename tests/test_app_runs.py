@@ -8,14 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from appsupport import open_page
 from streamlit.testing.v1 import AppTest
 
 from bincls.paths import SAMPLE_DATA, runs_dir
 from bincls.runs import RunFolder
 from bincls.train import TrainConfig, train
 from pages.common import CURRENT_RUN, RUNS_TABLE
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +36,6 @@ def runs(two_runs) -> list[RunFolder]:
     return sorted((RunFolder(p) for p in runs_dir().iterdir()), key=lambda r: r.id, reverse=True)
 
 
-def _runs_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=90)
-    at.run()
-    at.switch_page("pages/runs.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def _select(at: AppTest, rows: list[int]) -> AppTest:
     at.session_state[RUNS_TABLE] = {"selection": {"rows": rows, "columns": []}}
     return at.run()
@@ -56,7 +47,7 @@ def _button(at: AppTest, label: str):
 
 @pytest.mark.slow
 def test_table_lists_every_run_newest_first(runs):
-    at = _runs_page()
+    at = open_page("runs")
     table = at.dataframe[0].value
     assert list(table["Run"]) == [r.id for r in runs]
     assert set(table["Optimizer"]) == {"adam", "sgd"}
@@ -68,7 +59,7 @@ def test_table_lists_every_run_newest_first(runs):
 
 @pytest.mark.slow
 def test_selected_runs_are_overlaid_and_one_opens_in_train(runs):
-    at = _select(_runs_page(), [0, 1])
+    at = _select(open_page("runs"), [0, 1])
     charts = at.get("plotly_chart")
     assert len(charts) == 2
     for chart, title in zip(charts, ("Validation loss", "Validation accuracy")):
@@ -87,7 +78,7 @@ def test_selected_runs_are_overlaid_and_one_opens_in_train(runs):
 @pytest.mark.slow
 def test_delete_asks_first_then_removes_only_that_folder(runs):
     keep, gone = runs
-    at = _select(_runs_page(), [1])
+    at = _select(open_page("runs"), [1])
     _button(at, "Delete…").click().run()
     assert gone.path.exists(), "nothing is deleted before the confirmation"
     assert any(gone.id in m.value for m in at.markdown)
@@ -102,7 +93,7 @@ def test_a_running_run_is_not_deleted():
     busy = RunFolder.create(runs_dir(), "small-cnn")
     busy.write_config(TrainConfig(data=[str(SAMPLE_DATA)]).to_dict())
     busy.set_status(state="running", pid=os.getpid())  # this very process: alive
-    at = _select(_runs_page(), [0])
+    at = _select(open_page("runs"), [0])
     _button(at, "Delete…").click().run()
     _button(at, "Yes, delete").click().run()
     assert busy.path.exists()

@@ -1,0 +1,18 @@
+"""Open the app's pages with Streamlit's AppTest the way a user arrives: through app.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+def open_page(name: str, timeout: float = 90) -> AppTest:
+    """Run app.py, switch to pages/<name>.py, and check that nothing raised."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.run()
+    at.switch_page(f"pages/{name}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
