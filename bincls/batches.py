@@ -170,6 +170,11 @@ def prepare_training_data(
         if device.type == "cuda":
             train_imgs.images, val_imgs.images = train_imgs.images.pin_memory(), val_imgs.images.pin_memory()
     tx, vx = train_imgs.images.to(store), val_imgs.images.to(store)
+    if channels_last:  # once here, instead of a copy per batch
+        tx, vx = (
+            tx.contiguous(memory_format=torch.channels_last),
+            vx.contiguous(memory_format=torch.channels_last),
+        )
     ty, vy = _labels(train_t), _labels(val_t)
     eval_tf = BatchTransform(pre, None)
     if frozen_model is not None and not aug.enabled:

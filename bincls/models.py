@@ -137,15 +137,17 @@ def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 class SmallCNN(nn.Module):
     """A modern small CNN from scratch: BatchNorm, stride-2 stages, global average pooling, any input size."""
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), dropout: float = 0.2):
+    def __init__(self, widths: tuple[int, int, int, int] = (32, 64, 128, 256), dropout: float = 0.2):
         super().__init__()
-        self.stem = _conv_bn_relu(3, widths[0], stride=2)
-        stages = [_conv_bn_relu(widths[0], widths[0])]
-        for c_in, c_out in zip(widths[:-1], widths[1:]):
-            stages.append(nn.Sequential(_conv_bn_relu(c_in, c_out, stride=2), _conv_bn_relu(c_out, c_out)))
-        # The widest stage gets a single conv: a second one would double the parameter count.
-        stages[-1] = stages[-1][0]
-        self.stages = nn.Sequential(*stages)
+        w = widths
+        self.stem = _conv_bn_relu(3, w[0], stride=2)
+        self.stages = nn.Sequential(
+            _conv_bn_relu(w[0], w[0]),
+            nn.Sequential(_conv_bn_relu(w[0], w[1], stride=2), _conv_bn_relu(w[1], w[1])),
+            nn.Sequential(_conv_bn_relu(w[1], w[2], stride=2), _conv_bn_relu(w[2], w[2])),
+            # The widest stage gets a single conv: a second one would double the parameter count.
+            _conv_bn_relu(w[2], w[3], stride=2),
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(widths[-1], 1)
@@ -263,7 +265,7 @@ def _local_state_dict(path: str) -> Mapping[str, Any]:
         )
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - on a corrupt file torch's unpickler raises almost anything
         # torch's unpickling message advises weights_only=False: unsafe for a file from elsewhere.
         reason = "not a plain file of tensors" if isinstance(e, pickle.UnpicklingError) else e
         raise BinclsError(

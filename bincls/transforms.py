@@ -99,17 +99,27 @@ class BatchTransform:
         r = torch.rand(n, generator=self.generator).to(device)
         return lo + (hi - lo) * r
 
+    def _affine(self, device, pixel_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(bias, scale) so that normalized = bias + x * scale, for x in 0..1 / pixel_scale."""
+        mean = torch.tensor(self.pre.mean, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(self.pre.std, device=device).view(1, 3, 1, 1)
+        return -mean / std, 1.0 / (std * pixel_scale)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float().div_(255.0)
         size = self.pre.img_size
+        if self.aug is None and x.shape[-2:] == (size, size):
+            # The common case (eval, or training without augmentation): one fused pass from uint8
+            # to normalized float, keeping the batch's memory format (channels_last stays so).
+            bias, scale = self._affine(x.device, 255.0)
+            return torch.addcmul(bias, x.float(), scale)
+        x = x.float().div_(255.0)
         if self.aug is not None:
             x = self._geometry(x, size)
             x = self._colour(x)
-        elif x.shape[-1] != size or x.shape[-2] != size:
+        else:
             x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
-        mean = torch.tensor(self.pre.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.pre.std, device=x.device).view(1, 3, 1, 1)
-        return (x - mean) / std
+        bias, scale = self._affine(x.device, 1.0)
+        return torch.addcmul(bias, x, scale)
 
     def _geometry(self, x: torch.Tensor, size: int) -> torch.Tensor:
         b, dev, a = x.shape[0], x.device, self.aug

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import asdict
 from urllib.error import URLError
 
@@ -18,6 +19,7 @@ from bincls.models import (
     build_model,
     format_summary,
     list_models,
+    load_backbone_weights,
     model_config,
     model_summary,
     trainable_parameters,
@@ -192,12 +194,20 @@ def test_missing_weights_file(tmp_path):
     assert str(path) in str(e.value)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_corrupt_weights_file(tmp_path):
     path = tmp_path / "garbage.pth"
-    path.write_bytes(os.urandom(4096))
-    with pytest.raises(BinclsError) as e:
-        build_model(model_config("resnet18", weights=path))
-    assert str(path) in str(e.value)
+    torch.save({"w": torch.zeros(1000)}, path)
+    truncated = path.read_bytes()[:700]
+    # Garbage makes torch's unpickler raise many exception types (IndexError, KeyError, ...): try a spread.
+    garbage = [random.Random(i).randbytes(n) for i in range(60) for n in (50, 4096)]
+    cfg = model_config("mobilenet_v3_small", weights=path)
+    model = build_model(cfg, load_weights=False)
+    for data in [b"", b"not weights", truncated, *garbage, *(b"\x80\x02" + g for g in garbage)]:
+        path.write_bytes(data)
+        with pytest.raises(BinclsError) as e:
+            load_backbone_weights(model, cfg)
+        assert str(path) in str(e.value)
 
 
 def test_weights_file_that_is_not_a_state_dict(tmp_path):
