@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from bincls.data import DataSource, ImageFileDataset
+from bincls.hardware import ComputePlan, plan_inference
 from bincls.tensorcache import dataset_bytes, decode_images, load_or_decode, memory_budget
 from bincls.transforms import (
     Augment,
@@ -134,6 +135,7 @@ def prepare_training_data(
     device: torch.device,
     workers: int | None = None,
     frozen_model: nn.Module | None = None,
+    model_name: str = "",
     channels_last: bool = False,
     progress: Callable[[int, int], None] | None = None,
     budget: int | None = None,
@@ -178,8 +180,9 @@ def prepare_training_data(
     ty, vy = _labels(train_t), _labels(val_t)
     eval_tf = BatchTransform(pre, None)
     if frozen_model is not None and not aug.enabled:
-        feats_t = _features(frozen_model, tx, eval_tf, batch_size, device, channels_last)
-        feats_v = _features(frozen_model, vx, eval_tf, batch_size, device, channels_last)
+        infer = plan_inference(device, model_name)
+        feats_t = _features(frozen_model, tx, eval_tf, batch_size, infer)
+        feats_v = _features(frozen_model, vx, eval_tf, batch_size, infer)
         return TrainingData(
             TensorBatches(feats_t, ty, batch_size, device, shuffle=True, generator=gen),
             TensorBatches(feats_v, vy, batch_size, device),
@@ -204,20 +207,30 @@ def prepare_training_data(
 
 
 @torch.no_grad()
+def backbone_head_forward(infer: ComputePlan) -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
+    """Forward as training on cached features saw it: backbone under the inference plan, head in fp32."""
+
+    def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        with infer.autocast():
+            feats = model.forward_features(x)
+        return model.forward_head(feats.float())
+
+    return forward
+
+
+@torch.no_grad()
 def _features(
-    model: nn.Module,
-    images: torch.Tensor,
-    tf: BatchTransform,
-    batch_size: int,
-    device: torch.device,
-    channels_last: bool,
+    model: nn.Module, images: torch.Tensor, tf: BatchTransform, batch_size: int, infer: ComputePlan
 ) -> torch.Tensor:
     model.eval()
+    if infer.channels_last:
+        model.to(memory_format=torch.channels_last)
     out = []
     for x, _ in TensorBatches(
-        images, torch.zeros(len(images)), batch_size * 2, device, tf, channels_last=channels_last
+        images, torch.zeros(len(images)), batch_size * 2, infer.device, tf, channels_last=infer.channels_last
     ):
-        out.append(model.forward_features(x).float())
+        with infer.autocast():
+            out.append(model.forward_features(x).float())
     return torch.cat(out) if out else torch.empty(0)
 
 

@@ -23,10 +23,11 @@ from torchmetrics.functional.classification import (
     binary_roc,
 )
 
+from bincls.batches import backbone_head_forward
 from bincls.checkpoint import load_model, preprocess_of
 from bincls.data import ImageFileDataset, scan_folders
 from bincls.errors import BinclsError
-from bincls.hardware import plan_compute
+from bincls.hardware import plan_compute, plan_inference
 from bincls.metrics import binary_metrics
 from bincls.runs import RunFolder
 from bincls.split import load_split
@@ -132,7 +133,11 @@ def evaluate(
         decode_side=preprocess_of(ckpt).img_size,
     )
     loader = DataLoader(ds, batch_size=batch_size, num_workers=min(2, os.cpu_count() or 1))
-    logits, labels = predict_logits(model, loader, plan_compute(dev, ckpt["model_config"]["name"]))
+    name = ckpt["model_config"]["name"]
+    # A frozen backbone trained on cached features: evaluate it the way those features were made.
+    frozen = ckpt["model_config"].get("freeze_backbone") and hasattr(model, "forward_features")
+    forward = backbone_head_forward(plan_inference(dev, name)) if frozen else None
+    logits, labels = predict_logits(model, loader, plan_compute(dev, name), forward)
     metrics = binary_metrics(logits, labels, threshold=threshold)
     probs = torch.sigmoid(logits)
     losses = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
@@ -145,9 +150,17 @@ def evaluate(
             "loss": losses.numpy(),
         }
     )
-    return Evaluation(metrics, out, names, source, str(ckpt_path), notes,
-                      logits=logits.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64),
-                      run_path=str(run.path) if run else None)
+    return Evaluation(
+        metrics,
+        out,
+        names,
+        source,
+        str(ckpt_path),
+        notes,
+        logits=logits.numpy().astype(np.float32),
+        labels=labels.numpy().astype(np.int64),
+        run_path=str(run.path) if run else None,
+    )
 
 
 def _tensors(ev: Evaluation) -> tuple[torch.Tensor, torch.Tensor]:

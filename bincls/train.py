@@ -195,17 +195,9 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
     frozen = model if (mcfg.freeze_backbone and hasattr(model, "forward_features")) else None
     budget = parse_bytes(cfg.memory_budget) if cfg.memory_budget else None
     feed = prepare_training_data(
-        data,
-        pre,
-        aug,
-        cfg.batch_size,
-        cfg.seed,
-        device,
-        cfg.workers,
-        frozen,
-        plan.channels_last,
-        budget=budget,
-    )
+        data, pre, aug, cfg.batch_size, cfg.seed, device, workers=cfg.workers, frozen_model=frozen,
+        model_name=cfg.model, channels_last=plan.channels_last, budget=budget,
+    )  # fmt: skip
     emit("message", feed.message)
     counts = data.counts()["train"]
     n_neg, n_pos = counts[data.class_names[0]], counts[data.class_names[1]]
