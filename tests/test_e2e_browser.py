@@ -6,10 +6,12 @@ Screenshots of every page go to test-output/screens/.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 from browser import browser_page, require_chromium, screenshot, serve_app
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -58,7 +60,7 @@ def test_data_preview_train_runs_in_the_browser(app_url):
         screenshot(page, "2-preview")
 
         _goto_page(page, "Train")
-        page.get_by_role("spinbutton", name="Image size (px)").fill("64")
+        page.get_by_role("spinbutton", name="Image size (px)").fill("224")
         page.get_by_role("spinbutton", name="Image size (px)").press("Enter")
         page.get_by_role("spinbutton", name="Epochs").fill("2")
         screenshot(page, "3-train-form")
@@ -75,7 +77,7 @@ def test_data_preview_train_runs_in_the_browser(app_url):
                 break
             if len(seen) == 3:
                 screenshot(page, "4-train-running")
-            time.sleep(1)
+            time.sleep(0.3)
         assert page.get_by_text("Evaluate the best checkpoint").count(), (
             f"run did not finish; points seen {seen}"
         )
@@ -93,3 +95,54 @@ def test_data_preview_train_runs_in_the_browser(app_url):
         time.sleep(1)
         _no_errors(page)
         screenshot(page, "6-runs")
+
+
+def test_evaluate_and_predict_in_the_browser(app_url, tmp_path):
+    from bincls.paths import SAMPLE_DATA
+    from bincls.train import TrainConfig, train
+
+    url, dirs = app_url
+    train(
+        TrainConfig(data=[str(SAMPLE_DATA)], epochs=2, img_size=64, workers=0),
+        runs_dir=dirs["BINCLS_RUNS_DIR"],
+    )
+    with browser_page(height=1200) as page:
+        page.goto(url)
+        page.get_by_role("heading", name="Data", level=1).wait_for(timeout=180_000)
+
+        _goto_page(page, "Evaluate")
+        page.get_by_text("Confusion matrix").first.wait_for(timeout=120_000)
+        page.get_by_text("Click a cell of the confusion matrix").wait_for(timeout=60_000)
+        _no_errors(page)
+        screenshot(page, "7-evaluate")
+        # Click a confusion-matrix cell that holds images (a 2-epoch model may leave some cells empty);
+        # the clickable markers carry each cell's count.
+        matrix = page.locator(".js-plotly-plot").first
+        matrix.scroll_into_view_if_needed()
+        counts = matrix.evaluate("g => g.data.find(t => t.mode === 'markers' && t.customdata).customdata")
+        cell = next(i for i, n in enumerate(counts) if n > 0)
+        matrix.locator(".scatterlayer .points path").nth(cell).click(force=True)
+        page.get_by_role("heading", name=f": {counts[cell]} images").wait_for(timeout=60_000)
+        expect(page.locator("[data-testid='stImage']").first).to_be_visible(timeout=60_000)
+        _no_errors(page)
+        screenshot(page, "8-evaluate-cell")
+
+        _goto_page(page, "Predict")
+        bad = tmp_path / "notes.jpg"
+        bad.write_text("this is not a picture")
+        images = [str(p) for p in sorted((SAMPLE_DATA / "bees").iterdir())[:2]] + [str(bad)]
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(images)
+        page.get_by_text("evidence for").first.wait_for(timeout=120_000)  # a heat map per good image
+        page.get_by_text("notes.jpg").first.wait_for(timeout=60_000)
+        assert page.get_by_text("not an image").count() >= 1  # the bad file gets its own message
+        captions = page.get_by_text(re.compile(r"^evidence for (ants|bees)$"))  # one under each heat map
+        expect(captions).to_have_count(2, timeout=60_000)  # cards render one by one
+        # Both images and both heat maps are really drawn (loaded, non-empty), not placeholders.
+        page.wait_for_function(
+            """() => {
+                const imgs = Array.from(document.querySelectorAll("[data-testid='stImage'] img"));
+                return imgs.length >= 4 && imgs.every(i => i.complete && i.naturalWidth > 0);
+            }""",
+            timeout=60_000,
+        )
+        screenshot(page, "9-predict")
