@@ -35,8 +35,8 @@ def main() -> None:
         for label, budget in (("default (half of RAM)", None), (args.budget, args.budget)):
             extra = {"memory_budget": budget} if budget else {}
             r = summarize(run_child("bincls", root, "small-cnn", args.size, 2, 0, extra))
-            print(f"| {label:<20} | {r['mode']:<6} | {r['epoch_s']:>7.2f} | {r['img_s']:>8.0f} | {r['rss_mb']:>11.0f} |",
-                  flush=True)
+            cells = f"{r['mode']:<6} | {r['epoch_s']:>7.2f} | {r['img_s']:>8.0f} | {r['rss_mb']:>11.0f}"
+            print(f"| {label:<20} | {cells} |", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
