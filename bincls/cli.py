@@ -123,12 +123,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from bincls.evaluate import evaluate
+    from bincls.runs import json_safe
 
     ev = evaluate(args.source, data=args.data, threshold=args.threshold, device=args.device)
     if args.csv:
         ev.table.to_csv(args.csv, index=False)
     if args.json:
-        print(json.dumps(_finite(ev.to_dict()), indent=1, ensure_ascii=False))
+        print(json.dumps(json_safe(ev.to_dict()), indent=1, ensure_ascii=False))
         return 0
     m = ev.metrics
     print(f"Evaluated {m['n']} images ({ev.source}) with {ev.checkpoint}")
@@ -147,6 +148,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from bincls.predict import Predictor, expand_inputs
+    from bincls.runs import json_safe
 
     files = expand_inputs(args.inputs)
     if not files:
@@ -154,7 +156,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = Predictor(args.checkpoint, device=args.device, threshold=args.threshold)
     preds = predictor.predict_many(files)
     if args.json:
-        print(json.dumps([_finite(p.__dict__) for p in preds], indent=1, ensure_ascii=False))
+        print(json.dumps([json_safe(p.__dict__) for p in preds], indent=1, ensure_ascii=False))
     elif args.csv:
         import csv
 
@@ -182,18 +184,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _num(v: float | None) -> str:
     return "" if v is None else f"{v:.6f}"
-
-
-def _finite(obj):
-    import math
-
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def build_parser() -> argparse.ArgumentParser:

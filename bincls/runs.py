@@ -28,14 +28,14 @@ ACTIVE = ("queued", "running")
 STOP_FILE = "STOP"
 
 
-def _clean(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """JSON has no NaN/inf: write them as null so every line stays valid JSON for any reader."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
 
 
@@ -43,7 +43,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(_clean(obj), f, indent=1, ensure_ascii=False)
+        json.dump(json_safe(obj), f, indent=1, ensure_ascii=False)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -145,7 +145,7 @@ class RunFolder:
         return st
 
     def append_metrics(self, record: dict) -> None:
-        line = json.dumps(_clean(record), ensure_ascii=False)
+        line = json.dumps(json_safe(record), ensure_ascii=False)
         with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()

@@ -232,6 +232,15 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
         },
     )
 
+    def save_last(**extra) -> None:
+        """last.pt: the weights plus what resuming needs (optimizer, scheduler, step)."""
+        ckpt = make_checkpoint(
+            model, mcfg, data.class_names, pos_weight=pos_weight, train_config=cfg.to_dict(),
+            optimizer=opt.state_dict(), scheduler=sched.state_dict() if sched else None,
+            global_step=global_step, **extra,
+        )  # fmt: skip
+        emit("checkpoint_saved", "last", run.save_checkpoint("last.pt", ckpt))
+
     best = {"val_loss": math.inf, "epoch": None, "state": None, "metrics": {}}
     bad_epochs, global_step, epoch_times = 0, 0, []
     state = "finished"
@@ -331,16 +340,7 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
                     "best.pt", make_checkpoint(model, mcfg, data.class_names, **ckpt_extra)
                 )
                 emit("checkpoint_saved", "best", path)
-            last = make_checkpoint(
-                model,
-                mcfg,
-                data.class_names,
-                **ckpt_extra,
-                optimizer=opt.state_dict(),
-                scheduler=sched.state_dict() if sched else None,
-                global_step=global_step,
-            )
-            emit("checkpoint_saved", "last", run.save_checkpoint("last.pt", last))
+            save_last(epoch=epoch, metrics=record)
             if cfg.patience and bad_epochs >= cfg.patience:
                 emit("message", f"early stopping: val loss did not improve for {cfg.patience} epochs")
                 break
@@ -348,18 +348,7 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
         state = "stopped"
         emit("message", f"stop requested: stopped in epoch {epoch}")
         if epoch >= 1:
-            last = make_checkpoint(
-                model,
-                mcfg,
-                data.class_names,
-                epoch=epoch,
-                pos_weight=pos_weight,
-                train_config=cfg.to_dict(),
-                optimizer=opt.state_dict(),
-                scheduler=sched.state_dict() if sched else None,
-                global_step=global_step,
-            )
-            emit("checkpoint_saved", "last", run.save_checkpoint("last.pt", last))
+            save_last(epoch=epoch)
     if best["state"] is not None:
         model.load_state_dict(best["state"])  # the best epoch, not the last, is the result
     summary_out = {
