@@ -78,16 +78,18 @@ def _progress_printer(quiet: bool):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from bincls.config import TrainConfig
-    from bincls.events import ConsoleProgress
+    from bincls.launcher import check_resumable
     from bincls.runs import RunFolder
     from bincls.train import train
 
-    if args.run_dir:
-        # A run folder prepared by the app's launcher: its config.json says what to train.
-        run = RunFolder.open(args.run_dir)
+    if args.run_dir or args.resume:
+        # A run folder prepared by the app's launcher, or one to continue: its config.json says what to train.
+        run = RunFolder.open(args.run_dir or args.resume)
+        if args.resume:
+            check_resumable(run)
         cfg = TrainConfig.from_dict(run.config())
-        result = train(cfg, listeners=[ConsoleProgress()], run=run)
-        print(result.run.path)
+        result = train(cfg, listeners=_console(), run=run, resume=bool(args.resume))
+        _print_run(result)
         return 0
     if not args.paths:
         raise BinclsError("Give the data to train on: two class folders, or one root folder.")
@@ -115,10 +117,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         augment=not args.no_augment,
         workers=args.workers,
         tensorboard=args.tensorboard,
+        balance=not args.no_balance,
+        precision=args.precision,
+        memory_budget=args.memory_budget,
     )
-    result = train(cfg, runs_dir=args.runs_dir, listeners=[ConsoleProgress()])
-    print(result.run.path)
+    result = train(cfg, runs_dir=args.runs_dir, listeners=_console())
+    _print_run(result)
     return 0
+
+
+def _console() -> list:
+    from bincls.distributed import world_from_env
+    from bincls.events import ConsoleProgress
+
+    return [ConsoleProgress()] if world_from_env().is_main else []  # one progress bar, not one per process
+
+
+def _print_run(result) -> None:
+    if result.run is not None:  # only rank 0 of a torchrun job keeps the run folder
+        print(result.run.path)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -182,6 +199,42 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_command(cfg, processes: int = 1) -> list[str]:
+    """The command line that trains `cfg`: shown in the app so a user can run it elsewhere, e.g. on a
+    cluster with torchrun. Only settings that differ from the defaults are spelled out."""
+    from bincls.config import DEFAULT_LR, TrainConfig
+
+    d = TrainConfig(data=cfg.data)
+    head = (
+        ["python", "-m", "bincls"]
+        if processes <= 1
+        else ["torchrun", f"--nproc_per_node={processes}", "-m", "bincls"]
+    )
+    out = [*head, "train", *cfg.data]
+    if cfg.class_names:
+        out += ["--names", ",".join(cfg.class_names)]
+    if list(cfg.split) != list(d.split):
+        out += ["--split", ",".join(f"{v:g}" for v in cfg.split)]
+    flags = {
+        "seed": "--seed", "model": "--model", "weights": "--weights", "epochs": "--epochs",
+        "batch_size": "--batch-size", "img_size": "--img-size", "optimizer": "--optimizer", "lr": "--lr",
+        "weight_decay": "--weight-decay", "schedule": "--schedule", "patience": "--patience",
+        "device": "--device", "workers": "--workers", "precision": "--precision",
+        "memory_budget": "--memory-budget",
+    }  # fmt: skip
+    for key, flag in flags.items():
+        value = getattr(cfg, key)
+        if key == "lr" and value == DEFAULT_LR[cfg.optimizer]:
+            continue  # the optimizer's own default: --lr would only add noise
+        if value != getattr(d, key) and value is not None:
+            out += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    switches = {"freeze_backbone": "--freeze-backbone", "tensorboard": "--tensorboard"}
+    out += [flag for key, flag in switches.items() if getattr(cfg, key)]
+    out += ["--no-augment"] if not cfg.augment else []
+    out += ["--no-balance"] if not cfg.balance else []
+    return out
+
+
 def _num(v: float | None) -> str:
     return "" if v is None else f"{v:.6f}"
 
@@ -194,13 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_scan)
 
-    from bincls.config import DEVICES, OPTIMIZERS, SCHEDULES
+    from bincls.config import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES
 
     p = sub.add_parser("train", help="train a model; prints the run folder as its last line")
     _add_data_args(p)
     p.set_defaults(paths=[])
     p._actions[[a.dest for a in p._actions].index("paths")].nargs = "*"
     p.add_argument("--run-dir", help="train the run prepared in this folder (its config.json)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted, stopped or failed run from its last checkpoint, on the same split",
+    )
     p.add_argument(
         "--model", default="small-cnn", help="a registered model name (default small-cnn; README lists them)"
     )
@@ -223,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)"
     )
     p.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (needs tensorboard)")
+    p.add_argument("--no-balance", action="store_true", help="do not weight the loss by the class balance")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="default: what measured fastest")
+    p.add_argument("--memory-budget", default=None, help="e.g. 4G: above it, images stream from disk")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics on a run's test split or on other folders")

@@ -6,8 +6,11 @@ Kept free of torch so that the CLI can parse and check arguments without loading
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bincls.errors import BinclsError
 
@@ -59,9 +62,19 @@ class TrainConfig:
                 raise BinclsError(msg)
 
         need(
-            isinstance(self.data, list) and 1 <= len(self.data) <= 2,
+            isinstance(self.data, list) and 1 <= len(self.data) <= 2 and all(_is_text(p) for p in self.data),
             f"data must be 1 or 2 paths, got {self.data!r}",
         )
+        need(
+            self.class_names is None
+            or (isinstance(self.class_names, list) and all(isinstance(n, str) for n in self.class_names)),
+            f"class_names must be a list of two names, or null, got {self.class_names!r}",
+        )
+        need(_is_text(self.model), f"model must be a model name, got {self.model!r}")
+        need(isinstance(self.weights, str), f"weights must be imagenet, none or a file, got {self.weights!r}")
+        for name in ("freeze_backbone", "augment", "balance", "tensorboard"):
+            value = getattr(self, name)
+            need(isinstance(value, bool), f"{name} must be true or false, got {value!r}")
         need(
             _is_int(self.epochs) and self.epochs >= 1,
             f"epochs must be a whole number >= 1, got {self.epochs!r}",
@@ -134,10 +147,39 @@ class TrainConfig:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise BinclsError(f"Unknown setting(s) in the run config: {', '.join(unknown)}.")
+        no_default = dataclasses.MISSING
+        required = [f.name for f in dataclasses.fields(cls) if no_default is f.default is f.default_factory]
+        missing = [k for k in required if k not in raw]
+        if missing:
+            raise BinclsError(f"The run config is incomplete: it lacks the setting(s) {', '.join(missing)}.")
         try:
             return cls(**raw)
         except TypeError as exc:
             raise BinclsError(f"The run config is incomplete or wrong: {exc}") from None
+
+
+def read_run_config(path: str | os.PathLike) -> TrainConfig:
+    """A run's config.json (file or run folder) as a checked `TrainConfig`.
+
+    Raises `BinclsError` naming the file, and the setting when one is wrong (a hand-edited file).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BinclsError(f"{path} cannot be read ({exc.strerror or exc}).") from None
+    except ValueError as exc:
+        raise BinclsError(f"{path} is not valid JSON ({exc}); fix it or delete the run.") from None
+    try:
+        return TrainConfig.from_dict(raw)
+    except BinclsError as exc:
+        raise BinclsError(f"{path}: {exc}") from None
+
+
+def _is_text(v) -> bool:
+    return isinstance(v, str) and bool(v.strip())
 
 
 def _is_size(v) -> bool:

@@ -109,8 +109,7 @@ def evaluate(
     names = ckpt["class_names"]
     notes: list[str] = []
     if threshold is None:
-        saved = run.config().get("threshold") if run else None
-        threshold = float(saved if saved is not None else ckpt.get("threshold", 0.5))
+        threshold = saved_threshold(run, ckpt)  # a hand-edited, unusable value falls back
     if data:
         table, source = _table_for_folders(list(data), names), ", ".join(map(str, data))
     else:

@@ -22,6 +22,8 @@ class Listener:
 
     def message(self, text: str) -> None: ...
 
+    def resumed(self, info: dict) -> None: ...
+
     def step(self, record: dict) -> None: ...
 
     def epoch_end(self, record: dict) -> None: ...
@@ -67,6 +69,13 @@ class RunFolderWriter(Listener):
     def message(self, text: str) -> None:
         self.run.log(text)
         self.run.set_status(message=text)
+
+    def resumed(self, info: dict) -> None:
+        # The marker tells readers that steps logged after this point of the killed attempt are void.
+        self.run.append_metrics({"kind": "resumed", **info, "time": time.time()})
+        resumes = int(self.run.status().get("resumes") or 0) + 1
+        self.run.set_status(error=None, finished=None, resumes=resumes, resumed_from_epoch=info["epoch"])
+        self.run.log(f"resumed after epoch {info['epoch']} (step {info['global_step']})")
 
     def step(self, record: dict) -> None:
         self.run.append_metrics(record)

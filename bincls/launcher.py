@@ -51,9 +51,12 @@ def active_run(runs_dir: str | os.PathLike | None = None) -> RunFolder | None:
     return None
 
 
-def start_training(cfg: TrainConfig, runs_dir: str | os.PathLike | None = None) -> RunFolder:
+def start_training(
+    cfg: TrainConfig, runs_dir: str | os.PathLike | None = None, processes: int = 1
+) -> RunFolder:
     """Create the run folder and start `python -m bincls train --run-dir RUN` detached from the caller.
 
+    With `processes` > 1 the same command runs under torchrun, one process per GPU.
     Raises `BusyError` when another run is active.
     """
     base = Path(runs_dir) if runs_dir else default_runs_dir()
@@ -63,27 +66,62 @@ def start_training(cfg: TrainConfig, runs_dir: str | os.PathLike | None = None) 
             raise BusyError(busy)
         run = RunFolder.create(base, label=cfg.model)
         run.write_config(cfg.to_dict())
-        console = open(run.path / "console.txt", "wb")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "BINCLS_RUNS_DIR": str(base)}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "bincls", "train", "--run-dir", str(run.path)],
-                stdout=console,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=str(PROJECT_ROOT),
-                env=env,
-                start_new_session=True,  # the run outlives the app server and ignores its Ctrl+C
-            )
-        except OSError as exc:
-            run.set_status(state="failed", error=f"could not start the training process: {exc}")
-            raise BinclsError(f"Could not start the training process for run {run.id}: {exc}") from None
-        finally:
-            console.close()
-        # The pid is known before the child writes anything, so the lock holder's successors see it busy.
-        run.set_status(state="queued", pid=proc.pid)
+        _spawn(run, base, ["--run-dir", str(run.path)], processes)
         return run
+
+
+def check_resumable(run: RunFolder) -> None:
+    """Raise a BinclsError that says why, unless the run can be continued."""
+    status = run.status()
+    state = status.get("state")
+    # The launcher marks the run queued with the new process's pid (or torchrun's) before it starts.
+    launched_for_us = status.get("pid") in (os.getpid(), os.getppid())
+    if state in ACTIVE and not launched_for_us:
+        raise BinclsError(f"Run {run.id} is still {state}; it cannot be resumed while it runs.")
+    if state == "finished":
+        raise BinclsError(f"Run {run.id} finished; there is nothing to resume. Start a new run instead.")
+    if not run.config():
+        raise BinclsError(f"Run {run.id} has no readable config.json, so it cannot be resumed.")
+
+
+def resume_training(run: RunFolder, runs_dir: str | os.PathLike | None = None) -> RunFolder:
+    """Continue an interrupted, stopped or failed run in the background from its last checkpoint."""
+    base = Path(runs_dir) if runs_dir else run.path.parent
+    with _runs_lock(base):
+        busy = active_run(base)
+        if busy is not None:
+            raise BusyError(busy)
+        check_resumable(run)
+        run.clear_stop()  # the stop that ended it is done with
+        _spawn(run, base, ["--resume", str(run.path)], run.status().get("processes") or 1)
+        return run
+
+
+def _spawn(run: RunFolder, base: Path, args: list[str], processes: int) -> None:
+    console = open(run.path / "console.txt", "ab")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "BINCLS_RUNS_DIR": str(base)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    head = [sys.executable, "-m", "bincls"]
+    if processes > 1:
+        head = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc_per_node={processes}", "-m", "bincls"]  # fmt: skip
+    try:
+        proc = subprocess.Popen(
+            [*head, "train", *args],
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(PROJECT_ROOT),
+            env=env,
+            start_new_session=True,  # the run outlives the app server and ignores its Ctrl+C
+        )
+    except OSError as exc:
+        run.set_status(state="failed", error=f"could not start the training process: {exc}")
+        raise BinclsError(f"Could not start the training process for run {run.id}: {exc}") from None
+    finally:
+        console.close()
+    # The pid is known before the child writes anything, so the lock holder's successors see it busy.
+    run.set_status(state="queued", pid=proc.pid)
 
 
 def stop_run(run: RunFolder) -> None:

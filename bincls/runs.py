@@ -125,14 +125,16 @@ class RunFolder:
         return self.path / "log.txt"
 
     def config(self) -> dict:
-        return read_json(self.path / "config.json", {}) or {}
+        cfg = read_json(self.path / "config.json", {})
+        return cfg if isinstance(cfg, dict) else {}  # edited by hand into something else: no settings
 
     def write_config(self, config: dict) -> None:
         write_json_atomic(self.path / "config.json", config)
 
     def status(self) -> dict:
         """The status, with state "interrupted" when it says running but its process is gone."""
-        st = read_json(self.path / "status.json", {}) or {}
+        st = read_json(self.path / "status.json", {})
+        st = st if isinstance(st, dict) else {}
         st.setdefault("state", "unknown")
         if st["state"] in ACTIVE and st.get("pid") and not pid_alive(st.get("pid")):
             st["state"] = "interrupted"
@@ -160,9 +162,13 @@ class RunFolder:
         out = []
         for line in text.split("\n")[:-1]:
             try:
-                out.append(json.loads(line))
+                rec = json.loads(line)
             except ValueError:
                 continue
+            if isinstance(rec, dict) and rec.get("kind") == "resumed":
+                out = _before_resume(out, rec)
+            elif isinstance(rec, dict):
+                out.append(rec)
         return out
 
     def log(self, message: str) -> None:
@@ -177,9 +183,17 @@ class RunFolder:
         try:
             torch.save(checkpoint, tmp)
             os.replace(tmp, final)
+        except OSError as exc:
+            kept = f"The previous {name} is kept. " if final.exists() else ""
+            raise BinclsError(
+                f"Could not save the checkpoint {name} in {self.path}: {exc.strerror or exc}. {kept}"
+                "Free disk space or make the runs folder writable, then resume the run."
+            ) from None
         finally:
-            if tmp.exists():
-                tmp.unlink()
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
         return final
 
     # Stopping -----------------------------------------------------------------------------------
@@ -188,6 +202,9 @@ class RunFolder:
 
     def stop_requested(self) -> bool:
         return (self.path / STOP_FILE).exists()
+
+    def clear_stop(self) -> None:
+        (self.path / STOP_FILE).unlink(missing_ok=True)
 
     def delete(self, runs_dir: str | os.PathLike | None = None) -> None:
         """Delete this run, refusing anything outside the runs folder."""
@@ -198,6 +215,17 @@ class RunFolder:
         if self.status().get("state") in ACTIVE:
             raise BinclsError(f"Run {self.id} is still running; stop it before deleting it.")
         shutil.rmtree(target)
+
+
+def _before_resume(records: list[dict], marker: dict) -> list[dict]:
+    """Drop what a killed attempt logged after the checkpoint that the run resumed from."""
+    epoch, step = marker.get("epoch", 0), marker.get("global_step", 0)
+    return [
+        r
+        for r in records
+        if not (r.get("kind") == "step" and r.get("global_step", 0) > step)
+        and not (r.get("kind") == "epoch" and r.get("epoch", 0) > epoch)
+    ]
 
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunFolder]:

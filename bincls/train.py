@@ -6,18 +6,26 @@ import math
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
+import pandas as pd
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from bincls.batches import prepare_training_data
-from bincls.checkpoint import make_checkpoint
+from bincls.checkpoint import make_checkpoint, read_checkpoint
 from bincls.config import DEFAULT_LR, DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig  # noqa: F401 (re-exported)
-from bincls.data import load_data
+from bincls.data import DataSource, load_data
+from bincls.distributed import World, any_flags, barrier, gather, shard, sum_values, world_from_env
+from bincls.distributed import start as start_world
+from bincls.distributed import stop as stop_world
 from bincls.errors import BinclsError
 from bincls.events import Emitter, Listener, RunFolderWriter
 from bincls.hardware import ComputePlan, plan_compute, tune_allocator
@@ -31,7 +39,7 @@ from bincls.models import (
     trainable_parameters,
 )
 from bincls.runs import RunFolder
-from bincls.split import SplitConfig, save_split
+from bincls.split import SplitConfig, load_split, save_split
 from bincls.tensorcache import parse_bytes
 from bincls.transforms import Augment, Preprocess
 
@@ -104,8 +112,8 @@ class StopRequested(Exception):
 class _StopFlag:
     """SIGINT/SIGTERM set a flag; the loop stops cleanly after the current batch."""
 
-    def __init__(self, run: RunFolder):
-        self.run = run
+    def __init__(self, run: RunFolder | None, world: World, device: torch.device | None = None):
+        self.run, self.world, self.device = run, world, device
         self.signalled = False
         self._old = {}
 
@@ -122,15 +130,52 @@ class _StopFlag:
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
+    def requested(self) -> bool:
+        """This process's own view: a signal, or (on the main process) the run's STOP file."""
+        file = self.run is not None and self.world.is_main and self.run.stop_requested()
+        return self.signalled or file
+
     def check(self) -> None:
-        if self.signalled or self.run.stop_requested():
+        if any_flags(self.world, [self.requested()], self.device)[0]:
             raise StopRequested()
+
+
+# Resuming -------------------------------------------------------------------------------------------
+@dataclass
+class ResumePoint:
+    """Where an interrupted run picks up: last.pt's weights and optimizer, the best epoch so far."""
+
+    checkpoint: dict | None  # last.pt, or None when the run never finished an epoch
+    epochs_done: int
+    global_step: int
+    best: dict
+    epoch_times: list[float]
+
+
+def resume_point(run: RunFolder) -> ResumePoint:
+    """Read what a run left behind; raises BinclsError when there is nothing to resume."""
+    best = {"val_loss": math.inf, "epoch": None, "state": None, "metrics": {}}
+    ckpt = read_checkpoint(run.last_checkpoint) if run.last_checkpoint.exists() else None
+    if ckpt is None:
+        return ResumePoint(None, 0, 0, best, [])
+    epochs_done = int(ckpt.get("epochs_done", ckpt.get("epoch", 0)))
+    if run.best_checkpoint.exists():
+        b = read_checkpoint(run.best_checkpoint)
+        if int(b.get("epoch") or 0) <= epochs_done:  # a best.pt from after last.pt cannot happen, but be sure
+            val = {k[4:]: v for k, v in (b.get("metrics") or {}).items() if k.startswith("val_")}
+            best.update(
+                val_loss=val.get("loss", math.inf), epoch=b.get("epoch"), state=b["state_dict"], metrics=val
+            )
+    times = [
+        r["epoch_time"] for r in run.read_metrics() if r.get("kind") == "epoch" and r["epoch"] <= epochs_done
+    ]
+    return ResumePoint(ckpt, epochs_done, int(ckpt.get("global_step", 0)), best, times)
 
 
 # The loop -------------------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
-    run: RunFolder
+    run: RunFolder | None  # None on the other processes of a distributed run: only rank 0 keeps it
     state: str
     best_epoch: int | None
     best_metrics: dict
@@ -142,50 +187,130 @@ def train(
     runs_dir: str | os.PathLike | None = None,
     listeners: list[Listener] | None = None,
     run: RunFolder | None = None,
+    resume: bool = False,
 ) -> TrainResult:
-    """Train one model and keep a run folder; returns when finished, stopped or failed (raises)."""
-    run = run or RunFolder.create(runs_dir, label=cfg.model)
-    run.write_config(cfg.to_dict())
-    all_listeners: list[Listener] = [RunFolderWriter(run), *(listeners or [])]
-    if cfg.tensorboard:
-        try:
-            from bincls.events import TensorBoardListener
+    """Train one model and keep a run folder; returns when finished, stopped or failed (raises).
 
-            all_listeners.append(TensorBoardListener(run.path / "tensorboard"))
-        except ImportError:
-            run.log("tensorboard is not installed: pip install tensorboard to log to TensorBoard")
+    With `resume`, `run` is an interrupted, stopped or failed run: training continues from its last.pt
+    (weights, optimizer, scheduler, step) on the split saved in the run. Under torchrun every process
+    calls this; only rank 0 writes.
+    """
+    world = world_from_env()
+    if resume and run is None:
+        raise BinclsError("Resuming needs the run folder to continue.")
+    if world.is_main:
+        run = run or RunFolder.create(runs_dir, label=cfg.model)
+        if resume:
+            run.clear_stop()  # the stop that ended the last attempt is done with
+        else:
+            run.write_config(cfg.to_dict())
+        all_listeners: list[Listener] = [RunFolderWriter(run), *(listeners or [])]
+        if cfg.tensorboard:
+            try:
+                from bincls.events import TensorBoardListener
+
+                all_listeners.append(TensorBoardListener(run.path / "tensorboard"))
+            except ImportError:
+                run.log("tensorboard is not installed: pip install tensorboard to log to TensorBoard")
+    else:
+        all_listeners = []
     emit = Emitter(all_listeners)
     tune_allocator()
     try:
-        with _StopFlag(run) as stop:
-            return _train(cfg, run, emit, stop)
+        with _StopFlag(run, world) as stop:
+            return _train(cfg, run, emit, stop, world, resume)
     except BinclsError as exc:
-        emit("run_ended", "failed", {"error": str(exc)})
+        _failed(emit, str(exc))
         raise
     except torch.OutOfMemoryError:
         msg = (
             f"Out of memory on the device with batch size {cfg.batch_size} and image size {cfg.img_size}. "
             "Try a smaller batch size or image size."
         )
-        emit("run_ended", "failed", {"error": msg})
+        _failed(emit, msg)
         raise BinclsError(msg) from None
     except Exception as exc:
-        emit("run_ended", "failed", {"error": f"{type(exc).__name__}: {exc}"})
+        if world.active and isinstance(exc, (RuntimeError, dist.DistError)):
+            msg = (
+                f"Another training process of this run failed or was killed, so process {world.rank} "
+                f"stopped too ({type(exc).__name__}: {exc}). The failing process's error is in the "
+                "console output of torchrun."
+            )
+        else:
+            msg = f"{type(exc).__name__}: {exc}"
+        _failed(emit, msg)
         raise
+    finally:
+        stop_world(world)
 
 
-def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> TrainResult:
+def _failed(emit: Emitter, message: str) -> None:
+    """Mark the run failed, if the run folder can still be written (a full disk may refuse even that:
+    the run then reads as interrupted, and the reason is in the console output)."""
+    try:
+        emit("run_ended", "failed", {"error": message})
+    except OSError as exc:
+        print(f"error: could not record the failure in the run folder ({exc}): {message}", file=sys.stderr)
+
+
+def _load_split(data: DataSource, run: RunFolder, emit: Emitter) -> DataSource:
+    """A resumed run trains on the split it started with, not on a fresh one."""
+    split = load_split(run.split_path)
+    gone = ~split["path"].map(os.path.exists)
+    if gone.any():
+        emit("message", f"{int(gone.sum())} file(s) of the saved split are gone; resuming without them")
+        split = split[~gone].reset_index(drop=True)
+    return DataSource(data.scan, split, data.split_config)
+
+
+def _sharded(data: DataSource, world: World, seed: int) -> DataSource:
+    """This process's share of train and val; the others keep the whole test split (unused here)."""
+    if not world.active:
+        return data
+    parts = [
+        shard(data.part("train"), world, seed, pad=True),
+        shard(data.part("val"), world, seed, pad=False),
+        data.part("test"),
+    ]
+    return DataSource(data.scan, pd.concat(parts, ignore_index=True), data.split_config)
+
+
+class _Net(nn.Module):
+    """The model as the batches feed it (whole images or cached features), so that DDP wraps the part
+    that runs and its gradient hooks fire."""
+
+    def __init__(self, model: nn.Module, forward):
+        super().__init__()
+        self.model, self._forward = model, forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(self.model, x)
+
+
+def _train(
+    cfg: TrainConfig, run: RunFolder | None, emit: Emitter, stop: _StopFlag, world: World, resume: bool
+) -> TrainResult:
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = start_world(world, resolve_device(cfg.device))
+    stop.device = device
+    point = resume_point(run) if resume else None
     emit("message", "checking the image files")
     split_cfg = SplitConfig(*cfg.split, seed=cfg.seed)
-    data = load_data(cfg.data, cfg.class_names, split_cfg)
-    save_split(data.split, run.split_path)
+    for main_turn in (True, False):  # rank 0 scans first; the others then read its scan cache, not race it
+        if world.is_main == main_turn:
+            data = load_data(cfg.data, cfg.class_names, split_cfg)
+        barrier(world)
+    if resume and run.split_path.exists():
+        data = _load_split(data, run, emit)
+    elif world.is_main:
+        save_split(data.split, run.split_path)
     mcfg: ModelConfig = model_config(
         cfg.model, img_size=cfg.img_size, weights=cfg.weights, freeze_backbone=cfg.freeze_backbone
     )
     pre = Preprocess(mcfg.img_size, tuple(mcfg.mean), tuple(mcfg.std))
     model = build_model(mcfg).to(device)
+    if point and point.checkpoint:
+        model.load_state_dict(point.checkpoint["state_dict"])
     summary = model_summary(model, mcfg.img_size)
     plan = plan_compute(device, cfg.model, cfg.precision)
     if plan.channels_last:
@@ -194,30 +319,56 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
     aug = Augment() if cfg.augment else Augment.none()
     frozen = model if (mcfg.freeze_backbone and hasattr(model, "forward_features")) else None
     budget = parse_bytes(cfg.memory_budget) if cfg.memory_budget else None
+    # --batch-size is the global batch: N processes take a share each, so settings carry over unchanged.
+    batch_size = max(1, cfg.batch_size // world.size)
     feed = prepare_training_data(
-        data, pre, aug, cfg.batch_size, cfg.seed, device, workers=cfg.workers, frozen_model=frozen,
-        model_name=cfg.model, channels_last=plan.channels_last, budget=budget,
+        _sharded(data, world, cfg.seed), pre, aug, batch_size, cfg.seed + world.rank, device,
+        workers=cfg.workers, frozen_model=frozen, model_name=cfg.model, channels_last=plan.channels_last,
+        budget=budget,
     )  # fmt: skip
     emit("message", feed.message)
+    if world.active:
+        emit(
+            "message",
+            f"{world.size} processes ({dist.get_backend()}), {batch_size} images per process and step; "
+            "each holds its own share of the training images",
+        )
     counts = data.counts()["train"]
     n_neg, n_pos = counts[data.class_names[0]], counts[data.class_names[1]]
     pos_weight = (n_neg / n_pos) if (cfg.balance and n_pos) else 1.0
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device))
+    net: nn.Module = _Net(model, feed.forward)
+    if world.active:
+        net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
     opt = make_optimizer(cfg, trainable_parameters(model))
     steps = len(feed.train)
     sched = make_scheduler(cfg, opt, steps * cfg.epochs)
     scaler = torch.amp.GradScaler("cuda", enabled=plan.grad_scaling)
+    best = {"val_loss": math.inf, "epoch": None, "state": None, "metrics": {}}
+    epochs_done, global_step, epoch_times = 0, 0, []
+    if point is not None:
+        if point.checkpoint:
+            opt.load_state_dict(point.checkpoint["optimizer"])
+            if sched is not None and point.checkpoint.get("scheduler"):
+                sched.load_state_dict(point.checkpoint["scheduler"])
+        epochs_done, global_step, epoch_times = point.epochs_done, point.global_step, point.epoch_times
+        best = point.best
+        if epochs_done >= cfg.epochs:
+            raise BinclsError(f"Run {run.id} has already trained all {cfg.epochs} epochs: nothing to resume.")
+    # A run stopped mid-epoch resumes mid-epoch, so the schedule ends exactly where it was planned to.
+    skip = min(max(global_step - epochs_done * steps, 0), steps)
+    bad_epochs = (epochs_done - best["epoch"]) if best["epoch"] else epochs_done
 
     emit(
         "run_started",
         {
-            "run_id": run.id,
+            "run_id": run.id if run else None,
             "model": cfg.model,
             "epochs": cfg.epochs,
             "img_size": mcfg.img_size,
             "class_names": data.class_names,
-            "train_images": feed.train.n_items,
-            "val_images": feed.val.n_items,
+            "train_images": int(sum_values(world, [feed.train.n_items], device)[0]),
+            "val_images": int(sum_values(world, [feed.val.n_items], device)[0]),
             "data_mode": feed.mode,
             "data_message": feed.message,
             "precision": plan.precision,
@@ -228,36 +379,46 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
             "trainable_params": summary.trainable_params,
             "summary_text": format_summary(summary),
             "skipped_files": len(data.scan.skipped),
+            "processes": world.size,
             **device_info(device),
         },
     )
+    if point is not None:
+        emit(
+            "resumed",
+            {"epoch": epochs_done, "global_step": global_step, "from_checkpoint": bool(point.checkpoint)},
+        )
 
-    def save_last(**extra) -> None:
+    def save(name: str, ckpt: dict) -> None:
+        if world.is_main:
+            emit("checkpoint_saved", name.removesuffix(".pt"), run.save_checkpoint(name, ckpt))
+
+    def save_last(epochs_done: int, **extra) -> None:
         """last.pt: the weights plus what resuming needs (optimizer, scheduler, step)."""
-        ckpt = make_checkpoint(
+        save("last.pt", make_checkpoint(
             model, mcfg, data.class_names, pos_weight=pos_weight, train_config=cfg.to_dict(),
             optimizer=opt.state_dict(), scheduler=sched.state_dict() if sched else None,
-            global_step=global_step, **extra,
-        )  # fmt: skip
-        emit("checkpoint_saved", "last", run.save_checkpoint("last.pt", ckpt))
+            global_step=global_step, epochs_done=epochs_done, **extra,
+        ))  # fmt: skip
 
-    best = {"val_loss": math.inf, "epoch": None, "state": None, "metrics": {}}
-    bad_epochs, global_step, epoch_times = 0, 0, []
     state = "finished"
-    epoch = 0
+    epoch = epochs_done
     try:
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(epochs_done + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
-            model.train()
+            net.train()
             seen, loss_sum, correct = 0, 0.0, 0
-            for step, (x, y) in enumerate(feed.train, start=1):
-                stop.check()
+            first = skip + 1 if epoch == epochs_done + 1 else 1
+            for step, (x, y) in enumerate(islice(feed.train, steps - first + 1), start=first):
                 ts = time.perf_counter()
                 y = y.float().view(-1, 1)
                 with plan.autocast():
-                    logits = feed.forward(model, x)
+                    logits = net(x)
                 loss = loss_fn(logits.float(), y)
-                if not torch.isfinite(loss):
+                stop_now, diverged = any_flags(world, [stop.requested(), not torch.isfinite(loss)], device)
+                if stop_now:
+                    raise StopRequested()
+                if diverged:
                     raise BinclsError(
                         f"The loss became {loss.item()} at epoch {epoch}, step {step}: training diverged. "
                         f"The learning rate ({cfg.learning_rate:g}) is probably too high; try 10x lower."
@@ -274,11 +435,9 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
                 loss_sum += loss.item() * n
                 correct += int(((logits.detach() > 0).float() == y).sum())
                 dt = time.perf_counter() - ts
-                elapsed = time.perf_counter() - t0
-                per_step = elapsed / step
-                done_epochs_time = sum(epoch_times)
+                per_step = (time.perf_counter() - t0) / (step - first + 1)
                 eta = per_step * (steps - step) + (
-                    (done_epochs_time / len(epoch_times)) if epoch_times else per_step * steps
+                    (sum(epoch_times) / len(epoch_times)) if epoch_times else per_step * steps
                 ) * (cfg.epochs - epoch)
                 emit(
                     "step",
@@ -291,13 +450,14 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
                         "global_step": global_step,
                         "loss": loss.item(),
                         "lr": opt.param_groups[0]["lr"],
-                        "images_per_s": n / max(dt, 1e-9),
+                        "images_per_s": n * world.size / max(dt, 1e-9),
                         "eta_s": eta,
                         "time": time.time(),
                     },
                 )
             stop.check()
-            logits_v, labels_v = predict_logits(model, feed.val, plan, feed.forward)
+            seen, loss_sum, correct = sum_values(world, [seen, loss_sum, correct], device)
+            logits_v, labels_v = gather(world, *predict_logits(model, feed.val, plan, feed.forward))
             val = binary_metrics(logits_v, labels_v)
             epoch_time = time.perf_counter() - t0
             epoch_times.append(epoch_time)
@@ -336,19 +496,16 @@ def _train(cfg: TrainConfig, run: RunFolder, emit: Emitter, stop: _StopFlag) -> 
                 "train_config": cfg.to_dict(),
             }
             if improved:
-                path = run.save_checkpoint(
-                    "best.pt", make_checkpoint(model, mcfg, data.class_names, **ckpt_extra)
-                )
-                emit("checkpoint_saved", "best", path)
-            save_last(epoch=epoch, metrics=record)
+                save("best.pt", make_checkpoint(model, mcfg, data.class_names, **ckpt_extra))
+            save_last(epoch, epoch=epoch, metrics=record)
             if cfg.patience and bad_epochs >= cfg.patience:
                 emit("message", f"early stopping: val loss did not improve for {cfg.patience} epochs")
                 break
     except StopRequested:
         state = "stopped"
         emit("message", f"stop requested: stopped in epoch {epoch}")
-        if epoch >= 1:
-            save_last(epoch=epoch)
+        if global_step > 0:
+            save_last(epoch - 1, epoch=epoch)
     if best["state"] is not None:
         model.load_state_dict(best["state"])  # the best epoch, not the last, is the result
     summary_out = {

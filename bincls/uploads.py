@@ -32,6 +32,9 @@ MAX_TOTAL_BYTES = 2 * 1024**3  # uncompressed size of everything extracted from 
 MAX_RATIO = 200  # uncompressed / compressed size of one entry...
 RATIO_MIN_BYTES = 1024**2  # ...checked only above this size: small files cannot make a bomb
 MAX_ENTRIES = 100_000
+# Bytes uploaded for one class in one "use these uploads" action (Streamlit's own server.maxUploadSize,
+# 500 MB in .streamlit/config.toml, caps each file).
+MAX_UPLOAD_BYTES = 2 * 1024**3
 
 _MAX_NAME_BYTES = 200  # most file systems allow 255 bytes per name; keep room for "-12" suffixes
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"{d}{i}" for d in ("com", "lpt") for i in range(10))}
@@ -147,6 +150,13 @@ def save_uploads(
     made by `new_upload_session`. Raises `BinclsError` for an unsafe or broken zip, after removing
     what this call wrote.
     """
+    total = sum(len(data) for _, data in files)
+    if total > MAX_UPLOAD_BYTES:
+        raise BinclsError(
+            f"The uploads for class {class_name!r} hold {total / 2**20:,.0f} MB, more than the "
+            f"{MAX_UPLOAD_BYTES / 2**20:,.0f} MB allowed at once; nothing was saved. Upload fewer files, "
+            "or point bincls at the folder instead."
+        )
     session = _check_session_dir(session_dir)
     folder = session / safe_name(class_name, default="class")
     folder.mkdir(exist_ok=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from bincls import BinclsError
+from bincls import BinclsError, access
 from bincls.data import DataSource
 from bincls.layout import resolve_layout
 from bincls.paths import SAMPLE_DATA, runs_dir
@@ -42,6 +42,8 @@ UPLOAD_GENERATION = "upload_generation"  # bumped after saving, to clear the upl
 SPLIT_VAL_PCT = "w_split_val"  # split sliders, percent; SPLIT_RATIOS stays the truth
 SPLIT_TEST_PCT = "w_split_test"
 SPLIT_SEED_INPUT = "w_split_seed"
+DATA_SKIPPED_PAGE = "w_data_skipped_page"  # page of the skipped-files table
+DATA_EXCLUDED_PAGE = "w_data_excluded_page"  # page of the left-out-of-training table
 # Preview page
 PREVIEW_MODEL = "preview_model"  # registry name whose img_size/mean/std the preview uses
 PREVIEW_TRAIN = "preview_train"  # True: train transform (random augmentation); False: eval
@@ -79,10 +81,12 @@ def folder_fingerprint(paths: list[str]) -> tuple:
     return tuple(out)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+# A resource, not data: st.cache_data would pickle the result on every read, over a second per read
+# at 100,000 files and three reads per rerun. Pages only read a ScanResult, so one shared copy is safe.
+@st.cache_resource(show_spinner=False, max_entries=8)
 def _scan(paths: tuple[str, ...], names: tuple[str, ...] | None, fingerprint: tuple) -> ScanResult:
     layout = resolve_layout(list(paths), list(names) if names else None)
-    # The bar's slot is made in here: st.cache_data replays the elements a cached call drew, and it
+    # The bar's slot is made in here: st.cache_resource replays the elements a cached call drew, and it
     # cannot replay into a block made outside the function (CacheReplayClosureError on a cache hit).
     slot = st.empty()
 
@@ -202,7 +206,7 @@ def fmt_time(ts: float | None) -> str:
 TRAIN_KEYS = {
     name: f"train_{name}"
     for name in ("model", "weights", "weights_file", "tuning", "img_size", "epochs", "batch_size",
-                 "optimizer", "lr", "schedule", "patience", "seed", "device", "augment")
+                 "optimizer", "lr", "schedule", "patience", "seed", "device", "augment", "all_gpus")
 }  # fmt: skip
 TRAIN_SETTINGS_OPEN = "train_settings_open"  # the Train page's settings expander is open
 TRAIN_COLLAPSED_FOR = "train_collapsed_for"  # run id the settings were folded away for, once
@@ -287,6 +291,17 @@ def default_run_id(candidates: list[RunFolder]) -> str | None:
     return (finished or ids or [None])[0]
 
 
+def config_problem(run: RunFolder) -> str | None:
+    """Why the run's config.json does not read back as settings (edited by hand), or None."""
+    from bincls.config import read_run_config
+
+    try:
+        read_run_config(run.path)
+    except BinclsError as exc:
+        return str(exc)
+    return None
+
+
 def run_label(run: RunFolder) -> str:
     status, cfg = run.status(), run.config()
     when = fmt_time(status.get("created") or status.get("started"))
@@ -330,6 +345,7 @@ def evaluation(run: RunFolder, data: list[str] | None = None):
     """
     from bincls.evaluate import find_checkpoint
 
+    data = [str(access.confine(p)) for p in data] if data else None  # typed on the page
     ckpt, _ = find_checkpoint(run.path)
     stamps = (str(ckpt), file_stamp(ckpt), file_stamp(run.split_path), folder_fingerprint(data or []))
     return _evaluation(str(run.path), tuple(data) if data else None, stamps)
@@ -412,7 +428,7 @@ def _predict_folder(run_path: str, stamps: tuple, folder: str, fingerprint: tupl
 
 def predict_folder(run: RunFolder, folder: str, heatmaps: bool) -> list:
     """Predict every file below a folder (cached by the folder's mtimes); raises BinclsError."""
-    p = Path(folder).expanduser()
+    p = access.confine(folder)  # typed on the page: kept inside BINCLS_DATA_ROOT when it is set
     if not p.is_dir():
         raise BinclsError(f"{p} is not a folder: give the path of a folder of images on this computer.")
     pred = predictor(run)

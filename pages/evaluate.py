@@ -243,6 +243,9 @@ with top[1]:
     ss.setdefault(common.EVAL_SOURCE, "test")
     source = st.radio("Evaluate on", ["test", "folder"], key=common.EVAL_SOURCE, horizontal=True,
                       format_func={"test": "Its test split", "folder": "Another folder"}.get)
+if problem := common.config_problem(run):
+    st.warning(f"{problem} The evaluation below uses the checkpoint, which holds what it needs.",
+               icon=":material/warning:")
 data = None
 if source == "folder":
     with top[2]:

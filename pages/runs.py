@@ -143,6 +143,9 @@ event = st.dataframe(
     },
 )
 ss[common.RUNS_TABLE_IDS] = ids
+for r in all_runs:
+    if (problem := common.config_problem(r)) is not None:
+        st.warning(f"Run {r.id}: {problem}", icon=":material/warning:")
 selected = [all_runs[i] for i in event.selection.rows if i < len(all_runs)]
 
 c1, c2, _ = st.columns([1, 1, 3])

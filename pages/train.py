@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+import torch
 
 from bincls import BinclsError
-from bincls.launcher import BusyError, active_run, start_training, stop_run
+from bincls.access import confine
+from bincls.cli import train_command
+from bincls.launcher import BusyError, active_run, resume_training, start_training, stop_run
 from bincls.models import MIN_IMG_SIZE, build_model, list_models, model_config, model_summary
 from bincls.paths import runs_dir
 from bincls.runs import ACTIVE, RunFolder
@@ -47,6 +51,7 @@ def init_settings() -> None:
     ss.setdefault(K["seed"], int(ss[common.SPLIT_SEED]))
     ss.setdefault(K["device"], "auto")
     ss.setdefault(K["augment"], True)
+    ss.setdefault(K["all_gpus"], True)
 
 
 def model_changed() -> None:
@@ -126,6 +131,10 @@ def training_form(data_ok: bool) -> bool:
         c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
         c1.selectbox("Device", DEVICES, format_func=device_labels().get, key=K["device"])
         c2.toggle("Augmentation", key=K["augment"], help="Random flips, crops and colour jitter in training.")
+        if gpu_count() > 1:
+            st.toggle(f"Use all {gpu_count()} GPUs", key=K["all_gpus"],
+                      help="One training process per GPU with torchrun (DistributedDataParallel); the batch "
+                      "size is the total over all GPUs.")
         pressed = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:",
                                         disabled=not data_ok)
     split_seed = ss[common.SPLIT_SEED]
@@ -135,22 +144,67 @@ def training_form(data_ok: bool) -> bool:
     return pressed
 
 
+@st.cache_data(show_spinner=False)
+def gpu_count() -> int:
+    return torch.cuda.device_count()
+
+
+def processes() -> int:
+    """Training processes: one per GPU when there are several and the user wants them all."""
+    return gpu_count() if gpu_count() > 1 and ss[K["all_gpus"]] and ss[K["device"]] in ("auto", "cuda") else 1
+
+
+def form_config() -> TrainConfig:
+    return TrainConfig(
+        data=[str(p) for p in ss[common.DATA_PATHS]], class_names=ss[common.CLASS_NAMES],
+        model=ss[K["model"]], weights=weights_value(), freeze_backbone=freeze_value(),
+        img_size=int(ss[K["img_size"]]), epochs=int(ss[K["epochs"]]), batch_size=int(ss[K["batch_size"]]),
+        optimizer=ss[K["optimizer"]], lr=float(ss[K["lr"]]), schedule=ss[K["schedule"]],
+        patience=int(ss[K["patience"]]), split=list(ss[common.SPLIT_RATIOS]), seed=int(ss[K["seed"]]),
+        device=ss[K["device"]], augment=bool(ss[K["augment"]]),
+    )  # fmt: skip
+
+
+def show_command(data_ok: bool) -> None:
+    """The same run as a command, to run in a terminal or on a cluster."""
+    if not data_ok:
+        return
+    try:
+        cfg = form_config()
+    except BinclsError:
+        return  # the Train button reports it
+    with st.popover("Command line", icon=":material/terminal:"):
+        st.caption("These settings as a command (the app runs the same engine):")
+        st.code(shlex.join(train_command(cfg, processes())), language="bash", wrap_lines=True)
+        st.caption("On several GPUs or machines, run it under torchrun (README: Training on several GPUs "
+                   "or machines):")
+        st.code(shlex.join(train_command(cfg, max(2, processes()))), language="bash", wrap_lines=True)
+
+
+def resume(run: RunFolder) -> None:
+    try:
+        resume_training(run, runs_dir())
+    except BusyError as exc:
+        ss[common.CURRENT_RUN] = exc.run.id
+        st.warning(str(exc), icon=":material/hourglass_top:")
+    except BinclsError as exc:
+        common.show_error(exc)
+    else:
+        ss[common.CURRENT_RUN] = run.id
+        st.rerun()
+
+
 def start() -> None:
     try:
-        cfg = TrainConfig(
-            data=[str(p) for p in ss[common.DATA_PATHS]], class_names=ss[common.CLASS_NAMES],
-            model=ss[K["model"]], weights=weights_value(), freeze_backbone=freeze_value(),
-            img_size=int(ss[K["img_size"]]), epochs=int(ss[K["epochs"]]), batch_size=int(ss[K["batch_size"]]),
-            optimizer=ss[K["optimizer"]], lr=float(ss[K["lr"]]), schedule=ss[K["schedule"]],
-            patience=int(ss[K["patience"]]), split=list(ss[common.SPLIT_RATIOS]), seed=int(ss[K["seed"]]),
-            device=ss[K["device"]], augment=bool(ss[K["augment"]]),
-        )  # fmt: skip
+        cfg = form_config()
         # Checked here so a wrong combination is a message now, not a failed run in a few seconds.
         model_config(cfg.model, cfg.img_size, cfg.weights, cfg.freeze_backbone)
+        if ss[K["weights"]] == "file" and cfg.weights != "none":
+            confine(cfg.weights)  # served to others (BINCLS_DATA_ROOT): no reading files outside the root
         if ss[K["weights"]] == "file" and cfg.weights != "none" and not Path(cfg.weights).is_file():
             raise BinclsError(f"Weights file {cfg.weights!r} not found: give the path of a saved state_dict.")
         resolve_device(cfg.device)
-        run = start_training(cfg, runs_dir())
+        run = start_training(cfg, runs_dir(), processes=processes())
     except BusyError as exc:
         ss[common.CURRENT_RUN] = exc.run.id
         st.warning(str(exc), icon=":material/hourglass_top:")
@@ -361,6 +415,11 @@ def ended_panel(run: RunFolder) -> None:
         early = " (early stopping)" if len(epochs) < asked else ""
         st.success(f"Finished {len(epochs)} of {asked} epochs in {took}{early}.",
                    icon=":material/check_circle:")
+    if state in ("failed", "interrupted", "stopped") and len(epochs) < asked:
+        last = "its last checkpoint" if run.last_checkpoint.exists() else "the start (no checkpoint saved)"
+        if st.button("Resume", icon=":material/resume:", type="primary",
+                     help=f"Continue this run from {last}, with its optimizer state and the same split."):
+            resume(run)
     if state in ("failed", "interrupted"):
         console = run.path / "console.txt"
         if console.exists():
@@ -433,6 +492,7 @@ with st.expander("Model and training settings", icon=":material/tune:", key=comm
     with left:
         model_settings()
         pressed = training_form(data_ok)
+        show_command(data_ok)
     with right:
         show_summary()
 ss[common.TRAIN_SAVED] = {k: ss[k] for k in (*K.values(), common.TRAIN_SETTINGS_OPEN) if k in ss}

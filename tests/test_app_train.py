@@ -128,3 +128,36 @@ def test_stop_ends_the_run_as_stopped(train_page):
     _poll(at, lambda a: any("Stopped on request" in i.value for i in a.info))
     assert run.status()["state"] == "stopped"
     assert run.last_checkpoint.exists() or not [m for m in run.read_metrics() if m["kind"] == "step"]
+
+
+def test_command_line_shows_the_settings_as_commands(train_page):
+    at = train_page
+    at.selectbox(key=TRAIN_KEYS["optimizer"]).set_value("sgd").run()
+    codes = [c.value for c in at.code]
+    single = next(c for c in codes if c.startswith("python -m bincls train"))
+    assert "--optimizer sgd" in single and "--model" not in single  # small-cnn is the default: left out
+    assert "--lr" not in single  # sgd's own default learning rate
+    assert any(c.startswith("torchrun --nproc_per_node=2 -m bincls train") and "sgd" in c for c in codes)
+
+
+@pytest.mark.slow
+def test_resume_button_continues_a_stopped_run_to_the_end(train_page):
+    at = train_page
+    _start(at, epochs=60, img_size=32)
+    run = active_run(runs_dir())
+    assert run is not None
+    _poll(
+        at,
+        lambda a: (
+            any(r["kind"] == "epoch" for r in run.read_metrics()) and any(b.label == "Stop" for b in a.button)
+        ),
+    )
+    _button(at, "Stop").click().run()
+    _poll(at, lambda a: any(b.label == "Resume" for b in a.button))
+    stopped_after = len([r for r in run.read_metrics() if r["kind"] == "epoch"])
+    assert stopped_after < 60
+    _button(at, "Resume").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    _poll(at, lambda a: any("Finished 60 of 60" in s.value for s in a.success), timeout=300)
+    assert [r["epoch"] for r in run.read_metrics() if r["kind"] == "epoch"] == list(range(1, 61))
+    assert run.status()["resumes"] == 1
