@@ -61,7 +61,8 @@ def format_scan(scan, counts: dict[str, dict[str, int]]) -> str:
         lines.append(f"    ... and {len(scan.skipped) - 20} more (--json lists all)")
     lines.append(f"Duplicate groups: {len(scan.duplicates)}, label conflicts: {len(scan.conflicts)}")
     for group in scan.conflicts[:10]:
-        lines.append("  conflict: " + " == ".join(group))
+        more = f" == ... and {len(group) - 3} more" if len(group) > 3 else ""
+        lines.append("  conflict: " + " == ".join(group[:3]) + more)
     lines.extend(f"Note: {n}" for n in scan.notes)
     return "\n".join(lines)
 

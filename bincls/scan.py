@@ -9,20 +9,23 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import threading
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from bincls.images import ImageInfo, ImageProblem, inspect_file, is_junk_dir, is_junk_name
+from bincls.images import ImageProblem, inspect_file, is_junk_dir, is_junk_name
 from bincls.layout import SPLITS, Layout
 from bincls.paths import cache_dir
 
 Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
+# Slots: a scan of 100,000 files holds 100,000 records, and a __dict__ per record would double them.
+@dataclass(frozen=True, slots=True)
 class ImageRecord:
     """One valid image file."""
 
@@ -162,16 +165,22 @@ class ScanCache:
             " (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, result TEXT)"
         )
 
+    # Paths per SELECT ... IN (...): below SQLite's oldest limit of 999 bound parameters.
+    LOOKUP_BATCH = 500
+
     def get_many(self, keys: dict[str, tuple[int, int]]) -> dict[str, dict]:
         out = {}
+        paths = list(keys)
         with self._lock:
-            cur = self._db.cursor()
-            for path, (size, mtime) in keys.items():
-                row = cur.execute(
-                    "SELECT result FROM files WHERE path=? AND size=? AND mtime_ns=?", (path, size, mtime)
-                ).fetchone()
-                if row:
-                    out[path] = json.loads(row[0])
+            for i in range(0, len(paths), self.LOOKUP_BATCH):
+                part = paths[i : i + self.LOOKUP_BATCH]
+                marks = ",".join("?" * len(part))
+                rows = self._db.execute(
+                    f"SELECT path, size, mtime_ns, result FROM files WHERE path IN ({marks})", part
+                )
+                for path, size, mtime, result in rows:
+                    if keys[path] == (size, mtime):
+                        out[path] = json.loads(result)
         return out
 
     def put_many(self, rows: Iterable[tuple[str, int, int, dict]]) -> None:
@@ -214,44 +223,102 @@ def _cacheable(result: dict) -> bool:
     return result["ok"] or not result["reason"].startswith(_TRANSIENT)
 
 
-def check_files(
-    paths: list[str], progress: Progress | None = None, use_cache: bool = True, workers: int | None = None
-) -> tuple[dict[str, dict], int]:
-    """Check many files in parallel, reusing cached results; returns (results by path, cache hits)."""
-    keys = {p: k for p in paths if (k := _stat_key(p)) is not None}
-    cache = ScanCache() if use_cache else None
-    try:
-        results = cache.get_many(keys) if cache else {}
-        hits = len(results)
-        todo = [p for p in paths if p not in results]
-        total, done = len(paths), hits
-        if progress:
+# Files per chunk: stat'ed, looked up in the cache and written back to it together.
+CHUNK = 1000
+# Checks queued per worker thread ahead of the one being collected: enough to keep every core busy,
+# few enough that neither futures nor results pile up however many files there are.
+IN_FLIGHT_PER_WORKER = 8
+PROGRESS_SECONDS = 0.1  # at most this often, plus the last count: a UI or a terminal keeps up
+
+
+def _throttled(progress: Progress, total: int) -> Callable[[int], None]:
+    last = -PROGRESS_SECONDS
+
+    def report(done: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if done == total or now - last >= PROGRESS_SECONDS:
+            last = now
             progress(done, total)
+
+    return report
+
+
+def iter_checks(
+    paths: list[str], progress: Progress | None = None, use_cache: bool = True, workers: int | None = None
+) -> Iterator[tuple[str, dict, bool]]:
+    """Check files in parallel, reusing cached results: (path, result, from cache), in the order of `paths`.
+
+    Memory stays flat however many files there are: the cache is read and written a chunk at a time, a
+    bounded number of checks is in flight, and each result is handed on as it comes, not collected.
+    `progress(done, total)` is called from the caller's thread.
+    """
+    total = len(paths)
+    report = _throttled(progress, total) if progress else None
+    if progress:
+        progress(0, total)
+    workers = workers or os.cpu_count() or 1
+    window = workers * IN_FLIGHT_PER_WORKER
+    cache = ScanCache() if use_cache else None
+    pending: deque[tuple[str, tuple[int, int] | None, Future | dict]] = deque()
+    fresh: list[tuple[str, int, int, dict]] = []
+    done = 0
+
+    def collect() -> tuple[str, dict, bool]:
+        nonlocal done
+        path, key, job = pending.popleft()
+        from_cache = not isinstance(job, Future)
+        res = job if from_cache else job.result()
+        if cache and not from_cache and key is not None and _cacheable(res):
+            fresh.append((path, *key, res))
+            if len(fresh) >= CHUNK:
+                cache.put_many(fresh)
+                fresh.clear()
+        done += 1
+        if report:
+            report(done)
+        return path, res, from_cache
+
+    try:
         # Pillow and hashlib release the GIL while decoding and hashing, so threads use every core
         # without the start-up and pickling cost of processes.
-        workers = workers or os.cpu_count() or 1
-        fresh = []
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for path, res in zip(todo, pool.map(_check, todo, chunksize=1)):
-                results[path] = res
-                if path in keys and _cacheable(res):
-                    fresh.append((path, *keys[path], res))
-                done += 1
-                if progress and (done % 25 == 0 or done == total):
-                    progress(done, total)
-                if cache and len(fresh) >= 500:
-                    cache.put_many(fresh)
-                    fresh = []
-        if cache and fresh:
-            cache.put_many(fresh)
+            try:
+                for start in range(0, total, CHUNK):
+                    chunk = paths[start : start + CHUNK]
+                    keys = {p: k for p in chunk if (k := _stat_key(p)) is not None}
+                    hits = cache.get_many(keys) if cache else {}
+                    for path in chunk:
+                        if path in hits:
+                            pending.append((path, None, hits[path]))
+                        else:
+                            pending.append((path, keys.get(path), pool.submit(_check, path)))
+                        while pending and (len(pending) > window or _ready(pending[0][2])):
+                            yield collect()
+                while pending:
+                    yield collect()
+            finally:  # the caller stopped early: do not check what nobody will read
+                for _, _, job in pending:
+                    if isinstance(job, Future):
+                        job.cancel()
     finally:
         if cache:
+            # Also when stopped (an app rerun, Ctrl+C): the next scan starts from what was checked.
+            if fresh:
+                cache.put_many(fresh)
             cache.close()
-    return results, hits
+
+
+def _ready(job: Future | dict) -> bool:
+    return not isinstance(job, Future) or job.done()
 
 
 def scan_layout(layout: Layout, progress: Progress | None = None, use_cache: bool = True) -> ScanResult:
-    """Scan every file of every class folder of `layout`."""
+    """Scan every file of every class folder of `layout`.
+
+    Memory grows with the number of files only by their records (path, size, hash...), never by
+    their pixels or by the checks' full results.
+    """
     entries: list[tuple[str, int, str | None]] = []
     skipped: list[SkippedFile] = []
     for label, cls in enumerate(layout.classes):
@@ -259,27 +326,28 @@ def scan_layout(layout: Layout, progress: Progress | None = None, use_cache: boo
             files, junk = _walk(folder)
             entries.extend((f, label, split) for f in files)
             skipped.extend(junk)
-    results, hits = check_files([e[0] for e in entries], progress, use_cache)
 
     images: list[ImageRecord] = []
     sums = [0.0, 0.0, 0.0]
     sqsums = [0.0, 0.0, 0.0]
-    pixels = 0
-    for path, label, split in entries:
-        res = results[path]
+    pixels = hits = 0
+    checks = iter_checks([e[0] for e in entries], progress, use_cache)
+    # strict: the checks run to their end, which writes the last results to the cache
+    for (path, label, split), (_, res, from_cache) in zip(entries, checks, strict=True):
+        hits += from_cache
         if not res["ok"]:
             skipped.append(SkippedFile(path, res["reason"]))
             continue
-        info = ImageInfo(**{k: v for k, v in res.items() if k != "ok"})
-        images.append(
-            ImageRecord(
-                path, label, split, info.width, info.height, info.mode, info.format, info.size, info.sha256
-            )
+        # Interned: thousands of records share a handful of mode and format names.
+        mode, fmt = sys.intern(res["mode"]), sys.intern(res["format"])
+        record = ImageRecord(
+            path, label, split, res["width"], res["height"], mode, fmt, res["size"], res["sha256"]
         )
+        images.append(record)
         for c in range(3):
-            sums[c] += info.channel_sum[c]
-            sqsums[c] += info.channel_sqsum[c]
-        pixels += info.pixels
+            sums[c] += res["channel_sum"][c]
+            sqsums[c] += res["channel_sqsum"][c]
+        pixels += res["pixels"]
 
     duplicates, conflicts, excluded = find_duplicates(images, layout.class_names)
     mean = tuple(s / pixels for s in sums) if pixels else (0.0, 0.0, 0.0)
@@ -307,26 +375,30 @@ def find_duplicates(
     straddle splits. Across classes the image is a label conflict and every copy is left out.
     """
     split_rank = {None: 0, **{s: i for i, s in enumerate(SPLITS)}}
-    groups: dict[str, list[ImageRecord]] = defaultdict(list)
+    # One pass over a dict by hash; only hashes seen twice get a list, so 100,000 distinct files
+    # cost no 100,000 one-element lists.
+    first: dict[str, ImageRecord] = {}
+    groups: dict[str, list[ImageRecord]] = {}
     for r in images:
-        groups[r.sha256].append(r)
+        seen = first.setdefault(r.sha256, r)
+        if seen is not r:
+            groups.setdefault(r.sha256, [seen]).append(r)
     duplicates, conflicts = [], []
     excluded: dict[str, str] = {}
     for recs in groups.values():
-        if len(recs) < 2:
-            continue
-        recs = sorted(recs, key=lambda r: (split_rank[r.given_split], r.path))
-        duplicates.append([r.path for r in recs])
+        recs.sort(key=lambda r: (split_rank[r.given_split], r.path))
+        paths = [r.path for r in recs]
+        duplicates.append(paths)
         labels = {r.label for r in recs}
+        # One reason string per group, shared by its copies (a group can have thousands).
         if len(labels) > 1:
-            conflicts.append([r.path for r in recs])
+            conflicts.append(paths)
             names = " and ".join(class_names[i] for i in sorted(labels))
-            for r in recs:
-                excluded[r.path] = f"label conflict: the same image is in {names}"
+            reason = f"label conflict: the same image is in {names}"
+            excluded.update(dict.fromkeys(paths, reason))
             continue
-        keep = recs[0]
-        for r in recs[1:]:
-            excluded[r.path] = f"duplicate of {keep.path}"
+        reason = f"duplicate of {paths[0]}"
+        excluded.update(dict.fromkeys(paths[1:], reason))
     duplicates.sort()
     conflicts.sort()
     return duplicates, conflicts, excluded

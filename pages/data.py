@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from bincls import BinclsError
+from bincls import BinclsError, access
 from bincls.images import is_junk_dir, load_rgb
 from bincls.layout import resolve_layout
 from bincls.paths import SAMPLE_DATA, uploads_dir
@@ -34,6 +36,9 @@ GROUPS_SHOWN = 12  # duplicate groups shown with thumbnails, per kind
 GROUP_COLUMNS = 3
 GROUP_THUMBS = 3  # thumbnails per group
 SCATTER_CAP = 5000  # points per class in the size scatter
+# A browser cannot take a 100,000-row table: long tables show a page at a time, with a CSV of them all.
+TABLE_ROWS = 200
+SAMPLE_THUMBS = 12  # images per class in "Sample images", drawn with the split seed
 LAYOUT_KINDS = {
     "root": "one folder with two class folders",
     "presplit": "a folder already split into train / val [/ test]",
@@ -76,7 +81,8 @@ def list_subfolders(folder: str) -> pd.DataFrame:
     rows = []
     try:
         entries = sorted(
-            (e for e in os.scandir(folder) if e.is_dir(follow_symlinks=True) and not is_junk_dir(e.name)),
+            (e for e in os.scandir(folder)
+             if e.is_dir(follow_symlinks=True) and not is_junk_dir(e.name) and access.allowed(e.path)),
             key=lambda e: e.name.lower(),
         )
     except OSError:
@@ -89,18 +95,21 @@ def list_subfolders(folder: str) -> pd.DataFrame:
 
 # Actions (callbacks run before the page, so the sidebar shows the new data at once) ---------------
 def _clean_path(text: str) -> str:
-    """A path as typed or pasted: surrounding quotes and spaces removed, ~ expanded."""
-    text = (text or "").strip().strip("'\"").strip()
-    return os.path.abspath(os.path.expanduser(text)) if text else ""
+    """A path as typed or pasted: surrounding quotes and spaces removed (`access.confine` does the rest)."""
+    return (text or "").strip().strip("'\"").strip()
 
 
-def use_data(paths: list[str], what: str) -> None:
-    """Switch to `paths` if they resolve to two classes; otherwise keep the current data and say why."""
+def use_data(paths: list[str], what: str, confined: bool = True) -> None:
+    """Switch to `paths` if they resolve to two classes; otherwise keep the current data and say why.
+
+    `confined`: the paths came from the user, so they must stay inside BINCLS_DATA_ROOT when it is set
+    (False only for the app's own folders: the sample and the uploads)."""
     paths = [_clean_path(p) for p in paths]
     if not all(paths):
         ss[common.DATA_MESSAGE] = ("error", "Give a folder path (it is empty).")
         return
     try:
+        paths = [str(access.confine(p)) for p in paths] if confined else paths
         layout = resolve_layout(paths)
     except BinclsError as exc:
         ss[common.DATA_MESSAGE] = ("error", f"{exc} The data in use did not change.")
@@ -121,11 +130,15 @@ def _use_typed_pair() -> None:
 
 
 def _use_sample() -> None:
-    use_data([str(SAMPLE_DATA)], "the bundled sample")
+    use_data([str(SAMPLE_DATA)], "the bundled sample", confined=False)
 
 
 def _browse_to(folder: str) -> None:
-    ss[common.BROWSE_DIR] = folder
+    try:
+        ss[common.BROWSE_DIR] = str(access.confine(folder))
+    except BinclsError as exc:
+        ss[common.DATA_MESSAGE] = ("error", str(exc))
+        return
     ss.pop(common.BROWSE_SELECTED, None)
 
 
@@ -147,6 +160,11 @@ def _use_selected() -> None:
 
 
 def _pick(slot: str, folder: str) -> None:
+    try:
+        folder = str(access.confine(folder))
+    except BinclsError as exc:
+        ss[common.DATA_MESSAGE] = ("error", str(exc))
+        return
     picks = dict(ss[common.BROWSE_PICKS])
     picks[slot] = folder
     ss[common.BROWSE_PICKS] = picks
@@ -177,7 +195,7 @@ def _use_uploads() -> None:
         ss[common.DATA_MESSAGE] = ("error", str(exc))
         return
     ss[common.UPLOAD_GENERATION] = gen + 1  # fresh, empty uploaders: the files are saved now
-    use_data([str(f) for f in folders], "the uploaded images")
+    use_data([str(f) for f in folders], "the uploaded images", confined=False)
 
 
 def _apply_split() -> None:
@@ -246,6 +264,49 @@ def _groups(groups: list[list[str]], conflict: bool, label_of: dict[str, str], r
     for i, g in enumerate(groups[:GROUPS_SHOWN]):
         with cols[i % GROUP_COLUMNS]:
             _group(g, conflict, label_of, roots)
+
+
+def _paged_table(items: Sequence, row: Callable, columns: list[str], key: str, file_name: str) -> None:
+    """`items` as a table, TABLE_ROWS at a time; `row(item)` is only called for the rows shown (and
+    for all of them when the CSV is downloaded)."""
+    n = len(items)
+    pages = max(1, -(-n // TABLE_ROWS))
+    page = 1
+    if pages > 1:
+        if ss.get(key, 1) > pages:  # the data changed under a later page: a number_input above max fails
+            ss[key] = pages
+        page = st.number_input(f"Page (of {pages:,})", 1, pages, step=1, key=key, width=200)
+    start = (page - 1) * TABLE_ROWS
+    shown = items[start : start + TABLE_ROWS]
+    st.dataframe(pd.DataFrame([row(i) for i in shown], columns=columns), hide_index=True, width="stretch",
+                 height=min(38 + 35 * len(shown), 400))
+    if pages > 1:
+        st.caption(f"Showing rows {start + 1:,}–{start + len(shown):,} of {n:,}. The CSV has them all.")
+        st.download_button(
+            f"Download all {n:,} rows (CSV)", file_name=file_name, mime="text/csv", on_click="ignore",
+            data=lambda: pd.DataFrame([row(i) for i in items], columns=columns).to_csv(index=False).encode(),
+            icon=":material/download:", key=f"{key}-csv",
+        )  # fmt: skip
+
+
+def _sample_images(scan, names: list[str], seed: int) -> None:
+    """A few usable images per class, drawn at random with `seed`: a look at the data, whatever its size."""
+    usable = scan.usable
+    for i, name in enumerate(names):
+        recs = [r for r in usable if r.label == i]
+        picked = sorted(random.Random(seed).sample(range(len(recs)), min(SAMPLE_THUMBS, len(recs))))
+        images, captions = [], []
+        for k in picked:
+            try:
+                t = thumbnail(recs[k].path, os.path.getmtime(recs[k].path))
+            except OSError:
+                t = None
+            if t is not None:
+                images.append(t)
+                captions.append(os.path.basename(recs[k].path))
+        st.markdown(f"**{name}**: {len(picked)} of {len(recs):,} usable images")
+        if images:
+            st.image(images, caption=captions, width=THUMB)
 
 
 def _n(k: int, word: str) -> str:
@@ -330,16 +391,16 @@ with tab_path:
 
 with tab_browse:
     here = Path(ss[common.BROWSE_DIR])
-    if not here.is_dir():
-        here = Path.home()
+    if not here.is_dir() or not access.allowed(here):  # the browser never leaves BINCLS_DATA_ROOT
+        here = access.browse_home()
         ss[common.BROWSE_DIR] = str(here)
     with st.container(horizontal=True, vertical_alignment="bottom"):
         st.text_input("Current folder", value=str(here), disabled=True, width=560)
         st.button("Up", icon=":material/arrow_upward:", on_click=_browse_to, args=(str(here.parent),),
-                  disabled=here.parent == here, help="Go to the parent folder")
-        st.button("Home", icon=":material/home:", on_click=_browse_to, args=(str(Path.home()),))
+                  disabled=here.parent == here or here == access.data_root(), help="Go to the parent folder")
+        st.button("Home", icon=":material/home:", on_click=_browse_to, args=(str(access.browse_home()),))
         st.button("Sample", icon=":material/pets:", on_click=_browse_to, args=(str(SAMPLE_DATA),),
-                  help="Go to the bundled sample's folder")
+                  help="Go to the bundled sample's folder", disabled=access.data_root() is not None)
 
     subs = list_subfolders(str(here))
     listing, actions = st.columns(2, gap="large")
@@ -448,9 +509,9 @@ with st.expander("Rename the classes"):
 label_of = {r.path: names[r.label] for r in scan.images}
 # Paths are shown from the dataset folder (or from the class folders' parents), so the class shows.
 roots = [str(Path(r).parent) if scan.layout.kind == "two-folders" else r for r in scan.layout.roots]
-t_bal, t_size, t_skip, t_dup, t_mode = st.tabs([
-    "Class balance", "Image sizes", f"Skipped files ({len(scan.skipped)})",
-    f"Duplicates & conflicts ({len(scan.duplicates)})", "Colour modes & formats",
+t_bal, t_size, t_skip, t_dup, t_mode, t_sample = st.tabs([
+    "Class balance", "Image sizes", f"Skipped files ({len(scan.skipped):,})",
+    f"Duplicates & conflicts ({len(scan.duplicates):,})", "Colour modes & formats", "Sample images",
 ])
 
 with t_bal:
@@ -494,11 +555,8 @@ with t_size:
 
 with t_skip:
     if scan.skipped:
-        st.dataframe(
-            pd.DataFrame([(_short(s.path, roots), s.reason) for s in scan.skipped],
-                         columns=["file", "reason"]),
-            hide_index=True, width="stretch", height=min(38 + 35 * len(scan.skipped), 400),
-        )
+        _paged_table(scan.skipped, lambda s: (_short(s.path, roots), s.reason), ["file", "reason"],
+                     common.DATA_SKIPPED_PAGE, "skipped.csv")
     else:
         st.success("Every file is a usable image.", icon=":material/check_circle:")
 
@@ -516,14 +574,14 @@ with t_dup:
                     "others are left out so they cannot end up in both train and test.")
         _groups(within, False, label_of, roots)
     if len(scan.conflicts) > GROUPS_SHOWN or len(within) > GROUPS_SHOWN:
-        st.caption(f"Showing the first {GROUPS_SHOWN} groups of each kind; the list below has them all.")
+        st.caption(
+            f"Showing the first {GROUPS_SHOWN} groups of each kind ({len(scan.conflicts):,} conflict and "
+            f"{len(within):,} duplicate groups in all); the list below has every file they leave out."
+        )
     if scan.excluded:
-        with st.expander(f"Left out of training ({len(scan.excluded)} files)"):
-            st.dataframe(
-                pd.DataFrame([(_short(p, roots), r) for p, r in sorted(scan.excluded.items())],
-                             columns=["file", "reason"]),
-                hide_index=True, width="stretch",
-            )
+        with st.expander(f"Left out of training ({len(scan.excluded):,} files)"):
+            _paged_table(sorted(scan.excluded.items()), lambda pr: (_short(pr[0], roots), pr[1]),
+                         ["file", "reason"], common.DATA_EXCLUDED_PAGE, "left_out.csv")
 
 with t_mode:
     c1, c2, c3 = st.columns(3, gap="large")
@@ -540,6 +598,10 @@ with t_mode:
     )
     st.caption("Every image is converted to 8-bit RGB the same way for training and prediction "
                "(transparency on white, 16-bit scaled, EXIF rotation applied).")
+
+with t_sample:
+    st.caption("Usable images picked at random with the split's seed (change it in 3. below for others).")
+    _sample_images(scan, names, int(ss[common.SPLIT_SEED]))
 
 # 3. Split ----------------------------------------------------------------------------------------
 st.subheader("3. Split into train, validation and test")
