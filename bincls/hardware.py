@@ -117,3 +117,22 @@ def tune_allocator() -> bool:
     ok = mallopt(_M_MMAP_MAX, 0) == 1
     ok = mallopt(_M_TRIM_THRESHOLD, 2**30) == 1 and ok
     return ok
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None):
+    """Run a block with `n` torch threads (None: leave them as they are).
+
+    Why: a prediction beside a training run on the same CPU is slowed most by both processes' thread
+    pools spinning against each other; predicting one image on one thread keeps its p95 near idle
+    (bench/predict_under_training.py --threads 1).
+    """
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

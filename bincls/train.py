@@ -367,8 +367,8 @@ def _train(
             "epochs": cfg.epochs,
             "img_size": mcfg.img_size,
             "class_names": data.class_names,
-            "train_images": int(sum_values(world, [feed.train.n_items], device)[0]),
-            "val_images": int(sum_values(world, [feed.val.n_items], device)[0]),
+            "train_images": len(data.part("train")),  # all of them, not this process's share
+            "val_images": len(data.part("val")),
             "data_mode": feed.mode,
             "data_message": feed.message,
             "precision": plan.precision,

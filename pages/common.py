@@ -13,6 +13,8 @@ import streamlit as st
 
 from bincls import BinclsError, access
 from bincls.data import DataSource
+from bincls.hardware import cpu_threads
+from bincls.launcher import active_run
 from bincls.layout import resolve_layout
 from bincls.paths import SAMPLE_DATA, runs_dir
 from bincls.runs import RunFolder, list_runs
@@ -384,16 +386,19 @@ def _explained(run: RunFolder, items: list[tuple[str, bytes | str]], heatmaps: b
     """Predictions (with display images, and heat maps for the first PREDICT_CARDS) in chunks."""
     pred = predictor(run)
     out, step = [], 32
-    for start in range(0, len(items), step):
-        chunk = items[start : start + step]
-        cards = max(PREDICT_CARDS - start, 0)  # the first images get a card: full size and a heat map
-        names, sources = [n for n, _ in chunk], [s for _, s in chunk]
-        if cards:
-            out += pred.predict_explained(sources[:cards], names[:cards], heatmaps=heatmaps)
-        if chunk[cards:]:
-            out += pred.predict_explained(sources[cards:], names[cards:], heatmaps=False, display_side=96)
-        if progress:
-            progress(min(start + step, len(items)), len(items))
+    # While a run trains on this CPU, predict on one thread: both processes' thread pools would fight.
+    sharing = pred.device.type == "cpu" and active_run(runs_dir()) is not None
+    with cpu_threads(1 if sharing else None):
+        for start in range(0, len(items), step):
+            chunk = items[start : start + step]
+            cards = max(PREDICT_CARDS - start, 0)  # the first images get a card: full size and a heat map
+            names, sources = [n for n, _ in chunk], [s for _, s in chunk]
+            if cards:
+                out += pred.predict_explained(sources[:cards], names[:cards], heatmaps=heatmaps)
+            if chunk[cards:]:
+                out += pred.predict_explained(sources[cards:], names[cards:], heatmaps=False, display_side=96)
+            if progress:
+                progress(min(start + step, len(items)), len(items))
     return out
 
 

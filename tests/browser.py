@@ -47,9 +47,16 @@ def free_port() -> int:
 @contextmanager
 def serve_app(env_dirs: dict[str, str]):
     """`streamlit run app.py` on a free port; yields the base URL; stops the server afterwards."""
+    with serve_app_process(env_dirs) as (url, _):
+        yield url
+
+
+@contextmanager
+def serve_app_process(env_dirs: dict[str, str], log_suffix: str = ".server.log"):
+    """`serve_app`, yielding (base URL, the server's Popen): a test can kill the server itself."""
     port = free_port()
     env = {**os.environ, **env_dirs, "PYTHONPATH": str(ROOT)}
-    log = open(env_dirs["BINCLS_RUNS_DIR"] + ".server.log", "wb")
+    log = open(env_dirs["BINCLS_RUNS_DIR"] + log_suffix, "wb")
     proc = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "streamlit"),
@@ -79,7 +86,7 @@ def serve_app(env_dirs: dict[str, str]):
                 time.sleep(0.5)
         else:
             raise RuntimeError("streamlit did not start: " + Path(log.name).read_text()[-2000:])
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:
@@ -98,6 +105,19 @@ def browser_page(width: int = 1400, height: int = 1000):
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
             yield page
+        finally:
+            browser.close()
+
+
+@contextmanager
+def chromium():
+    """One headless Chromium; each `browser.new_context()` in it is a separate app session."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
         finally:
             browser.close()
 
