@@ -181,9 +181,10 @@ def show_command(data_ok: bool) -> None:
         st.code(shlex.join(train_command(cfg, max(2, processes()))), language="bash", wrap_lines=True)
 
 
-def resume(run: RunFolder) -> None:
+def launch(action) -> None:
+    """Start or resume a run in the background; a busy device or a user error becomes a message."""
     try:
-        resume_training(run, runs_dir())
+        run = action()
     except BusyError as exc:
         ss[common.CURRENT_RUN] = exc.run.id
         st.warning(str(exc), icon=":material/hourglass_top:")
@@ -191,28 +192,19 @@ def resume(run: RunFolder) -> None:
         common.show_error(exc)
     else:
         ss[common.CURRENT_RUN] = run.id
-        st.rerun()
+        st.rerun()  # fold the settings away and show the run's live panel
 
 
-def start() -> None:
-    try:
-        cfg = form_config()
-        # Checked here so a wrong combination is a message now, not a failed run in a few seconds.
-        model_config(cfg.model, cfg.img_size, cfg.weights, cfg.freeze_backbone)
-        if ss[K["weights"]] == "file" and cfg.weights != "none":
-            confine(cfg.weights)  # served to others (BINCLS_DATA_ROOT): no reading files outside the root
-        if ss[K["weights"]] == "file" and cfg.weights != "none" and not Path(cfg.weights).is_file():
+def checked_start() -> RunFolder:
+    cfg = form_config()
+    # Checked here so a wrong combination is a message now, not a failed run in a few seconds.
+    model_config(cfg.model, cfg.img_size, cfg.weights, cfg.freeze_backbone)
+    if ss[K["weights"]] == "file" and cfg.weights != "none":
+        confine(cfg.weights)  # served to others (BINCLS_DATA_ROOT): no reading files outside the root
+        if not Path(cfg.weights).is_file():
             raise BinclsError(f"Weights file {cfg.weights!r} not found: give the path of a saved state_dict.")
-        resolve_device(cfg.device)
-        run = start_training(cfg, runs_dir(), processes=processes())
-    except BusyError as exc:
-        ss[common.CURRENT_RUN] = exc.run.id
-        st.warning(str(exc), icon=":material/hourglass_top:")
-    except BinclsError as exc:
-        common.show_error(exc)
-    else:
-        ss[common.CURRENT_RUN] = run.id
-        st.rerun()  # fold the settings away and show the new run's live panel
+    resolve_device(cfg.device)
+    return start_training(cfg, runs_dir(), processes=processes())
 
 
 # Model summary --------------------------------------------------------------------------------------
@@ -419,7 +411,7 @@ def ended_panel(run: RunFolder) -> None:
         last = "its last checkpoint" if run.last_checkpoint.exists() else "the start (no checkpoint saved)"
         if st.button("Resume", icon=":material/resume:", type="primary",
                      help=f"Continue this run from {last}, with its optimizer state and the same split."):
-            resume(run)
+            launch(lambda: resume_training(run, runs_dir()))
     if state in ("failed", "interrupted"):
         console = run.path / "console.txt"
         if console.exists():
@@ -497,5 +489,5 @@ with st.expander("Model and training settings", icon=":material/tune:", key=comm
         show_summary()
 ss[common.TRAIN_SAVED] = {k: ss[k] for k in (*K.values(), common.TRAIN_SETTINGS_OPEN) if k in ss}
 if pressed:
-    start()
+    launch(checked_start)
 run_panel(run)

@@ -16,3 +16,18 @@ def open_page(name: str, timeout: float = 90) -> AppTest:
     at.switch_page(f"pages/{name}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def data_page(**state) -> AppTest:
+    """The app as it starts (the Data page is the default), with optional session state set first."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def button(at: AppTest, label: str):
+    """The button with this label (the first, if several)."""
+    return next(b for b in at.button if b.label == label)

@@ -138,3 +138,30 @@ def screenshot(page, name: str) -> Path:
     path = SCREENS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# Session helpers shared by the browser tests ------------------------------------------------------------
+SLOW_WAIT_MS = 180_000  # a first load on a busy 2-core machine (server, training run, sessions) is slow
+
+
+def app_dirs() -> dict[str, str]:
+    """The app folders conftest gave this test, for a server that shares them with the test."""
+    return {k: os.environ[k] for k in ("BINCLS_RUNS_DIR", "BINCLS_CACHE_DIR", "BINCLS_UPLOADS_DIR")}
+
+
+def new_session(browser, timeout_ms: int = SLOW_WAIT_MS):
+    """A page in its own browser context: its own cookies, so its own app session."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(timeout_ms)
+    return context.new_page()
+
+
+def goto_page(page, name: str, timeout_ms: int = SLOW_WAIT_MS) -> None:
+    """Click a page in the sidebar navigation and wait for its title."""
+    page.get_by_role("link", name=name, exact=True).first.click()
+    page.get_by_role("heading", name=name, level=1).wait_for(timeout=timeout_ms)
+
+
+def no_errors(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0

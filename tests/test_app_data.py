@@ -9,6 +9,7 @@ from pathlib import Path
 
 import imagefactory as fac
 import pytest
+from appsupport import button, data_page
 from streamlit.testing.v1 import AppTest
 
 from bincls.paths import SAMPLE_DATA, uploads_dir
@@ -18,18 +19,8 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 ZIP = "application/zip"
 
 
-def data_page(**state) -> AppTest:
-    """The app as it starts (the Data page is the default), with optional session state set first."""
-    at = AppTest.from_file(APP, default_timeout=60)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
 
 
 def metrics(at: AppTest) -> dict[str, str]:

@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from appsupport import open_page
+from appsupport import button, open_page
 from streamlit.testing.v1 import AppTest
 
 from bincls.paths import SAMPLE_DATA
@@ -25,8 +25,6 @@ def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
 
 
 def test_shows_metrics_charts_and_galleries_for_the_finished_run(sample_run):

@@ -16,7 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
-from browser import chromium, require_chromium, screenshot, serve_app_process
+from browser import (
+    app_dirs,
+    chromium,
+    goto_page,
+    new_session,
+    no_errors,
+    require_chromium,
+    screenshot,
+    serve_app_process,
+)
 
 from bincls.launcher import active_run, stop_run
 from bincls.runs import ACTIVE, RunFolder, pid_alive
@@ -24,27 +33,6 @@ from bincls.runs import ACTIVE, RunFolder, pid_alive
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 WAIT = 180_000  # ms
-
-
-def _app_dirs() -> dict[str, str]:
-    return {k: os.environ[k] for k in ("BINCLS_RUNS_DIR", "BINCLS_CACHE_DIR", "BINCLS_UPLOADS_DIR")}
-
-
-def _session(browser):
-    """A page in its own browser context: its own cookies, so its own app session."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(WAIT)  # the first load of a busy 2-core machine takes more than 30 s
-    return context.new_page()
-
-
-def _goto_page(page, name: str) -> None:
-    page.get_by_role("link", name=name, exact=True).first.click()
-    page.get_by_role("heading", name=name, level=1).wait_for(timeout=WAIT)
-
-
-def _no_errors(page) -> None:
-    assert page.locator("[data-testid='stException']").count() == 0
-    assert page.locator("[data-testid='stAlertContentError']").count() == 0
 
 
 def _process_gone(pid: int) -> bool:
@@ -72,15 +60,15 @@ def _wait_for(check, timeout: float, what: str) -> None:
 
 def test_run_survives_a_server_kill_and_the_new_server_reattaches():
     require_chromium()
-    dirs = _app_dirs()
+    dirs = app_dirs()
     run = None
     try:
         with chromium() as browser:
             with serve_app_process(dirs) as (url, server):
-                page = _session(browser)
+                page = new_session(browser)
                 page.goto(url)
                 page.get_by_role("heading", name="Data", level=1).wait_for(timeout=WAIT)
-                _goto_page(page, "Train")
+                goto_page(page, "Train")
                 size = page.get_by_role("spinbutton", name="Image size (px)")
                 size.fill("64")
                 size.press("Enter")
@@ -106,11 +94,11 @@ def test_run_survives_a_server_kill_and_the_new_server_reattaches():
             assert run.status()["state"] == "running"
 
             with serve_app_process(dirs, log_suffix=".server2.log") as (url, _):
-                page = _session(browser)
+                page = new_session(browser)
                 page.goto(url)
                 page.get_by_role("heading", name="Data", level=1).wait_for(timeout=WAIT)
                 page.locator("[data-testid='stSidebar']").get_by_text("running").wait_for(timeout=WAIT)
-                _goto_page(page, "Train")
+                goto_page(page, "Train")
                 page.get_by_text(f"Run {run.id}").first.wait_for(timeout=WAIT)
                 stop = page.get_by_role("button", name="Stop")
                 stop.wait_for(timeout=WAIT)
@@ -119,12 +107,12 @@ def test_run_survives_a_server_kill_and_the_new_server_reattaches():
                 first = progress.inner_text()
                 _wait_for(lambda: progress.inner_text() != first, 120, "the live progress to move")
                 page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT)  # the live curves
-                _no_errors(page)
+                no_errors(page)
                 screenshot(page, "restart-2-reattached")
 
                 stop.click()  # the new server's Stop reaches the run the old server started
                 page.get_by_text("Stopped on request").wait_for(timeout=WAIT)
-                _no_errors(page)
+                no_errors(page)
                 screenshot(page, "restart-3-stopped")
             assert run.status()["state"] == "stopped"
             _wait_for(lambda: _process_gone(pid), 60, "the training process to exit")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import imagefactory as fac
 import pytest
-from appsupport import open_page
+from appsupport import data_page, open_page
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -290,13 +290,6 @@ def test_read_run_config_names_the_file(tmp_path, text, message):
 
 
 # Through the app: the Data page --------------------------------------------------------------------
-def data_page(**state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def metrics(at: AppTest) -> dict[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import imagefactory as fac
 import pytest
-from appsupport import open_page
+from appsupport import button, data_page, open_page
 from streamlit.testing.v1 import AppTest
 
 from bincls import BinclsError
@@ -98,17 +98,8 @@ def test_a_root_given_through_a_link_works(world, monkeypatch, tmp_path):
 
 
 # The Data page -----------------------------------------------------------------------------------
-def data_page(**state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
-def button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
 
 
 def errors(at: AppTest) -> str:

@@ -10,7 +10,7 @@ import re
 import time
 
 import pytest
-from browser import browser_page, require_chromium, screenshot, serve_app
+from browser import browser_page, goto_page, no_errors, require_chromium, screenshot, serve_app
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -23,16 +23,6 @@ def app_url(tmp_path_factory):
     dirs = {f"BINCLS_{n}_DIR": str(base / n.lower()) for n in ("RUNS", "CACHE", "UPLOADS")}
     with serve_app(dirs) as url:
         yield url, dirs
-
-
-def _goto_page(page, name: str) -> None:
-    page.get_by_role("link", name=name, exact=True).first.click()
-    page.get_by_role("heading", name=name, level=1).wait_for(timeout=120_000)
-
-
-def _no_errors(page) -> None:
-    assert page.locator("[data-testid='stException']").count() == 0
-    assert page.locator("[data-testid='stAlertContentError']").count() == 0
 
 
 def _plot_points(page) -> list[int]:
@@ -50,16 +40,16 @@ def test_data_preview_train_runs_in_the_browser(app_url):
         # Torch and the models load on the first page: generous on a busy 2-core machine.
         page.get_by_role("heading", name="Data", level=1).wait_for(timeout=180_000)
         page.get_by_text("30 / 30").first.wait_for(timeout=120_000)  # the bundled sample: 30 ants, 30 bees
-        _no_errors(page)
+        no_errors(page)
         screenshot(page, "1-data")
 
-        _goto_page(page, "Preview")
+        goto_page(page, "Preview", 120_000)
         page.get_by_text("Normalized batch tensor").wait_for(timeout=120_000)
         page.locator("[data-testid='stImage']").first.wait_for(timeout=60_000)
-        _no_errors(page)
+        no_errors(page)
         screenshot(page, "2-preview")
 
-        _goto_page(page, "Train")
+        goto_page(page, "Train", 120_000)
         page.get_by_role("spinbutton", name="Image size (px)").fill("224")
         page.get_by_role("spinbutton", name="Image size (px)").press("Enter")
         page.get_by_role("spinbutton", name="Epochs").fill("2")
@@ -82,10 +72,10 @@ def test_data_preview_train_runs_in_the_browser(app_url):
             f"run did not finish; points seen {seen}"
         )
         assert len(seen) >= 3 and seen[-1] > seen[1], f"charts did not grow while running: {seen}"
-        _no_errors(page)
+        no_errors(page)
         screenshot(page, "5-train-finished")
 
-        _goto_page(page, "Runs")
+        goto_page(page, "Runs", 120_000)
         grid = page.locator("[data-testid='stMain'] [data-testid='stDataFrame']").first
         grid.wait_for(state="visible", timeout=60_000)
         # The grid draws on a canvas; its accessible table carries the cells.
@@ -93,7 +83,7 @@ def test_data_preview_train_runs_in_the_browser(app_url):
             state="attached", timeout=60_000
         )
         time.sleep(1)
-        _no_errors(page)
+        no_errors(page)
         screenshot(page, "6-runs")
 
 
@@ -110,10 +100,10 @@ def test_evaluate_and_predict_in_the_browser(app_url, tmp_path):
         page.goto(url)
         page.get_by_role("heading", name="Data", level=1).wait_for(timeout=180_000)
 
-        _goto_page(page, "Evaluate")
+        goto_page(page, "Evaluate", 120_000)
         page.get_by_text("Confusion matrix").first.wait_for(timeout=120_000)
         page.get_by_text("Click a cell of the confusion matrix").wait_for(timeout=60_000)
-        _no_errors(page)
+        no_errors(page)
         screenshot(page, "7-evaluate")
         # Click a confusion-matrix cell that holds images (a 2-epoch model may leave some cells empty);
         # the clickable markers carry each cell's count.
@@ -124,10 +114,10 @@ def test_evaluate_and_predict_in_the_browser(app_url, tmp_path):
         matrix.locator(".scatterlayer .points path").nth(cell).click(force=True)
         page.get_by_role("heading", name=f": {counts[cell]} images").wait_for(timeout=60_000)
         expect(page.locator("[data-testid='stImage']").first).to_be_visible(timeout=60_000)
-        _no_errors(page)
+        no_errors(page)
         screenshot(page, "8-evaluate-cell")
 
-        _goto_page(page, "Predict")
+        goto_page(page, "Predict", 120_000)
         bad = tmp_path / "notes.jpg"
         bad.write_text("this is not a picture")
         images = [str(p) for p in sorted((SAMPLE_DATA / "bees").iterdir())[:2]] + [str(bad)]

@@ -219,8 +219,9 @@ def _wait_dead(pid: int, timeout: float = 30) -> None:
 
 @pytest.mark.slow
 def test_sigkill_twenty_times_then_resume_to_the_end(sample_dir, tmp_path):
+    from appsupport import open_page
+
     from bincls.paths import runs_dir
-    from tests.appsupport import open_page
 
     runs = runs_dir()  # the one the app's Runs page reads
     rng = random.Random(7)

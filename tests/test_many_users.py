@@ -18,7 +18,17 @@ import warnings
 from contextlib import contextmanager
 
 import pytest
-from browser import chromium, require_chromium, screenshot, serve_app, wait_idle
+from browser import (
+    app_dirs,
+    chromium,
+    goto_page,
+    new_session,
+    no_errors,
+    require_chromium,
+    screenshot,
+    serve_app,
+    wait_idle,
+)
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
@@ -31,28 +41,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SESSIONS = 5
 WAIT = 180_000  # ms: five sessions, a server and a training run share two cores
-
-
-def _app_dirs() -> dict[str, str]:
-    """The folders conftest gave this test: the server and the launcher use the same runs folder."""
-    return {k: os.environ[k] for k in ("BINCLS_RUNS_DIR", "BINCLS_CACHE_DIR", "BINCLS_UPLOADS_DIR")}
-
-
-def _session(browser):
-    """A page in its own browser context: its own cookies, so its own app session."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(WAIT)  # the first load of a busy 2-core machine takes more than 30 s
-    return context.new_page()
-
-
-def _goto_page(page, name: str) -> None:
-    page.get_by_role("link", name=name, exact=True).first.click()
-    page.get_by_role("heading", name=name, level=1).wait_for(timeout=WAIT)
-
-
-def _no_errors(page) -> None:
-    assert page.locator("[data-testid='stException']").count() == 0
-    assert page.locator("[data-testid='stAlertContentError']").count() == 0
 
 
 @contextmanager
@@ -115,36 +103,36 @@ def test_five_sessions_while_a_run_trains(sample_run, tmp_path):
                     workers=0)
     )  # fmt: skip
     try:
-        with serve_app(_app_dirs()) as url, chromium() as browser:
+        with serve_app(app_dirs()) as url, chromium() as browser:
             in_uploads = re.escape(str(uploads_dir()) + os.sep)
             secret = [f"s{i}-private-{secrets.token_hex(3)}" for i in range(SESSIONS)]
-            pages = [_session(browser) for _ in range(SESSIONS)]
+            pages = [new_session(browser) for _ in range(SESSIONS)]
             with _screens_on_failure(pages):
                 for page in pages:
                     page.goto(url)
                 for page in pages:  # the bundled sample, checked: 30 ants, 30 bees
                     page.get_by_role("heading", name="Data", level=1).wait_for(timeout=WAIT)
                     page.get_by_text("30 / 30").first.wait_for(timeout=WAIT)
-                    _no_errors(page)
+                    no_errors(page)
                 assert training.status()["state"] == "running"
 
                 for page in pages:
-                    _goto_page(page, "Preview")
+                    goto_page(page, "Preview")
                 for page in pages:
                     page.get_by_text("Normalized batch tensor").wait_for(timeout=WAIT)
                     page.locator("[data-testid='stImage']").first.wait_for(timeout=WAIT)
-                    _no_errors(page)
+                    no_errors(page)
                 screenshot(pages[1], "many-users-1-preview")
 
                 # Predict: every session uploads the same image under its own name.
                 for i, page in enumerate(pages):
-                    _goto_page(page, "Predict")
+                    goto_page(page, "Predict")
                     image = _copies(SAMPLE_DATA / "bees", tmp_path / f"predict{i}", secret[i], 1)
                     page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(image)
                 for i, page in enumerate(pages):
                     page.get_by_text("evidence for").first.wait_for(timeout=WAIT)
                     page.get_by_text(f"{secret[i]}-0.jpg").first.wait_for(timeout=WAIT)
-                    _no_errors(page)
+                    no_errors(page)
                 for i, page in enumerate(pages):
                     for j in range(SESSIONS):
                         if j != i:
@@ -156,7 +144,7 @@ def test_five_sessions_while_a_run_trains(sample_run, tmp_path):
 
                 # Data uploads: two sessions make their own classes from uploads at the same time.
                 for i, page in enumerate(pages[:2]):
-                    _goto_page(page, "Data")
+                    goto_page(page, "Data")
                     page.get_by_role("tab", name="Upload images").click()
                     for letter, cls in (("A", "ants"), ("B", "bees")):
                         page.get_by_label(f"Class {letter} name").fill(f"{cls}{i}")
@@ -181,7 +169,7 @@ def test_five_sessions_while_a_run_trains(sample_run, tmp_path):
                     code = page.locator("[data-testid='stMain'] code", has_text=re.compile(rf"^{in_uploads}"))
                     expect(code).to_have_count(2, timeout=WAIT)  # the two class folders in use
                     folders.append({code.nth(k).inner_text() for k in range(2)})
-                    _no_errors(page)
+                    no_errors(page)
                 screenshot(pages[0], "many-users-3-data-uploads")
                 assert folders[0].isdisjoint(folders[1]), folders
                 sessions = {p.relative_to(uploads_dir()).parts[0] for p in uploads_dir().glob("*/*/*.jpg")}
@@ -198,19 +186,19 @@ def test_five_sessions_while_a_run_trains(sample_run, tmp_path):
                             for folder in folders[j]:
                                 assert page.get_by_text(folder).count() == 0, f"session {i} sees {folder}"
                 for page in pages[2:]:
-                    _goto_page(page, "Data")
+                    goto_page(page, "Data")
                     page.get_by_text("30 / 30").first.wait_for(timeout=WAIT)
                     page.get_by_text("In use: the bundled sample").wait_for(timeout=WAIT)
                     assert page.get_by_text(re.compile(rf"^{in_uploads}")).count() == 0
 
                 # A second training request, from another session: the busy message, and no second run.
                 page = pages[2]
-                _goto_page(page, "Train")
+                goto_page(page, "Train")
                 page.get_by_role("button", name="Stop").wait_for(timeout=WAIT)  # the running run, live
                 page.get_by_text("Model and training settings").click()
                 page.get_by_role("button", name="Train", exact=True).click()
                 page.get_by_text(f"Run {training.id} is already training").wait_for(timeout=WAIT)
-                _no_errors(page)
+                no_errors(page)
                 screenshot(page, "many-users-4-train-busy")
                 assert active_run().id == training.id
                 assert sum(1 for r in runs_dir().glob("*/status.json")) == 2  # the sample run and this one
