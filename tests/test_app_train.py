@@ -161,3 +161,20 @@ def test_resume_button_continues_a_stopped_run_to_the_end(train_page):
     _poll(at, lambda a: any("Finished 60 of 60" in s.value for s in a.success), timeout=300)
     assert [r["epoch"] for r in run.read_metrics() if r["kind"] == "epoch"] == list(range(1, 61))
     assert run.status()["resumes"] == 1
+
+
+def test_several_gpus_offer_use_all_and_show_the_torchrun_command(monkeypatch):
+    import streamlit as st
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)  # this machine has none: pretend
+    st.cache_data.clear()
+    try:
+        at = AppTest.from_file(APP, default_timeout=90)
+        at.run()
+        at.switch_page("pages/train.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert at.toggle(key=TRAIN_KEYS["all_gpus"]).label == "Use all 4 GPUs"
+        assert at.code[0].value.startswith("torchrun --nproc_per_node=4 -m bincls train")
+    finally:
+        st.cache_data.clear()
