@@ -22,5 +22,5 @@ st.session_state[common.APP_BOOTED] = True
 wanted = st.session_state.pop(common.WANTED_PAGE, None)
 if wanted:
     st.switch_page(wanted)  # the page a direct link asked for (see common.require_app)
-common.sidebar()
+common.sidebar(live=nav.title not in ("Data", "Predict"))  # the pages with file uploaders
 nav.run()

@@ -146,7 +146,8 @@ STATE_ICONS = {
 
 
 # Sidebar --------------------------------------------------------------------------------------------
-def sidebar() -> None:
+def sidebar(live: bool = True) -> None:
+    """The dataset and the run in the sidebar; `live` keeps the run's state refreshing while it trains."""
     with st.sidebar:
         st.caption("DATASET")
         paths = st.session_state[DATA_PATHS]
@@ -160,12 +161,23 @@ def sidebar() -> None:
         except BinclsError:
             st.caption("Not usable yet: see the Data page.")
         st.caption("RUN")
-        _sidebar_run()
+        # Only while a run trains, and not on pages with file uploaders: a fragment rerunning on a
+        # timer can drop an upload or a click made at the same moment (streamlit issue 9079).
+        if live and active_run(runs_dir()) is not None:
+            _sidebar_run_live()
+        else:
+            _sidebar_run()
 
 
 @st.fragment(run_every=2.0)
+def _sidebar_run_live() -> None:
+    if active_run(runs_dir()) is None:
+        st.rerun()  # the run ended: redraw once with the static state, and stop refreshing
+    _sidebar_run()
+
+
 def _sidebar_run() -> None:
-    """The run's state, refreshed on its own so it stays live while a run trains on any page."""
+    """The run's state: the one this session follows, else the newest."""
     run = current_run()
     if run is None:
         st.caption("No runs yet.")
