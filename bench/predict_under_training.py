@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bincls.launcher import start_training, stop_run  # noqa: E402
+from bincls.launcher import start_training, stop_and_wait  # noqa: E402
 from bincls.paths import SAMPLE_DATA  # noqa: E402
 from bincls.predict import Predictor  # noqa: E402
-from bincls.runs import ACTIVE, RunFolder, pid_alive  # noqa: E402
+from bincls.runs import ACTIVE, RunFolder  # noqa: E402
 from bincls.train import TrainConfig, train  # noqa: E402
 
 HYMENOPTERA = ROOT.parent / "shared" / "data" / "hymenoptera"
@@ -99,16 +99,6 @@ def wait_for_steps(run: RunFolder, timeout: float = 600) -> None:
     raise TimeoutError(f"run {run.id} wrote no step lines in {timeout:.0f} s")
 
 
-def stop_and_wait(run: RunFolder, timeout: float = 300) -> str:
-    """Ask the run to stop after its batch; wait until it has said so and its process is gone."""
-    stop_run(run)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = run.status()
-        if status.get("state") not in ACTIVE and not pid_alive(status.get("pid")):
-            return status["state"]
-        time.sleep(0.5)
-    raise TimeoutError(f"run {run.id} did not stop within {timeout:.0f} s")
 
 
 def main() -> None:

@@ -10,13 +10,14 @@ import fcntl
 import os
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from bincls.errors import BinclsError
 from bincls.paths import PROJECT_ROOT
 from bincls.paths import runs_dir as default_runs_dir
-from bincls.runs import ACTIVE, RunFolder, list_runs
+from bincls.runs import ACTIVE, RunFolder, list_runs, pid_alive
 from bincls.train import TrainConfig
 
 
@@ -127,3 +128,15 @@ def _spawn(run: RunFolder, base: Path, args: list[str], processes: int) -> None:
 def stop_run(run: RunFolder) -> None:
     """Ask a run to stop after its current batch; it saves a checkpoint and marks itself stopped."""
     run.request_stop()
+
+
+def stop_and_wait(run: RunFolder, timeout: float = 300) -> str:
+    """Stop a run and wait until it has said how it ended and its process is gone; returns that state."""
+    stop_run(run)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = run.status()
+        if status.get("state") not in ACTIVE and not pid_alive(status.get("pid")):
+            return status["state"]
+        time.sleep(0.5)
+    raise BinclsError(f"Run {run.id} did not stop within {timeout:.0f} s.")

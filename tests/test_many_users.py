@@ -32,9 +32,8 @@ from browser import (
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from bincls.launcher import active_run, start_training, stop_run
+from bincls.launcher import active_run, start_training, stop_and_wait
 from bincls.paths import SAMPLE_DATA, runs_dir, uploads_dir
-from bincls.runs import ACTIVE, RunFolder, pid_alive
 from bincls.train import TrainConfig
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -73,15 +72,6 @@ def _use_uploads_done(page, i: int) -> None:
     in_use.wait_for(timeout=WAIT)
 
 
-def _stop_and_wait(run: RunFolder, timeout: float = 180) -> str:
-    stop_run(run)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = run.status()
-        if status.get("state") not in ACTIVE and not pid_alive(status.get("pid")):
-            return status["state"]
-        time.sleep(0.5)
-    raise AssertionError(f"run {run.id} did not stop within {timeout} s")
 
 
 def _copies(src_dir, dest, prefix: str, n: int) -> list[str]:
@@ -207,4 +197,4 @@ def test_five_sessions_while_a_run_trains(sample_run, tmp_path):
                 for page in pages:
                     page.context.close()
     finally:
-        assert _stop_and_wait(training) == "stopped"
+        assert stop_and_wait(training) == "stopped"
