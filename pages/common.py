@@ -220,7 +220,8 @@ def fmt_time(ts: float | None) -> str:
 TRAIN_KEYS = {
     name: f"train_{name}"
     for name in ("model", "weights", "weights_file", "tuning", "img_size", "epochs", "batch_size",
-                 "optimizer", "lr", "schedule", "patience", "seed", "device", "augment", "all_gpus")
+                 "optimizer", "lr", "schedule", "patience", "seed", "device", "augment", "all_gpus",
+                 "precision", "memory_budget")
 }  # fmt: skip
 TRAIN_SETTINGS_OPEN = "train_settings_open"  # the Train page's settings expander is open
 TRAIN_COLLAPSED_FOR = "train_collapsed_for"  # run id the settings were folded away for, once

@@ -13,6 +13,7 @@ import torch
 from bincls import BinclsError
 from bincls.access import confine
 from bincls.cli import train_command
+from bincls.config import PRECISIONS
 from bincls.launcher import BusyError, active_run, resume_training, start_training, stop_run
 from bincls.models import MIN_IMG_SIZE, build_model, list_models, model_config, model_summary
 from bincls.paths import runs_dir
@@ -52,6 +53,8 @@ def init_settings() -> None:
     ss.setdefault(K["device"], "auto")
     ss.setdefault(K["augment"], True)
     ss.setdefault(K["all_gpus"], True)
+    ss.setdefault(K["precision"], "auto")
+    ss.setdefault(K["memory_budget"], "")
 
 
 def model_changed() -> None:
@@ -131,6 +134,11 @@ def training_form(data_ok: bool) -> bool:
         c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
         c1.selectbox("Device", DEVICES, format_func=device_labels().get, key=K["device"])
         c2.toggle("Augmentation", key=K["augment"], help="Random flips, crops and colour jitter in training.")
+        c1, c2 = st.columns(2)
+        c1.selectbox("Precision", PRECISIONS, key=K["precision"],
+                     help="auto: what measured fastest for this device and model (bench/compute_plan.py).")
+        c2.text_input("Memory budget", key=K["memory_budget"], placeholder="auto: half of the free RAM",
+                      help="A size like 4G or 512M. Above it, images stream from disk instead of memory.")
         if gpu_count() > 1:
             st.toggle(f"Use all {gpu_count()} GPUs", key=K["all_gpus"],
                       help="One training process per GPU with torchrun (DistributedDataParallel); the batch "
@@ -161,7 +169,8 @@ def form_config() -> TrainConfig:
         img_size=int(ss[K["img_size"]]), epochs=int(ss[K["epochs"]]), batch_size=int(ss[K["batch_size"]]),
         optimizer=ss[K["optimizer"]], lr=float(ss[K["lr"]]), schedule=ss[K["schedule"]],
         patience=int(ss[K["patience"]]), split=list(ss[common.SPLIT_RATIOS]), seed=int(ss[K["seed"]]),
-        device=ss[K["device"]], augment=bool(ss[K["augment"]]),
+        device=ss[K["device"]], augment=bool(ss[K["augment"]]), precision=ss[K["precision"]],
+        memory_budget=ss[K["memory_budget"]].strip() or None,
     )  # fmt: skip
 
 

@@ -178,3 +178,24 @@ def test_several_gpus_offer_use_all_and_show_the_torchrun_command(monkeypatch):
         assert at.code[0].value.startswith("torchrun --nproc_per_node=4 -m bincls train")
     finally:
         st.cache_data.clear()
+
+
+@pytest.mark.slow
+def test_precision_and_memory_budget_reach_the_run(train_page):
+    at = train_page
+    at.number_input(key=TRAIN_KEYS["img_size"]).set_value(32).run()
+    at.text_input(key=TRAIN_KEYS["memory_budget"]).set_value("lots")
+    _button(at, "Train").click().run()
+    assert any("memory_budget must be a size" in e.value for e in at.error), [e.value for e in at.error]
+    assert active_run(runs_dir()) is None  # nothing started
+    at.selectbox(key=TRAIN_KEYS["precision"]).set_value("fp32")
+    at.text_input(key=TRAIN_KEYS["memory_budget"]).set_value("64K")
+    at.number_input(key=TRAIN_KEYS["epochs"]).set_value(1)
+    _button(at, "Train").click().run()
+    run = active_run(runs_dir())
+    assert run is not None and not at.error
+    assert run.config()["precision"] == "fp32" and run.config()["memory_budget"] == "64K"
+    _poll(at, lambda a: run.status()["state"] not in ACTIVE, timeout=180)
+    status = run.status()
+    assert status["state"] == "finished" and status["precision"] == "fp32"
+    assert status["data_mode"] == "stream"  # 64K is below the decoded images: it streams
