@@ -25,9 +25,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from predict_latency import measure  # noqa: E402
 
 from bincls.launcher import start_training, stop_and_wait  # noqa: E402
 from bincls.paths import SAMPLE_DATA  # noqa: E402
@@ -54,19 +56,7 @@ def train_checkpoint(runs: Path) -> Path:
 
 def time_predictions(pred: Predictor, blobs: list[bytes], repeats: int = 1) -> dict[str, list[float]]:
     """Seconds per image, one image per call as the Predict page does it, without and with the heat map."""
-    for b in blobs[:3]:  # warm-up: lazy initialisation (kernels, Grad-CAM's layer search)
-        pred.predict_explained([b], heatmaps=True)[0].overlay()
-    out: dict[str, list[float]] = {mode: [] for mode in MODES}
-    for _ in range(repeats):
-        for b in blobs:
-            start = time.perf_counter()
-            pred.predict_explained([b], heatmaps=False)
-            out["predict"].append(time.perf_counter() - start)
-        for b in blobs:
-            start = time.perf_counter()
-            pred.predict_explained([b], heatmaps=True)[0].overlay()
-            out["predict + map"].append(time.perf_counter() - start)
-    return out
+    return measure(pred, blobs, repeats, MODES)
 
 
 def stats_ms(times: list[float]) -> dict[str, float]:
