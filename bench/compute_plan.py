@@ -2,7 +2,7 @@
 
 Each variant runs in its own process (the allocator setting is process-wide), stepping one model on
 a batch already in memory: forward, backward, optimizer step. Prints ms/step and the ratio to plain
-fp32 measured in the same run. bincls.hardware's CPU defaults come from this table.
+fp32 measured in the same run. bincls.compute's CPU defaults come from this table.
 
     .venv/bin/python bench/compute_plan.py [--models seed-cnn,small-cnn] [--steps 8]
 """
@@ -34,7 +34,7 @@ def child(
 
     import torch
 
-    from bincls.hardware import tune_allocator
+    from bincls.compute import tune_allocator
     from bincls.models import build_model, model_config
 
     if tuned:

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_speed import build_folder, run_child, summarize  # noqa: E402
 
-from bincls.tensorcache import dataset_bytes  # noqa: E402
+from bincls.data.decode_cache import dataset_bytes  # noqa: E402
 
 
 def main() -> None:

@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bincls.checkpoint import make_checkpoint  # noqa: E402
+from bincls.inference.predict import Predictor  # noqa: E402
 from bincls.models import build_model, model_config  # noqa: E402
+from bincls.models.checkpoint import make_checkpoint  # noqa: E402
 from bincls.paths import SAMPLE_DATA  # noqa: E402
-from bincls.predict import Predictor  # noqa: E402
-from bincls.runs import RunFolder  # noqa: E402
+from bincls.training.run_folder import RunFolder  # noqa: E402
 
 MOBILENET_WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth"
 

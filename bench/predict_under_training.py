@@ -31,11 +31,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from predict_latency import measure  # noqa: E402
 
-from bincls.launcher import start_training, stop_and_wait  # noqa: E402
+from bincls.inference.predict import Predictor  # noqa: E402
 from bincls.paths import SAMPLE_DATA  # noqa: E402
-from bincls.predict import Predictor  # noqa: E402
-from bincls.runs import ACTIVE, RunFolder  # noqa: E402
-from bincls.train import TrainConfig, train  # noqa: E402
+from bincls.training.config import TrainConfig  # noqa: E402
+from bincls.training.launcher import start_training, stop_and_wait  # noqa: E402
+from bincls.training.loop import train  # noqa: E402
+from bincls.training.run_folder import ACTIVE, RunFolder  # noqa: E402
 
 HYMENOPTERA = ROOT.parent / "shared" / "data" / "hymenoptera"
 MODES = ("predict", "predict + map")

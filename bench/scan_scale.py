@@ -73,8 +73,8 @@ def build(dest: Path, n: int, files: list[Path]) -> None:
 
 def child(data: str) -> None:
     """One scan in this process; prints its figures as one JSON line."""
-    from bincls.layout import resolve_layout
-    from bincls.scan import scan_layout  # what `python -m bincls scan` runs: no torch
+    from bincls.data.folder_layout import resolve_layout
+    from bincls.data.scan import scan_layout  # what `python -m bincls scan` runs: no torch
 
     base, cpu = rss_mb(), cpu_seconds()
     calls = []

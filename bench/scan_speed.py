@@ -96,7 +96,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bincls-bench-"))
     os.environ["BINCLS_CACHE_DIR"] = str(work / "cache")  # a fresh cache: the first scan is cold
-    from bincls.data import scan_folders
+    from bincls.data.dataset import scan_folders
 
     try:
         files, t_build = timed(lambda: build(work / "data", args.n))

@@ -114,7 +114,8 @@ def child_baseline(root: str, model: str, size: int, epochs: int, seed: int) -> 
 
 
 def child_bincls(root: str, model: str, size: int, epochs: int, seed: int, extra: dict) -> dict:
-    from bincls.train import TrainConfig, train
+    from bincls.training.config import TrainConfig
+    from bincls.training.loop import train
 
     cfg = TrainConfig(
         data=[root],
@@ -153,11 +154,11 @@ def child_limit(root: str, model: str, size: int, epochs: int, seed: int) -> dic
 
     import torch
 
-    from bincls.data import load_data
-    from bincls.hardware import plan_compute, tune_allocator
+    from bincls.compute import plan_compute, tune_allocator
+    from bincls.data.dataset import load_data
+    from bincls.data.decode_cache import load_or_decode
+    from bincls.data.transforms import BatchTransform, Preprocess
     from bincls.models import build_model, model_config
-    from bincls.tensorcache import load_or_decode
-    from bincls.transforms import BatchTransform, Preprocess
 
     tune_allocator()
     torch.manual_seed(seed)

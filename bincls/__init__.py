@@ -18,16 +18,16 @@ __version__ = "0.1.0"
 
 # Loaded on first use, so `import bincls` (and the CLI's scan) does not pay for torch up front.
 _LAZY = {
-    "load_data": "bincls.data",
-    "scan_folders": "bincls.data",
-    "SplitConfig": "bincls.split",
-    "TrainConfig": "bincls.train",
-    "train": "bincls.train",
-    "evaluate": "bincls.evaluate",
-    "Predictor": "bincls.predict",
-    "load_model": "bincls.checkpoint",
+    "load_data": "bincls.data.dataset",
+    "scan_folders": "bincls.data.dataset",
+    "SplitConfig": "bincls.data.split",
+    "TrainConfig": "bincls.training.loop",
+    "train": "bincls.training.loop",
+    "evaluate": "bincls.inference.evaluate",
+    "Predictor": "bincls.inference.predict",
+    "load_model": "bincls.models.checkpoint",
     "list_models": "bincls.models",
-    "RunFolder": "bincls.runs",
+    "RunFolder": "bincls.training.run_folder",
 }
 
 __all__ = ["BinclsError", "__version__", *_LAZY]

@@ -7,8 +7,8 @@ import json
 import sys
 from collections import Counter
 
+from bincls.data.split import SplitConfig
 from bincls.errors import BinclsError
-from bincls.split import SplitConfig
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -23,9 +23,9 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from bincls.layout import resolve_layout
-    from bincls.scan import scan_layout
-    from bincls.split import make_split, split_counts
+    from bincls.data.folder_layout import resolve_layout
+    from bincls.data.scan import scan_layout
+    from bincls.data.split import make_split, split_counts
 
     if len(args.paths) > 2:
         raise BinclsError(f"scan takes one or two paths; got {len(args.paths)}.")
@@ -78,10 +78,10 @@ def _progress_printer(quiet: bool):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from bincls.config import TrainConfig
-    from bincls.launcher import check_resumable
-    from bincls.runs import RunFolder
-    from bincls.train import train
+    from bincls.training.config import TrainConfig, from_arguments
+    from bincls.training.launcher import check_resumable
+    from bincls.training.loop import train
+    from bincls.training.run_folder import RunFolder
 
     if args.run_dir or args.resume:
         # A run folder prepared by the app's launcher, or one to continue: its config.json says what to train.
@@ -94,42 +94,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if not args.paths:
         raise BinclsError("Give the data to train on: two class folders, or one root folder.")
-    from bincls.layout import resolve_layout
+    from bincls.data.folder_layout import resolve_layout
 
-    resolve_layout(args.paths, _names(args.names))  # a mistyped path fails here, before a run folder exists
-    split = SplitConfig.parse(args.split, args.seed)
-    cfg = TrainConfig(
-        data=[str(p) for p in args.paths],
-        class_names=_names(args.names),
-        model=args.model,
-        weights=args.weights,
-        freeze_backbone=args.freeze_backbone,
-        img_size=args.img_size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        patience=args.patience,
-        split=[split.train, split.val, split.test],
-        seed=args.seed,
-        device=args.device,
-        augment=not args.no_augment,
-        workers=args.workers,
-        tensorboard=args.tensorboard,
-        balance=not args.no_balance,
-        precision=args.precision,
-        memory_budget=args.memory_budget,
-    )
+    cfg = from_arguments(args)
+    resolve_layout(cfg.data, cfg.class_names)  # a mistyped path fails here, before a run folder exists
     result = train(cfg, runs_dir=args.runs_dir, listeners=_console())
     _print_run(result)
     return 0
 
 
 def _console() -> list:
-    from bincls.distributed import world_from_env
-    from bincls.events import ConsoleProgress
+    from bincls.training.distributed import world_from_env
+    from bincls.training.events import ConsoleProgress
 
     return [ConsoleProgress()] if world_from_env().is_main else []  # one progress bar, not one per process
 
@@ -140,8 +116,8 @@ def _print_run(result) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from bincls.evaluate import evaluate
-    from bincls.runs import json_safe
+    from bincls.inference.evaluate import evaluate
+    from bincls.training.run_folder import json_safe
 
     ev = evaluate(args.source, data=args.data, threshold=args.threshold, device=args.device)
     if args.csv:
@@ -165,8 +141,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from bincls.predict import Predictor, expand_inputs
-    from bincls.runs import json_safe
+    from bincls.inference.predict import Predictor, expand_inputs
+    from bincls.training.run_folder import json_safe
 
     files = expand_inputs(args.inputs)
     if not files:
@@ -192,48 +168,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bincls.export import export_onnx
+    from bincls.inference.export import export_onnx
 
     done = export_onnx(args.checkpoint, out=args.output, threshold=args.threshold)
     print(done.onnx)
     print(done.metadata)
     return 0
-
-
-def train_command(cfg, processes: int = 1) -> list[str]:
-    """The command line that trains `cfg`: shown in the app so a user can run it elsewhere, e.g. on a
-    cluster with torchrun. Only settings that differ from the defaults are spelled out."""
-    from bincls.config import DEFAULT_LR, TrainConfig
-
-    d = TrainConfig(data=cfg.data)
-    head = (
-        ["python", "-m", "bincls"]
-        if processes <= 1
-        else ["torchrun", f"--nproc_per_node={processes}", "-m", "bincls"]
-    )
-    out = [*head, "train", *cfg.data]
-    if cfg.class_names:
-        out += ["--names", ",".join(cfg.class_names)]
-    if list(cfg.split) != list(d.split):
-        out += ["--split", ",".join(f"{v:g}" for v in cfg.split)]
-    flags = {
-        "seed": "--seed", "model": "--model", "weights": "--weights", "epochs": "--epochs",
-        "batch_size": "--batch-size", "img_size": "--img-size", "optimizer": "--optimizer", "lr": "--lr",
-        "weight_decay": "--weight-decay", "schedule": "--schedule", "patience": "--patience",
-        "device": "--device", "workers": "--workers", "precision": "--precision",
-        "memory_budget": "--memory-budget",
-    }  # fmt: skip
-    for key, flag in flags.items():
-        value = getattr(cfg, key)
-        if key == "lr" and value == DEFAULT_LR[cfg.optimizer]:
-            continue  # the optimizer's own default: --lr would only add noise
-        if value != getattr(d, key) and value is not None:
-            out += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    switches = {"freeze_backbone": "--freeze-backbone", "tensorboard": "--tensorboard"}
-    out += [flag for key, flag in switches.items() if getattr(cfg, key)]
-    out += ["--no-augment"] if not cfg.augment else []
-    out += ["--no-balance"] if not cfg.balance else []
-    return out
 
 
 def _num(v: float | None) -> str:
@@ -248,12 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_scan)
 
-    from bincls.config import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES
+    from bincls.training.config import DEVICES, add_arguments
 
     p = sub.add_parser("train", help="train a model; prints the run folder as its last line")
-    _add_data_args(p)
-    p.set_defaults(paths=[])
-    p._actions[[a.dest for a in p._actions].index("paths")].nargs = "*"
+    add_arguments(p)
     p.add_argument("--run-dir", help="train the run prepared in this folder (its config.json)")
     p.add_argument(
         "--resume",
@@ -261,30 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted, stopped or failed run from its last checkpoint, on the same split",
     )
     p.add_argument(
-        "--model", default="small-cnn", help="a registered model name (default small-cnn; README lists them)"
-    )
-    p.add_argument(
-        "--weights", default="none", help="imagenet, none, or a state_dict FILE (pretrained models)"
-    )
-    p.add_argument("--freeze-backbone", action="store_true", help="train only the new head")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--img-size", type=int, default=None, help="default: the model's own size")
-    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
-    p.add_argument("--lr", type=float, default=None, help="default 1e-3 (adam/adamw) or 1e-2 (sgd)")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--schedule", default="cosine", choices=SCHEDULES)
-    p.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs; 0 = off")
-    p.add_argument("--device", default="auto", choices=DEVICES)
-    p.add_argument("--no-augment", action="store_true", help="turn off random augmentation")
-    p.add_argument("--workers", type=int, default=None, help="data loader worker processes")
-    p.add_argument(
         "--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)"
     )
-    p.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard (needs tensorboard)")
-    p.add_argument("--no-balance", action="store_true", help="do not weight the loss by the class balance")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="default: what measured fastest")
-    p.add_argument("--memory-budget", default=None, help="e.g. 4G: above it, images stream from disk")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics on a run's test split or on other folders")

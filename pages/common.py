@@ -11,15 +11,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from bincls import BinclsError, access
-from bincls.data import DataSource
-from bincls.hardware import cpu_threads
-from bincls.launcher import active_run
-from bincls.layout import resolve_layout
+from bincls import BinclsError
+from bincls.compute import cpu_threads
+from bincls.data import data_root as confinement
+from bincls.data.dataset import DataSource
+from bincls.data.folder_layout import resolve_layout
+from bincls.data.scan import ScanResult, scan_layout
+from bincls.data.split import SplitConfig, make_split
 from bincls.paths import SAMPLE_DATA, runs_dir
-from bincls.runs import RunFolder, list_runs
-from bincls.scan import ScanResult, scan_layout
-from bincls.split import SplitConfig, make_split
+from bincls.training.launcher import active_run
+from bincls.training.run_folder import RunFolder, list_runs
 
 # Session keys ---------------------------------------------------------------------------------------
 DATA_PATHS = "data_paths"  # list[str]: one root or two class folders
@@ -308,7 +309,7 @@ def default_run_id(candidates: list[RunFolder]) -> str | None:
 
 def config_problem(run: RunFolder) -> str | None:
     """Why the run's config.json does not read back as settings (edited by hand), or None."""
-    from bincls.config import read_run_config
+    from bincls.training.config import read_run_config
 
     try:
         read_run_config(run.path)
@@ -348,7 +349,7 @@ def file_stamp(path: str | os.PathLike) -> int:
 
 @st.cache_data(show_spinner="Evaluating: running the model on every image…", max_entries=16)
 def _evaluation(run_path: str, data: tuple[str, ...] | None, stamps: tuple):
-    from bincls.evaluate import evaluate
+    from bincls.inference.evaluate import evaluate
 
     return evaluate(run_path, data=list(data) if data else None)
 
@@ -358,9 +359,9 @@ def evaluation(run: RunFolder, data: list[str] | None = None):
 
     Computed at the run's saved threshold; `bincls.evaluate.at_threshold` moves it without the model.
     """
-    from bincls.evaluate import find_checkpoint
+    from bincls.inference.evaluate import find_checkpoint
 
-    data = [str(access.confine(p)) for p in data] if data else None  # typed on the page
+    data = [str(confinement.confine(p)) for p in data] if data else None  # typed on the page
     ckpt, _ = find_checkpoint(run.path)
     stamps = (str(ckpt), file_stamp(ckpt), file_stamp(run.split_path), folder_fingerprint(data or []))
     return _evaluation(str(run.path), tuple(data) if data else None, stamps)
@@ -368,7 +369,7 @@ def evaluation(run: RunFolder, data: list[str] | None = None):
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def _predictor(checkpoint: str, stamps: tuple):
-    from bincls.predict import Predictor
+    from bincls.inference.predict import Predictor
 
     return Predictor(checkpoint)
 
@@ -376,7 +377,7 @@ def _predictor(checkpoint: str, stamps: tuple):
 def predictor(run: RunFolder):
     """The run's model, loaded once (cached by checkpoint path + mtime and the run's config.json, which
     holds the saved threshold); raises BinclsError."""
-    from bincls.evaluate import find_checkpoint
+    from bincls.inference.evaluate import find_checkpoint
 
     ckpt, _ = find_checkpoint(run.path)
     return _predictor(str(ckpt), (file_stamp(ckpt), file_stamp(run.path / "config.json")))
@@ -385,7 +386,7 @@ def predictor(run: RunFolder):
 @st.cache_data(show_spinner=False, max_entries=2000)
 def thumbnail(path: str, side: int, stamp: int):
     """A small RGB copy of an image file for galleries, or None when it cannot be read."""
-    from bincls.images import load_rgb
+    from bincls.data.images import load_rgb
 
     try:
         im = load_rgb(path, max_side=side)
@@ -429,7 +430,7 @@ def predict_uploads(run: RunFolder, items: list[tuple[str, bytes]], heatmaps: bo
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _predict_folder(run_path: str, stamps: tuple, folder: str, fingerprint: tuple, heatmaps: bool) -> list:
-    from bincls.predict import expand_inputs
+    from bincls.inference.predict import expand_inputs
 
     files = expand_inputs([folder])
     slot = st.empty()  # made in here: see _scan
@@ -446,7 +447,7 @@ def _predict_folder(run_path: str, stamps: tuple, folder: str, fingerprint: tupl
 
 def predict_folder(run: RunFolder, folder: str, heatmaps: bool) -> list:
     """Predict every file below a folder (cached by the folder's mtimes); raises BinclsError."""
-    p = access.confine(folder)  # typed on the page: kept inside BINCLS_DATA_ROOT when it is set
+    p = confinement.confine(folder)  # typed on the page: kept inside BINCLS_DATA_ROOT when it is set
     if not p.is_dir():
         raise BinclsError(f"{p} is not a folder: give the path of a folder of images on this computer.")
     pred = predictor(run)

@@ -12,11 +12,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from bincls import BinclsError, access
-from bincls.images import is_junk_dir, load_rgb
-from bincls.layout import resolve_layout
+from bincls import BinclsError
+from bincls.data import data_root as confinement
+from bincls.data.folder_layout import resolve_layout
+from bincls.data.images import is_junk_dir, load_rgb
+from bincls.data.uploads import new_upload_session, save_uploads
 from bincls.paths import SAMPLE_DATA, uploads_dir
-from bincls.uploads import new_upload_session, save_uploads
 from pages import common
 
 common.require_app(__file__)
@@ -82,7 +83,7 @@ def list_subfolders(folder: str) -> pd.DataFrame:
     try:
         entries = sorted(
             (e for e in os.scandir(folder)
-             if e.is_dir(follow_symlinks=True) and not is_junk_dir(e.name) and access.allowed(e.path)),
+             if e.is_dir(follow_symlinks=True) and not is_junk_dir(e.name) and confinement.allowed(e.path)),
             key=lambda e: e.name.lower(),
         )
     except OSError:
@@ -95,7 +96,7 @@ def list_subfolders(folder: str) -> pd.DataFrame:
 
 # Actions (callbacks run before the page, so the sidebar shows the new data at once) ---------------
 def _clean_path(text: str) -> str:
-    """A path as typed or pasted: surrounding quotes and spaces removed (`access.confine` does the rest)."""
+    """A path as typed or pasted: surrounding quotes and spaces removed (`confinement.confine` does the rest)."""
     return (text or "").strip().strip("'\"").strip()
 
 
@@ -109,7 +110,7 @@ def use_data(paths: list[str], what: str, confined: bool = True) -> None:
         ss[common.DATA_MESSAGE] = ("error", "Give a folder path (it is empty).")
         return
     try:
-        paths = [str(access.confine(p)) for p in paths] if confined else paths
+        paths = [str(confinement.confine(p)) for p in paths] if confined else paths
         layout = resolve_layout(paths)
     except BinclsError as exc:
         ss[common.DATA_MESSAGE] = ("error", f"{exc} The data in use did not change.")
@@ -135,7 +136,7 @@ def _use_sample() -> None:
 
 def _browse_to(folder: str) -> None:
     try:
-        ss[common.BROWSE_DIR] = str(access.confine(folder))
+        ss[common.BROWSE_DIR] = str(confinement.confine(folder))
     except BinclsError as exc:
         ss[common.DATA_MESSAGE] = ("error", str(exc))
         return
@@ -161,7 +162,7 @@ def _use_selected() -> None:
 
 def _pick(slot: str, folder: str) -> None:
     try:
-        folder = str(access.confine(folder))
+        folder = str(confinement.confine(folder))
     except BinclsError as exc:
         ss[common.DATA_MESSAGE] = ("error", str(exc))
         return
@@ -391,16 +392,16 @@ with tab_path:
 
 with tab_browse:
     here = Path(ss[common.BROWSE_DIR])
-    if not here.is_dir() or not access.allowed(here):  # the browser never leaves BINCLS_DATA_ROOT
-        here = access.browse_home()
+    if not here.is_dir() or not confinement.allowed(here):  # the browser never leaves BINCLS_DATA_ROOT
+        here = confinement.browse_home()
         ss[common.BROWSE_DIR] = str(here)
     with st.container(horizontal=True, vertical_alignment="bottom"):
         st.text_input("Current folder", value=str(here), disabled=True, width=560)
         st.button("Up", icon=":material/arrow_upward:", on_click=_browse_to, args=(str(here.parent),),
-                  disabled=here.parent == here or here == access.data_root(), help="Go to the parent folder")
-        st.button("Home", icon=":material/home:", on_click=_browse_to, args=(str(access.browse_home()),))
+                  disabled=here.parent == here or here == confinement.data_root(), help="Go to the parent folder")
+        st.button("Home", icon=":material/home:", on_click=_browse_to, args=(str(confinement.browse_home()),))
         st.button("Sample", icon=":material/pets:", on_click=_browse_to, args=(str(SAMPLE_DATA),),
-                  help="Go to the bundled sample's folder", disabled=access.data_root() is not None)
+                  help="Go to the bundled sample's folder", disabled=confinement.data_root() is not None)
 
     subs = list_subfolders(str(here))
     listing, actions = st.columns(2, gap="large")

@@ -10,7 +10,7 @@ import streamlit as st
 from PIL import ImageOps
 
 from bincls import BinclsError
-from bincls.evaluate import (
+from bincls.inference.evaluate import (
     at_threshold,
     both_classes,
     calibration,
@@ -196,7 +196,7 @@ def gallery(rows, positive: str) -> None:
 
 
 def export_panel(run, ckpt: Path) -> None:
-    from bincls.export import export_metadata, export_onnx
+    from bincls.inference.export import export_metadata, export_onnx
 
     onnx = ckpt.with_suffix(".onnx")
     fresh = onnx.is_file() and common.file_stamp(onnx) >= common.file_stamp(ckpt)
@@ -213,7 +213,7 @@ def export_panel(run, ckpt: Path) -> None:
         return
     import json
 
-    from bincls.checkpoint import read_checkpoint
+    from bincls.models.checkpoint import read_checkpoint
 
     info = export_metadata(read_checkpoint(ckpt), saved_threshold(run), onnx.name)
     meta = json.dumps(info, indent=1, ensure_ascii=False) + "\n"

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from bincls import BinclsError
-from bincls.predict import thumbnail_data_uri
+from bincls.inference.predict import thumbnail_data_uri
 from pages import common
 
 common.require_app(__file__)

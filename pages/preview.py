@@ -11,9 +11,9 @@ import streamlit as st
 import torch
 
 from bincls import BinclsError
-from bincls.batches import preview_batch
+from bincls.data.batch_feeds import preview_batch
+from bincls.data.transforms import Augment, Preprocess, denormalize
 from bincls.models import list_models, model_config
-from bincls.transforms import Augment, Preprocess, denormalize
 from pages import common
 
 common.require_app(__file__)

@@ -10,8 +10,8 @@ import streamlit as st
 
 from bincls import BinclsError
 from bincls.paths import runs_dir
-from bincls.runs import RunFolder
-from bincls.train import DEFAULT_LR
+from bincls.training.config import DEFAULT_LR
+from bincls.training.run_folder import RunFolder
 from pages import common
 
 common.require_app(__file__)

@@ -11,14 +11,21 @@ import streamlit as st
 import torch
 
 from bincls import BinclsError
-from bincls.access import confine
-from bincls.cli import train_command
-from bincls.config import PRECISIONS
-from bincls.launcher import BusyError, active_run, resume_training, start_training, stop_run
+from bincls.compute import device_info, resolve_device
+from bincls.data.data_root import confine
 from bincls.models import MIN_IMG_SIZE, build_model, list_models, model_config, model_summary
 from bincls.paths import runs_dir
-from bincls.runs import ACTIVE, RunFolder
-from bincls.train import DEFAULT_LR, DEVICES, OPTIMIZERS, SCHEDULES, TrainConfig, device_info, resolve_device
+from bincls.training.config import (
+    DEFAULT_LR,
+    DEVICES,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    TrainConfig,
+    to_command,
+)
+from bincls.training.launcher import BusyError, active_run, resume_training, start_training, stop_run
+from bincls.training.run_folder import ACTIVE, RunFolder
 from pages import common
 
 common.require_app(__file__)
@@ -184,10 +191,10 @@ def show_command(data_ok: bool) -> None:
         return  # the Train button reports it
     with st.popover("Command line", icon=":material/terminal:"):
         st.caption("These settings as a command (the app runs the same engine):")
-        st.code(shlex.join(train_command(cfg, processes())), language="bash", wrap_lines=True)
+        st.code(shlex.join(to_command(cfg, processes())), language="bash", wrap_lines=True)
         st.caption("On several GPUs or machines, run it under torchrun (README: Training on several GPUs "
                    "or machines):")
-        st.code(shlex.join(train_command(cfg, max(2, processes()))), language="bash", wrap_lines=True)
+        st.code(shlex.join(to_command(cfg, max(2, processes()))), language="bash", wrap_lines=True)
 
 
 def launch(action) -> None:

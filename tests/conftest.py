@@ -77,7 +77,8 @@ def mobilenet_weights() -> Path:
 @pytest.fixture(scope="session")
 def trained_sample_run(tmp_path_factory) -> Path:
     """One short real run on the shipped sample, trained once per test session (read-only: copy it)."""
-    from bincls.train import TrainConfig, train
+    from bincls.training.config import TrainConfig
+    from bincls.training.loop import train
 
     base = tmp_path_factory.mktemp("trained-sample-run")
     return train(TrainConfig(data=[str(SAMPLE)], epochs=1, img_size=48, workers=0), runs_dir=base).run.path
@@ -89,7 +90,7 @@ def sample_run(trained_sample_run):
     import shutil
 
     from bincls.paths import runs_dir
-    from bincls.runs import RunFolder
+    from bincls.training.run_folder import RunFolder
 
     dest = runs_dir() / trained_sample_run.name
     shutil.copytree(trained_sample_run, dest)

@@ -24,13 +24,13 @@ from appsupport import data_page, open_page
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import bincls.uploads as uploads
+import bincls.data.uploads as uploads
 from bincls import BinclsError
-from bincls.config import TrainConfig, read_run_config
-from bincls.data import load_data, scan_folders
-from bincls.images import ImageProblem, inspect_file, load_rgb
+from bincls.data.dataset import load_data, scan_folders
+from bincls.data.images import ImageProblem, inspect_file, load_rgb
+from bincls.data.split import SplitConfig
 from bincls.paths import SAMPLE_DATA, runs_dir, uploads_dir
-from bincls.split import SplitConfig
+from bincls.training.config import TrainConfig, read_run_config
 from pages import common
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -163,7 +163,7 @@ def two_classes(root: Path, n_a: int, n_b: int, bad_a: int = 0) -> Path:
 def test_too_small_a_class_is_a_clear_error_from_the_split_and_from_train(
     tmp_path, n_a, bad_a, split, message
 ):
-    from bincls.train import train
+    from bincls.training.loop import train
 
     root = two_classes(tmp_path / "d", n_a, 6, bad_a)
     with pytest.raises(BinclsError, match=message):
@@ -185,7 +185,7 @@ def test_a_10000_px_jpeg_is_scanned_and_loaded_without_decoding_it_whole(tmp_pat
     big = _jpeg(tmp_path / "big.jpg", 10_000, 10_000)
     script = (
         "import re, sys\n"
-        "from bincls.images import inspect_file, load_rgb\n"
+        "from bincls.data.images import inspect_file, load_rgb\n"
         "info = inspect_file(sys.argv[1])\n"
         "im = load_rgb(sys.argv[1], max_side=64)\n"
         "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
@@ -210,8 +210,8 @@ def extreme_sizes(root: Path) -> Path:
 
 @pytest.mark.slow
 def test_1x1_and_10000_px_images_train_and_predict(tmp_path):
-    from bincls.predict import Predictor
-    from bincls.train import train
+    from bincls.inference.predict import Predictor
+    from bincls.training.loop import train
 
     root = extreme_sizes(tmp_path / "d")
     scan = scan_folders([root])

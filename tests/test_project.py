@@ -44,5 +44,64 @@ def test_sample_keeps_the_original_bytes():
 
 
 def test_engine_imports_nothing_from_streamlit():
-    for path in (ROOT / "bincls").glob("*.py"):
+    for path in (ROOT / "bincls").rglob("*.py"):
         assert not re.search(r"^\s*(import|from)\s+streamlit", path.read_text(), re.M), path
+
+
+# The shape of the code (issue 9): small functions, thin pages, inference apart from training ------------
+def _functions(path: Path):
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node.name, node.end_lineno - node.lineno + 1
+
+
+def test_no_engine_function_over_80_lines_and_no_engine_module_over_450():
+    long_functions, long_modules = [], []
+    for path in sorted((ROOT / "bincls").rglob("*.py")):
+        long_functions += [f"{path.relative_to(ROOT)}:{name} ({n})" for name, n in _functions(path) if n > 80]
+        if len(path.read_text().splitlines()) > 450:
+            long_modules.append(str(path.relative_to(ROOT)))
+    assert not long_functions and not long_modules, (long_functions, long_modules)
+
+
+def test_inference_loads_no_training_loop():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from bincls import Predictor, evaluate; Predictor, evaluate; "
+        "print(sorted(m for m in sys.modules if m.startswith('bincls.training')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    loaded = eval(out.stdout)  # noqa: S307 - our own output: a list of module names
+    assert not {"bincls.training.loop", "bincls.training.setup", "bincls.training.callbacks"} & set(loaded)
+
+
+@pytest.mark.slow
+def test_the_wheel_has_the_dependencies_the_command_and_the_sample(tmp_path):
+    """`pip wheel .` builds the package: requirements.txt as dependencies, a `bincls` command, the sample."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q", "-w", str(tmp_path)],
+                   cwd=ROOT, check=True)  # fmt: skip
+    wheel = next(tmp_path.glob("bincls-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        meta = z.read(next(n for n in names if n.endswith("METADATA"))).decode()
+        entry = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert len([n for n in names if "/sample_data/" in n]) == 60
+    required = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]  # fmt: skip
+    assert all(f"Requires-Dist: {r}" in meta for r in required)
+    assert "bincls = bincls.cli:main" in entry
+    target = tmp_path / "installed"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                    str(wheel)], check=True)  # fmt: skip
+    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, str(target / "bin" / "bincls"), "scan", "--help"], env=env,
+                         capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0 and "usage:" in out.stdout, out.stderr

@@ -1,0 +1,261 @@
+"""Where training batches come from: decoded tensors in memory, files streamed by workers, or
+cached backbone features. The training loop iterates any of them the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from bincls.compute import ComputePlan, plan_inference
+from bincls.data.dataset import DataSource, ImageFileDataset
+from bincls.data.decode_cache import dataset_bytes, decode_images, load_or_decode, memory_budget
+from bincls.data.transforms import (
+    Augment,
+    BatchTransform,
+    Preprocess,
+    build_eval_transform,
+    build_train_transform,
+    train_margin,
+)
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class TensorBatches:
+    """Batches cut from tensors already in memory (uint8 images or float features)."""
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        device: torch.device,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        channels_last: bool = False,
+    ):
+        self.x, self.y = x, y
+        self.batch_size, self.device = batch_size, device
+        self.transform, self.shuffle, self.generator = transform, shuffle, generator
+        self.channels_last = channels_last and x.dim() == 4
+        # As in the streaming loader, only a last batch of one is dropped (BatchNorm cannot train on it).
+        self.drop_last = shuffle and len(x) % batch_size == 1 and len(x) > 1
+
+    def __len__(self) -> int:
+        n = len(self.x) // self.batch_size
+        return n + (1 if len(self.x) % self.batch_size and not self.drop_last else 0)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.x)
+
+    def __iter__(self) -> Iterator[Batch]:
+        n = len(self.x)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            x = self.x[idx].to(self.device, non_blocking=True)
+            if self.transform is not None:
+                x = self.transform(x)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.y[idx].to(self.device, non_blocking=True)
+
+
+class LoaderBatches:
+    """Streaming: a DataLoader whose workers decode and transform each file per epoch."""
+
+    def __init__(self, loader: DataLoader, device: torch.device, channels_last: bool = False):
+        self.loader, self.device, self.channels_last = loader, device, channels_last
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.loader.dataset)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for x, y in self.loader:
+            x = x.to(self.device, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y.to(self.device, non_blocking=True)
+
+
+@dataclass
+class TrainingData:
+    train: TensorBatches | LoaderBatches
+    val: TensorBatches | LoaderBatches
+    mode: str  # "memory", "stream" or "features"
+    message: str
+    forward: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # how a batch goes through the model
+
+
+def _full_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x)
+
+
+def _head_forward(model: nn.Module, feats: torch.Tensor) -> torch.Tensor:
+    return model.forward_head(feats)
+
+
+def _worker_init(worker_id: int) -> None:
+    import random
+    import signal
+
+    import numpy as np
+
+    # Ctrl+C and SIGTERM reach the whole process group; the main process stops the run cleanly
+    # after the current batch and then shuts the workers down. A worker dying first fails the run.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _labels(table) -> torch.Tensor:
+    return torch.tensor(table["label"].to_numpy(), dtype=torch.float32)
+
+
+def prepare_training_data(
+    data: DataSource,
+    pre: Preprocess,
+    aug: Augment,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    workers: int | None = None,
+    frozen_model: nn.Module | None = None,
+    model_name: str = "",
+    channels_last: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    budget: int | None = None,
+) -> TrainingData:
+    """Choose the fastest way to feed this run that fits the memory budget, and say which."""
+    train_t, val_t = data.part("train"), data.part("val")
+    margin = train_margin(pre, aug)
+    need = dataset_bytes(len(train_t), margin) + dataset_bytes(len(val_t), pre.img_size)
+    budget = memory_budget() if budget is None else budget
+    gen = torch.Generator().manual_seed(seed)
+    if need > budget:
+        return _streaming(
+            train_t,
+            val_t,
+            pre,
+            aug,
+            batch_size,
+            gen,
+            device,
+            workers,
+            channels_last,
+            f"Streaming from disk with DataLoader workers: the decoded images would take "
+            f"{need / 2**20:,.0f} MB, above the memory budget of {budget / 2**20:,.0f} MB "
+            f"(BINCLS_MEMORY_BUDGET).",
+        )
+    train_imgs = load_or_decode(train_t["path"].tolist(), margin, progress)
+    val_imgs = load_or_decode(val_t["path"].tolist(), pre.img_size)
+    cached = train_imgs.from_cache and val_imgs.from_cache
+    where = f"{need / 2**20:,.0f} MB" + (", from the decode cache" if cached else ", decoded once and cached")
+    if device.type == "cuda" and need < torch.cuda.mem_get_info(device)[0] // 2:
+        store = device  # the whole dataset lives on the GPU: no host-to-device copies per batch
+    else:
+        store = torch.device("cpu")
+        if device.type == "cuda":
+            train_imgs.images, val_imgs.images = train_imgs.images.pin_memory(), val_imgs.images.pin_memory()
+    tx, vx = train_imgs.images.to(store), val_imgs.images.to(store)
+    if channels_last:  # once here, instead of a copy per batch
+        tx, vx = (
+            tx.contiguous(memory_format=torch.channels_last),
+            vx.contiguous(memory_format=torch.channels_last),
+        )
+    ty, vy = _labels(train_t), _labels(val_t)
+    eval_tf = BatchTransform(pre, None)
+    if frozen_model is not None and not aug.enabled:
+        infer = plan_inference(device, model_name)
+        feats_t = _features(frozen_model, tx, eval_tf, batch_size, infer)
+        feats_v = _features(frozen_model, vx, eval_tf, batch_size, infer)
+        return TrainingData(
+            TensorBatches(feats_t, ty, batch_size, device, shuffle=True, generator=gen),
+            TensorBatches(feats_v, vy, batch_size, device),
+            "features",
+            f"Frozen backbone, no augmentation: backbone features computed once ({where}); "
+            "each epoch trains only the head.",
+            _head_forward,
+        )
+    note = f"Images decoded in memory ({where})."
+    if frozen_model is not None:
+        note += (
+            " Augmentation is on, so the frozen backbone runs on every batch of every epoch; "
+            "turn augmentation off to compute its features once and train in a fraction of the time."
+        )
+    return TrainingData(
+        TensorBatches(tx, ty, batch_size, device, BatchTransform(pre, aug, gen), True, gen, channels_last),
+        TensorBatches(vx, vy, batch_size, device, eval_tf, channels_last=channels_last),
+        "memory",
+        note,
+        _full_forward,
+    )
+
+
+@torch.no_grad()
+def _features(
+    model: nn.Module, images: torch.Tensor, tf: BatchTransform, batch_size: int, infer: ComputePlan
+) -> torch.Tensor:
+    model.eval()
+    if infer.channels_last:
+        model.to(memory_format=torch.channels_last)
+    out = []
+    for x, _ in TensorBatches(
+        images, torch.zeros(len(images)), batch_size * 2, infer.device, tf, channels_last=infer.channels_last
+    ):
+        with infer.autocast():
+            out.append(model.forward_features(x).float())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def _streaming(train_t, val_t, pre, aug, batch_size, gen, device, workers, channels_last, message):
+    w = workers if workers is not None else min(4, os.cpu_count() or 1)
+    common = {
+        "batch_size": batch_size,
+        "num_workers": w,
+        "pin_memory": device.type == "cuda",
+        "persistent_workers": w > 0,
+        "worker_init_fn": _worker_init,
+    }
+    train_ds = ImageFileDataset(train_t, build_train_transform(pre, aug), decode_side=pre.img_size)
+    val_ds = ImageFileDataset(val_t, build_eval_transform(pre), decode_side=pre.img_size)
+    drop_last = len(train_ds) % batch_size == 1 and len(train_ds) > 1
+    return TrainingData(
+        LoaderBatches(
+            DataLoader(train_ds, shuffle=True, generator=gen, drop_last=drop_last, **common),
+            device,
+            channels_last,
+        ),
+        LoaderBatches(DataLoader(val_ds, shuffle=False, **common), device, channels_last),
+        "stream",
+        message + f" {w} workers decode each image every epoch.",
+        _full_forward,
+    )
+
+
+def preview_batch(
+    paths: list[str], pre: Preprocess, aug: Augment | None, seed: int, repeat: int = 1
+) -> torch.Tensor:
+    """A normalized batch made exactly as in-memory training makes it: same decode, size and batch transform.
+
+    `repeat` > 1 gives that many random views of each image (the augmentation preview).
+    """
+    side = train_margin(pre, aug) if aug is not None and aug.enabled else pre.img_size
+    images = decode_images(paths, side)
+    if repeat > 1:
+        images = images.repeat_interleave(repeat, dim=0)
+    return BatchTransform(pre, aug, torch.Generator().manual_seed(seed))(images)

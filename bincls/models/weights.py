@@ -1,0 +1,105 @@
+"""Pretrained weights for a backbone: torchvision's ImageNet weights, or a local state_dict file."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.error import URLError
+
+import torch
+import torchvision
+
+from bincls.errors import BinclsError
+from bincls.models.backbones import TV_CLASSIFIERS, BackboneClassifier
+from bincls.models.config import ModelConfig
+
+
+def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights, from the torch hub cache or downloaded into it."""
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    try:
+        return weights.get_state_dict(progress=True)
+    except (URLError, OSError, RuntimeError) as e:
+        target = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+        raise BinclsError(
+            f"The ImageNet weights for {name} could not be downloaded or read ({e}). "
+            f"On a machine with internet, download {weights.url} and put it at {target} "
+            f"(replace the file if it is already there), or pass a local state_dict file with "
+            f"`--weights /path/to/file.pth`."
+        ) from e
+
+
+def _local_state_dict(path: str) -> Mapping[str, Any]:
+    """A state_dict file saved with torch.save, possibly wrapped in a checkpoint dict."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise BinclsError(
+            f"Weights file {p} does not exist. Weights must be 'none', 'imagenet', or the path of a "
+            f"state_dict file saved with torch.save(model.state_dict(), path)."
+        )
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - on a corrupt file torch's unpickler raises almost anything
+        # torch's unpickling message advises weights_only=False: unsafe for a file from elsewhere.
+        reason = "not a plain file of tensors" if isinstance(e, pickle.UnpicklingError) else e
+        raise BinclsError(
+            f"Weights file {p} could not be read as PyTorch weights ({reason or type(e).__name__}). It must "
+            f"be a state_dict saved with torch.save(model.state_dict(), path), not a whole pickled model."
+        ) from e
+    for key in ("state_dict", "model"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise BinclsError(
+            f"Weights file {p} holds a {type(obj).__name__}, not a state_dict (a dict of parameter names to "
+            f"tensors). Save it with torch.save(model.state_dict(), path)."
+        )
+    return obj
+
+
+def _backbone_keys(state: Mapping[str, Any], name: str) -> dict[str, torch.Tensor]:
+    """Keys as the backbone names them: drop the ImageNet classifier and wrapper prefixes."""
+    out = {}
+    fc_prefix = TV_CLASSIFIERS[name][0] + "."
+    for key, value in state.items():
+        key = key.removeprefix("module.")  # saved from DistributedDataParallel
+        if key.startswith("head."):  # a bincls BackboneClassifier: its one-logit head is not reused
+            continue
+        key = key.removeprefix("backbone.")
+        if not key.startswith(fc_prefix):
+            out[key] = value
+    return out
+
+
+def _check_keys(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], source: str) -> None:
+    # BatchNorm step counters do not change the model; older files may lack them.
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in state
+        if k in expected and state[k].shape != expected[k].shape
+    ]
+    problems = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if keys:
+            problems.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
+    if problems:
+        raise BinclsError(
+            f"{source} does not match the architecture: {'; '.join(problems)}. "
+            f"Check that the file holds weights for this model."
+        )
+
+
+def load_backbone_weights(model: BackboneClassifier, cfg: ModelConfig) -> None:
+    """Load cfg.weights ("imagenet" or a local file) into the backbone; the new head stays random."""
+    if cfg.weights == "imagenet":
+        raw, source = _imagenet_state_dict(cfg.name), f"The ImageNet weights for {cfg.name}"
+    else:
+        raw, source = _local_state_dict(cfg.weights), f"Weights file {cfg.weights} (for {cfg.name})"
+    state = _backbone_keys(raw, cfg.name)
+    _check_keys(state, model.backbone.state_dict(), source)
+    model.backbone.load_state_dict(state, strict=False)  # strictness was checked above, counters aside

@@ -1,0 +1,104 @@
+"""Callbacks that decide after each epoch: keep the best checkpoint, stop early.
+
+Each holds its own state and gives it to `last.pt` (`state_dict` / `load_state_dict`), as Lightning's
+callbacks do, so a resumed run carries on with the same best epoch and patience count.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from bincls.models.checkpoint import read_checkpoint
+
+if TYPE_CHECKING:
+    from bincls.training.setup import TrainingState
+
+
+class Callback:
+    """Override what you need. `after_epoch` returns a reason to stop training, or None."""
+
+    name = "callback"
+
+    def on_validation(self, state: TrainingState, val: dict) -> None: ...
+
+    def after_epoch(self, state: TrainingState, record: dict) -> str | None:
+        return None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, saved: dict) -> None: ...
+
+
+class BestCheckpoint(Callback):
+    """Tracks the epoch with the lowest validation loss, keeps its weights and writes best.pt."""
+
+    name = "best_checkpoint"
+
+    def __init__(self) -> None:
+        self.val_loss = math.inf
+        self.epoch: int | None = None
+        self.metrics: dict = {}
+        self.weights: dict | None = None  # the best epoch's state_dict, in memory
+        self.improved = False
+
+    def on_validation(self, state: TrainingState, val: dict) -> None:
+        self.improved = val["loss"] < self.val_loss - 1e-6
+        if self.improved:
+            self.val_loss, self.epoch, self.metrics = val["loss"], state.epoch, val
+            self.weights = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+
+    def after_epoch(self, state: TrainingState, record: dict) -> str | None:
+        if self.improved:
+            state.save("best.pt", state.checkpoint(epoch=state.epoch, metrics=record))
+        return None
+
+    def state_dict(self) -> dict:
+        return {"val_loss": self.val_loss, "epoch": self.epoch, "metrics": self.metrics}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.val_loss = saved.get("val_loss", math.inf)
+        self.epoch, self.metrics = saved.get("epoch"), saved.get("metrics") or {}
+
+    def restore(self, best_path, epochs_done: int) -> None:
+        """The best epoch as best.pt holds it (weights and validation metrics), for a resumed run."""
+        if not best_path.exists():
+            return
+        best = read_checkpoint(best_path)
+        if (
+            int(best.get("epoch") or 0) > epochs_done
+        ):  # a best.pt from after last.pt cannot happen, but be sure
+            return
+        val = {k[4:]: v for k, v in (best.get("metrics") or {}).items() if k.startswith("val_")}
+        self.val_loss, self.epoch, self.metrics = val.get("loss", math.inf), best.get("epoch"), val
+        self.weights = best["state_dict"]
+
+
+class EarlyStopping(Callback):
+    """Stops when the validation loss has not improved for `patience` epochs (0: never)."""
+
+    name = "early_stopping"
+
+    def __init__(self, patience: int, best: BestCheckpoint):
+        self.patience, self.best = patience, best
+        self.bad_epochs = 0
+
+    def on_validation(self, state: TrainingState, val: dict) -> None:
+        self.bad_epochs = 0 if self.best.improved else self.bad_epochs + 1
+
+    def after_epoch(self, state: TrainingState, record: dict) -> str | None:
+        if self.patience and self.bad_epochs >= self.patience:
+            return f"early stopping: val loss did not improve for {self.patience} epochs"
+        return None
+
+    def state_dict(self) -> dict:
+        return {"bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.bad_epochs = int(saved.get("bad_epochs", 0))
+
+
+def default_callbacks(patience: int) -> list[Callback]:
+    best = BestCheckpoint()
+    return [best, EarlyStopping(patience, best)]

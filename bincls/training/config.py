@@ -1,0 +1,300 @@
+"""The one settings schema of a training run: validated, saved as the run's config.json.
+
+Each field of `TrainConfig` carries its help text, its CLI flag and its check, so a new setting is one
+field here: the `train` parser (`add_arguments`), `from_arguments`, `to_command` and the Train page's
+defaults all follow from it. Kept free of torch so that the CLI can parse arguments without loading it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bincls.errors import BinclsError
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "sgd-momentum")
+SCHEDULES = ("cosine", "onecycle", "none")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+RUN_KEYS = ("threshold",)  # keys a run's config.json may carry that are not settings (Evaluate saves it)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3, "sgd": 1e-2, "sgd-momentum": 1e-2}
+
+
+# Checks: each returns True for a good value. The message is "<name> must be <expect>, got <value>".
+def _is_text(v) -> bool:
+    return isinstance(v, str) and bool(v.strip())
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_size(v) -> bool:
+    return isinstance(v, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*[KMGT]?B?\s*", v.upper()) is not None
+
+
+def _int_at_least(low: int) -> Callable[[Any], bool]:
+    return lambda v: _is_int(v) and v >= low
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _comma_list(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",")]
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    check: Callable[[Any], bool] | None = None,
+    expect: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    flag: str | None = None,
+    metavar: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+    show: Callable[[Any], str] | None = None,
+    default_factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A settings field. `flag`: its CLI option (None: not on the command line, or positional);
+    `parse` turns the flag's text into the value, `show` the value back into text for `to_command`.
+    A bool's flag switches it away from its default (`--freeze-backbone`, `--no-augment`); a setting with
+    `choices` is checked against them."""
+    if choices is not None:
+        check, expect = (lambda v: v in choices), f"one of {', '.join(choices)}"
+    meta = {"help": help, "check": check, "expect": expect, "choices": choices, "flag": flag,
+            "metavar": metavar, "parse": parse, "show": show}  # fmt: skip
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _show_number(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+@dataclass
+class TrainConfig:
+    """Everything needed to repeat a run; saved as the run's config.json."""
+
+    data: list[str] = setting(
+        help="two class folders, or one root / pre-split root", expect="1 or 2 paths",
+        check=lambda v: isinstance(v, list) and 1 <= len(v) <= 2 and all(_is_text(p) for p in v),
+    )  # fmt: skip
+    class_names: list[str] | None = setting(
+        None, help="rename the two classes", flag="--names", metavar="NAME0,NAME1", parse=_comma_list,
+        show=",".join,
+        check=_optional(lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v)),
+        expect="a list of two names, or null",
+    )  # fmt: skip
+    model: str = setting(
+        "small-cnn", help="a registered model name (README lists them)", flag="--model",
+        check=_is_text, expect="a model name",
+    )  # fmt: skip
+    weights: str = setting(
+        "none", help="imagenet, none, or a state_dict FILE (pretrained models)", flag="--weights",
+        metavar="WEIGHTS",
+        check=lambda v: isinstance(v, str), expect="imagenet, none or a file",
+    )  # fmt: skip
+    freeze_backbone: bool = setting(
+        False, help="train only the new head", flag="--freeze-backbone",
+        check=lambda v: isinstance(v, bool), expect="true or false",
+    )  # fmt: skip
+    img_size: int | None = setting(
+        None, help="image side in pixels (default: the model's own size)", flag="--img-size", parse=int,
+        check=_optional(lambda v: _is_int(v) and 16 <= v <= 1024), expect="a whole number from 16 to 1024",
+    )  # fmt: skip
+    epochs: int = setting(
+        10, help="epochs to train", flag="--epochs", parse=int, check=_int_at_least(1),
+        expect="a whole number >= 1",
+    )  # fmt: skip
+    batch_size: int = setting(
+        32, help="images per step, over all processes", flag="--batch-size", parse=int,
+        check=_int_at_least(1), expect="a whole number >= 1",
+    )  # fmt: skip
+    optimizer: str = setting(
+        "adam", help="optimizer", flag="--optimizer", choices=OPTIMIZERS,
+    )  # fmt: skip
+    lr: float | None = setting(
+        None, help="learning rate (default 1e-3 for adam/adamw, 1e-2 for sgd)", flag="--lr", parse=float,
+        show=_show_number, check=_optional(lambda v: _is_num(v) and 0 < v < 10), expect="a number in (0, 10)",
+    )  # fmt: skip
+    weight_decay: float = setting(
+        0.0, help="weight decay", flag="--weight-decay", parse=float, show=_show_number,
+        check=lambda v: _is_num(v) and v >= 0, expect=">= 0",
+    )  # fmt: skip
+    schedule: str = setting(
+        "cosine", help="learning-rate schedule", flag="--schedule", choices=SCHEDULES,
+    )  # fmt: skip
+    patience: int = setting(
+        5, help="early stopping: epochs without val-loss improvement before stopping; 0 = off",
+        flag="--patience", parse=int, check=_int_at_least(0), expect="a whole number >= 0",
+    )  # fmt: skip
+    split: list[float] = setting(
+        help="train,val,test shares", flag="--split", metavar="TRAIN,VAL,TEST",
+        default_factory=lambda: [0.7, 0.2, 0.1],
+        parse=lambda text: _split_shares(text), show=lambda v: ",".join(f"{s:g}" for s in v),
+        check=lambda v: isinstance(v, (list, tuple)) and len(v) == 3 and all(_is_num(s) for s in v),
+        expect="three numbers like [0.7, 0.2, 0.1]",
+    )  # fmt: skip
+    seed: int = setting(
+        0, help="seed for the split and training", flag="--seed", parse=int, check=_is_int,
+        expect="a whole number",
+    )  # fmt: skip
+    device: str = setting(
+        "auto", help="where to train", flag="--device", choices=DEVICES,
+    )  # fmt: skip
+    augment: bool = setting(
+        True, help="turn off random augmentation", flag="--no-augment",
+        check=lambda v: isinstance(v, bool), expect="true or false",
+    )  # fmt: skip
+    balance: bool = setting(
+        True, help="do not weight the loss by the class balance", flag="--no-balance",
+        check=lambda v: isinstance(v, bool), expect="true or false",
+    )  # fmt: skip
+    workers: int | None = setting(
+        None, help="data loader worker processes (default: from the core count)", flag="--workers",
+        parse=int, check=_optional(_int_at_least(0)), expect="a whole number >= 0",
+    )  # fmt: skip
+    tensorboard: bool = setting(
+        False, help="also log to TensorBoard (needs tensorboard)", flag="--tensorboard",
+        check=lambda v: isinstance(v, bool), expect="true or false",
+    )  # fmt: skip
+    precision: str = setting(
+        "auto", help="auto: what measured fastest for the device and model", flag="--precision",
+        choices=PRECISIONS,
+    )  # fmt: skip
+    memory_budget: str | None = setting(
+        None, help="e.g. 4G: above it, images stream from disk (default: half of the free RAM)",
+        flag="--memory-budget", metavar="SIZE", check=_optional(_is_size), expect="a size like 4G or 512M",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Clear messages for values a user (or a hand-edited config.json) can get wrong."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not f.metadata["check"](value):
+                raise BinclsError(f"{f.name} must be {f.metadata['expect']}, got {value!r}")
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.lr if self.lr is not None else DEFAULT_LR[self.optimizer])
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every setting's default (data aside): what the CLI, the API and the Train page start from."""
+        return {k: v for k, v in cls(data=["."]).to_dict().items() if k != "data"}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> TrainConfig:
+        if not isinstance(raw, dict):
+            raise BinclsError(f"A run config must be a JSON object, got {type(raw).__name__}.")
+        raw = {k: v for k, v in raw.items() if k not in RUN_KEYS}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise BinclsError(f"Unknown setting(s) in the run config: {', '.join(unknown)}.")
+        no_default = dataclasses.MISSING
+        required = [f.name for f in dataclasses.fields(cls) if no_default is f.default is f.default_factory]
+        missing = [k for k in required if k not in raw]
+        if missing:
+            raise BinclsError(f"The run config is incomplete: it lacks the setting(s) {', '.join(missing)}.")
+        try:
+            return cls(**raw)
+        except TypeError as exc:
+            raise BinclsError(f"The run config is incomplete or wrong: {exc}") from None
+
+
+def _split_shares(text: str) -> list[float]:
+    from bincls.data.split import SplitConfig  # the split's own parser: "70,20,10" and two shares work too
+
+    s = SplitConfig.parse(text)
+    return [s.train, s.val, s.test]
+
+
+# The command line, generated from the schema ----------------------------------------------------------
+def _flagged() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(TrainConfig) if f.metadata["flag"]]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `train` options, one per setting that has a flag; the data is the positional PATHs."""
+    parser.add_argument("paths", nargs="*", metavar="PATH", help=TrainConfig.__dataclass_fields__["data"]
+                        .metadata["help"])  # fmt: skip
+    for f in _flagged():
+        m = f.metadata
+        if isinstance(f.default, bool):
+            parser.add_argument(m["flag"], dest=f.name, action="store_false" if f.default else "store_true",
+                                help=m["help"])  # fmt: skip
+            continue
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        choices = m["choices"]
+        shown = f" (default {(m['show'] or _show_number)(default)})" if default is not None else ""
+        parser.add_argument(
+            m["flag"], dest=f.name, metavar=m["metavar"], choices=choices, type=m["parse"] or str,
+            default=default, help=m["help"] + ("" if choices else shown),
+        )  # fmt: skip
+
+
+def from_arguments(args: argparse.Namespace) -> TrainConfig:
+    """The config that parsed `train` arguments describe."""
+    values = {f.name: getattr(args, f.name) for f in _flagged()}
+    return TrainConfig(data=[str(p) for p in args.paths], **values)
+
+
+def to_command(cfg: TrainConfig, processes: int = 1) -> list[str]:
+    """The command line that trains `cfg`: shown in the app so a user can run it elsewhere, e.g. on a
+    cluster with torchrun. Only settings that differ from the defaults are spelled out."""
+    head = ["python", "-m", "bincls"]
+    if processes > 1:
+        head = ["torchrun", f"--nproc_per_node={processes}", "-m", "bincls"]
+    out = [*head, "train", *cfg.data]
+    defaults = TrainConfig.defaults()
+    for f in _flagged():
+        value, flag = getattr(cfg, f.name), f.metadata["flag"]
+        if f.name == "lr" and value == DEFAULT_LR[cfg.optimizer]:
+            continue  # the optimizer's own default: --lr would only add noise
+        if value is None or value == defaults[f.name]:
+            continue
+        out += [flag] if isinstance(value, bool) else [flag, (f.metadata["show"] or _show_number)(value)]
+    return out
+
+
+def read_run_config(path: str | os.PathLike) -> TrainConfig:
+    """A run's config.json (file or run folder) as a checked `TrainConfig`.
+
+    Raises `BinclsError` naming the file, and the setting when one is wrong (a hand-edited file).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BinclsError(f"{path} cannot be read ({exc.strerror or exc}).") from None
+    except ValueError as exc:
+        raise BinclsError(f"{path} is not valid JSON ({exc}); fix it or delete the run.") from None
+    try:
+        return TrainConfig.from_dict(raw)
+    except BinclsError as exc:
+        raise BinclsError(f"{path}: {exc}") from None

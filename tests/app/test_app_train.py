@@ -1,0 +1,201 @@
+"""The Train page through Streamlit's AppTest: settings, summary, a real background run, busy, stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from bincls.paths import runs_dir
+from bincls.training.launcher import active_run, stop_run
+from bincls.training.run_folder import ACTIVE
+from pages.common import TRAIN_KEYS
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+@pytest.fixture
+def train_page():
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    yield at
+    _stop_active_runs()
+
+
+def _stop_active_runs() -> None:
+    """No test leaves a training process behind: ask it to stop, then kill it if it will not."""
+    run = active_run(runs_dir())
+    if run is None:
+        return
+    stop_run(run)
+    deadline = time.time() + 30
+    while time.time() < deadline and run.status()["state"] in ACTIVE:
+        time.sleep(0.3)
+    pid = run.status().get("pid")
+    if run.status()["state"] in ACTIVE and pid:
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+
+def _button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def _start(at: AppTest, epochs: int, img_size: int = 64) -> None:
+    at.number_input(key=TRAIN_KEYS["img_size"]).set_value(img_size).run()
+    at.number_input(key=TRAIN_KEYS["epochs"]).set_value(epochs)
+    at.number_input(key=TRAIN_KEYS["patience"]).set_value(0)
+    _button(at, "Train").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _loss_chart_points(at: AppTest) -> dict[str, int]:
+    charts = at.get("plotly_chart")
+    if not charts:
+        return {}
+    spec = json.loads(charts[0].proto.spec)
+    return {d["name"]: len(d.get("x") or []) for d in spec["data"]}
+
+
+def _poll(at: AppTest, done, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        if done(at):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out; status: {active_run(runs_dir()) and active_run(runs_dir()).status()}")
+
+
+def test_form_renders_with_small_cnn_and_its_summary(train_page):
+    at = train_page
+    assert at.selectbox(key=TRAIN_KEYS["model"]).value == "small-cnn"
+    assert at.number_input(key=TRAIN_KEYS["img_size"]).value == 128
+    assert at.selectbox(key=TRAIN_KEYS["optimizer"]).value == "adam"
+    assert at.number_input(key=TRAIN_KEYS["lr"]).value == pytest.approx(1e-3)
+    assert "Bundled sample" in at.markdown[0].value and "42 train" in at.markdown[0].value
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Total params"].replace(",", "")) > 10_000 and metrics["Size"].endswith("MB")
+    table = at.dataframe[0].value
+    assert {"Layer", "Output shape", "Params"} <= set(table.columns) and table["Params"].sum() > 10_000
+    assert not at.radio, "a scratch model has no weights choice"
+    # The optimizer sets the learning rate's default; a pretrainable model shows the weights choice.
+    at.selectbox(key=TRAIN_KEYS["optimizer"]).set_value("sgd").run()
+    assert at.number_input(key=TRAIN_KEYS["lr"]).value == pytest.approx(1e-2)
+    at.selectbox(key=TRAIN_KEYS["model"]).set_value("mobilenet_v3_small").run()
+    assert at.number_input(key=TRAIN_KEYS["img_size"]).value == 224
+    assert at.radio(key=TRAIN_KEYS["weights"]).value == "imagenet"
+    assert not at.exception and not at.error
+
+
+@pytest.mark.slow
+def test_a_run_started_from_the_page_shows_live_metrics_then_results(train_page):
+    at = train_page
+    _start(at, epochs=2)
+    # A second Train while the first run is active is refused with a message naming that run.
+    _button(at, "Train").click().run()
+    run = active_run(runs_dir())
+    assert run is not None
+    warnings = [w.value for w in at.warning]
+    assert any("already training" in w and run.id in w for w in warnings), warnings
+    _poll(at, lambda a: _loss_chart_points(a).get("val loss", 0) >= 1)
+    assert any(c.value.startswith("Epoch ") for c in at.caption)
+    _poll(at, lambda a: any("Finished" in s.value for s in a.success))
+    metrics = {m.label for m in at.metric}
+    assert {"Best epoch", "Val accuracy", "Val F1", "Val AUROC", "Val loss"} <= metrics
+    assert _loss_chart_points(at)["val loss"] == 2
+    assert any("evaluate" in link.proto.page for link in at.get("page_link"))
+    assert run.status()["state"] == "finished"
+
+
+@pytest.mark.slow
+def test_stop_ends_the_run_as_stopped(train_page):
+    at = train_page
+    _start(at, epochs=200, img_size=32)
+    run = active_run(runs_dir())
+    assert run is not None
+    _poll(at, lambda a: run.status()["state"] == "running" and any(b.label == "Stop" for b in a.button))
+    _button(at, "Stop").click().run()
+    assert run.stop_requested()
+    _poll(at, lambda a: any("Stopped on request" in i.value for i in a.info))
+    assert run.status()["state"] == "stopped"
+    assert run.last_checkpoint.exists() or not [m for m in run.read_metrics() if m["kind"] == "step"]
+
+
+def test_command_line_shows_the_settings_as_commands(train_page):
+    at = train_page
+    at.selectbox(key=TRAIN_KEYS["optimizer"]).set_value("sgd").run()
+    codes = [c.value for c in at.code]
+    single = next(c for c in codes if c.startswith("python -m bincls train"))
+    assert "--optimizer sgd" in single and "--model" not in single  # small-cnn is the default: left out
+    assert "--lr" not in single  # sgd's own default learning rate
+    assert any(c.startswith("torchrun --nproc_per_node=2 -m bincls train") and "sgd" in c for c in codes)
+
+
+@pytest.mark.slow
+def test_resume_button_continues_a_stopped_run_to_the_end(train_page):
+    at = train_page
+    _start(at, epochs=60, img_size=32)
+    run = active_run(runs_dir())
+    assert run is not None
+    _poll(
+        at,
+        lambda a: (
+            any(r["kind"] == "epoch" for r in run.read_metrics()) and any(b.label == "Stop" for b in a.button)
+        ),
+    )
+    _button(at, "Stop").click().run()
+    _poll(at, lambda a: any(b.label == "Resume" for b in a.button))
+    stopped_after = len([r for r in run.read_metrics() if r["kind"] == "epoch"])
+    assert stopped_after < 60
+    _button(at, "Resume").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    _poll(at, lambda a: any("Finished 60 of 60" in s.value for s in a.success), timeout=300)
+    assert [r["epoch"] for r in run.read_metrics() if r["kind"] == "epoch"] == list(range(1, 61))
+    assert run.status()["resumes"] == 1
+
+
+def test_several_gpus_offer_use_all_and_show_the_torchrun_command(monkeypatch):
+    import streamlit as st
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)  # this machine has none: pretend
+    st.cache_data.clear()
+    try:
+        at = AppTest.from_file(APP, default_timeout=90)
+        at.run()
+        at.switch_page("pages/train.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert at.toggle(key=TRAIN_KEYS["all_gpus"]).label == "Use all 4 GPUs"
+        assert at.code[0].value.startswith("torchrun --nproc_per_node=4 -m bincls train")
+    finally:
+        st.cache_data.clear()
+
+
+@pytest.mark.slow
+def test_precision_and_memory_budget_reach_the_run(train_page):
+    at = train_page
+    at.number_input(key=TRAIN_KEYS["img_size"]).set_value(32).run()
+    at.text_input(key=TRAIN_KEYS["memory_budget"]).set_value("lots")
+    _button(at, "Train").click().run()
+    assert any("memory_budget must be a size" in e.value for e in at.error), [e.value for e in at.error]
+    assert active_run(runs_dir()) is None  # nothing started
+    at.selectbox(key=TRAIN_KEYS["precision"]).set_value("fp32")
+    at.text_input(key=TRAIN_KEYS["memory_budget"]).set_value("64K")
+    at.number_input(key=TRAIN_KEYS["epochs"]).set_value(1)
+    _button(at, "Train").click().run()
+    run = active_run(runs_dir())
+    assert run is not None and not at.error
+    assert run.config()["precision"] == "fp32" and run.config()["memory_budget"] == "64K"
+    _poll(at, lambda a: run.status()["state"] not in ACTIVE, timeout=180)
+    status = run.status()
+    assert status["state"] == "finished" and status["precision"] == "fp32"
+    assert status["data_mode"] == "stream"  # 64K is below the decoded images: it streams
