@@ -96,7 +96,7 @@ def list_subfolders(folder: str) -> pd.DataFrame:
 
 # Actions (callbacks run before the page, so the sidebar shows the new data at once) ---------------
 def _clean_path(text: str) -> str:
-    """A path as typed or pasted: surrounding quotes and spaces removed (`confinement.confine` does the rest)."""
+    """A path as typed or pasted: surrounding quotes and spaces removed (`confine` does the rest)."""
     return (text or "").strip().strip("'\"").strip()
 
 
@@ -398,7 +398,8 @@ with tab_browse:
     with st.container(horizontal=True, vertical_alignment="bottom"):
         st.text_input("Current folder", value=str(here), disabled=True, width=560)
         st.button("Up", icon=":material/arrow_upward:", on_click=_browse_to, args=(str(here.parent),),
-                  disabled=here.parent == here or here == confinement.data_root(), help="Go to the parent folder")
+                  disabled=here.parent == here or here == confinement.data_root(),
+                  help="Go to the parent folder")
         st.button("Home", icon=":material/home:", on_click=_browse_to, args=(str(confinement.browse_home()),))
         st.button("Sample", icon=":material/pets:", on_click=_browse_to, args=(str(SAMPLE_DATA),),
                   help="Go to the bundled sample's folder", disabled=confinement.data_root() is not None)

@@ -105,3 +105,15 @@ def test_the_wheel_has_the_dependencies_the_command_and_the_sample(tmp_path):
     out = subprocess.run([sys.executable, str(target / "bin" / "bincls"), "scan", "--help"], env=env,
                          capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0 and "usage:" in out.stdout, out.stderr
+
+
+def test_ruff_is_clean():
+    import shutil
+    import subprocess
+    import sys
+
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (requirements-test.txt has it)")
+    out = subprocess.run([ruff, "check", "--quiet", "."], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:]

@@ -19,6 +19,7 @@ from bincls.data.images import MAX_FILE_BYTES, ImageProblem, is_junk_name, load_
 from bincls.data.transforms import build_eval_transform
 from bincls.errors import BinclsError
 from bincls.inference.evaluate import saved_threshold
+from bincls.inference.scoring import Scorer
 from bincls.models.checkpoint import load_model, preprocess_of
 from bincls.training.run_folder import RunFolder
 
@@ -32,6 +33,8 @@ class Prediction:
     probability: float | None  # of the predicted class
     p_class1: float | None  # probability of the second class (label 1)
     error: str | None = None
+    ood: bool | None = None  # True: unlike the training images (None: the model has no detector)
+    ood_score: float | None = None  # higher: less like the training images
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Predictor:
         folder = self.checkpoint.parent
         self.run = RunFolder(folder) if (folder / "status.json").exists() else None
         self.threshold = float(threshold) if threshold is not None else saved_threshold(self.run, self.ckpt)
+        self.scorer = Scorer(self.model, float(self.ckpt.get("temperature", 1.0))).eval()
         self._gradcam = None
         self._cam_lock = threading.Lock()
 
@@ -104,19 +108,29 @@ class Predictor:
         return self.transform(img)
 
     @torch.no_grad()
+    def scores(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P(class 1), out-of-distribution score) for a batch of preprocessed tensors."""
+        _, prob, ood = self.scorer(batch.to(self.device))
+        return prob.float().cpu(), ood.float().cpu()
+
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """P(class 1) for a batch of preprocessed tensors."""
-        return torch.sigmoid(self.model(batch.to(self.device)).float()).view(-1).cpu()
+        return self.scores(batch)[0]
 
-    def _result(self, name: str, p1: float) -> Prediction:
+    def _result(self, name: str, p1: float, ood_score: float | None = None) -> Prediction:
         label = int(p1 >= self.threshold)
-        return Prediction(name, self.class_names[label], p1 if label else 1 - p1, p1)
+        flagged = None
+        if self.scorer.has_ood and ood_score is not None:
+            flagged = bool(ood_score > self.scorer.ood_threshold)
+        score = ood_score if self.scorer.has_ood else None
+        return Prediction(name, self.class_names[label], p1 if label else 1 - p1, p1, None, flagged, score)
 
     def predict(self, source: ImageSource, name: str | None = None) -> Prediction:
         """One image; raises `BinclsError` (ImageProblem) when it is not a usable image."""
         name = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "image")
         x = self.to_tensor(source, name)
-        return self._result(name, float(self.probabilities(x.unsqueeze(0))[0]))
+        probs, ood = self.scores(x.unsqueeze(0))
+        return self._result(name, float(probs[0]), float(ood[0]))
 
     def predict_many(
         self, sources: list[ImageSource], names: list[str] | None = None, batch_size: int = 32
@@ -131,9 +145,9 @@ class Predictor:
 
         def flush() -> None:
             if pending:
-                probs = self.probabilities(torch.stack([t for _, t in pending]))
-                for (i, _), p in zip(pending, probs):
-                    results[i] = self._result(names[i], float(p))
+                probs, ood = self.scores(torch.stack([t for _, t in pending]))
+                for (i, _), p, o in zip(pending, probs, ood):
+                    results[i] = self._result(names[i], float(p), float(o))
                 pending.clear()
 
         for i, src in enumerate(sources):
@@ -166,8 +180,10 @@ class Predictor:
             if not pending:
                 return
             batch = torch.stack([t for _, t, _ in pending])
-            probs = self.probabilities(batch)
-            preds = [self._result(names[i], float(p)) for (i, _, _), p in zip(pending, probs)]
+            probs, ood = self.scores(batch)
+            preds = [
+                self._result(names[i], float(p), float(o)) for (i, _, _), p, o in zip(pending, probs, ood)
+            ]
             labels = [int(p.p_class1 >= self.threshold) for p in preds]
             maps = self.heatmaps(batch, labels) if heatmaps else None
             for k, ((i, _, img), pred) in enumerate(zip(pending, preds)):

@@ -90,8 +90,14 @@ class SmallCNN(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.stages(self.stem(x))).flatten(1)
-        return self.head(self.dropout(x))
+        return self.forward_head(self.forward_features(x))
+
+    # As in the backbones: the pooled features are what out-of-distribution detection looks at.
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.stages(self.stem(x))).flatten(1)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(features))
 
 
 def build_small_cnn(cfg: ModelConfig) -> nn.Module:
