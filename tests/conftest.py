@@ -20,6 +20,9 @@ def pytest_configure(config):
     base = Path(tempfile.mkdtemp(prefix="bincls-tests-"))
     for name in ("CACHE", "RUNS", "UPLOADS"):
         os.environ[f"BINCLS_{name}_DIR"] = str(base / name.lower())
+    # An empty torch hub cache: the default preset finds no pretrained weights, as on a fresh machine
+    # without network, whatever this machine has cached. Tests of the pretrained paths use `imagenet_hub`.
+    os.environ["TORCH_HOME"] = str(base / "torch")
 
 
 def pytest_addoption(parser):
@@ -99,3 +102,17 @@ def sample_run(trained_sample_run):
 
 def on_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture
+def imagenet_hub(tmp_path, monkeypatch, mobilenet_weights) -> Path:
+    """A torch hub cache holding the shared ImageNet mobilenet_v2 weights under torchvision's own file names,
+    as a user's machine has them after one download: `--weights imagenet` and the presets find them."""
+    import shutil
+
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    for name in ("mobilenet_v2-b0353104.pth", "mobilenet_v2-7ebf99e0.pth"):
+        shutil.copy(mobilenet_weights, checkpoints / name)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return checkpoints

@@ -97,6 +97,9 @@ class TrainingData:
     mode: str  # "memory", "stream" or "features"
     message: str
     forward: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # how a batch goes through the model
+    # The validation split as whole images (eval transform), whatever `val` holds: for calibrating the
+    # finished model the way it will predict (cached features cannot be mirrored for TTA).
+    val_images: TensorBatches | LoaderBatches | None = None
 
 
 def _full_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -190,6 +193,7 @@ def prepare_training_data(
             f"Frozen backbone, no augmentation: backbone features computed once ({where}); "
             "each epoch trains only the head.",
             _head_forward,
+            TensorBatches(vx, vy, batch_size, device, eval_tf, channels_last=channels_last),
         )
     note = f"Images decoded in memory ({where})."
     if frozen_model is not None:
@@ -197,13 +201,11 @@ def prepare_training_data(
             " Augmentation is on, so the frozen backbone runs on every batch of every epoch; "
             "turn augmentation off to compute its features once and train in a fraction of the time."
         )
+    val = TensorBatches(vx, vy, batch_size, device, eval_tf, channels_last=channels_last)
     return TrainingData(
         TensorBatches(tx, ty, batch_size, device, BatchTransform(pre, aug, gen), True, gen, channels_last),
-        TensorBatches(vx, vy, batch_size, device, eval_tf, channels_last=channels_last),
-        "memory",
-        note,
-        _full_forward,
-    )
+        val, "memory", note, _full_forward, val,
+    )  # fmt: skip
 
 
 @torch.no_grad()
@@ -234,17 +236,15 @@ def _streaming(train_t, val_t, pre, aug, batch_size, gen, device, workers, chann
     train_ds = ImageFileDataset(train_t, build_train_transform(pre, aug), decode_side=pre.img_size)
     val_ds = ImageFileDataset(val_t, build_eval_transform(pre), decode_side=pre.img_size)
     drop_last = len(train_ds) % batch_size == 1 and len(train_ds) > 1
+    val = LoaderBatches(DataLoader(val_ds, shuffle=False, **common), device, channels_last)
     return TrainingData(
         LoaderBatches(
             DataLoader(train_ds, shuffle=True, generator=gen, drop_last=drop_last, **common),
             device,
             channels_last,
         ),
-        LoaderBatches(DataLoader(val_ds, shuffle=False, **common), device, channels_last),
-        "stream",
-        message + f" {w} workers decode each image every epoch.",
-        _full_forward,
-    )
+        val, "stream", message + f" {w} workers decode each image every epoch.", _full_forward, val,
+    )  # fmt: skip
 
 
 def preview_batch(

@@ -23,13 +23,15 @@ from torchmetrics.functional.classification import (
     binary_roc,
 )
 
-from bincls.compute import plan_compute, plan_inference, resolve_device
+from bincls.compute import ComputePlan, resolve_device
 from bincls.data.dataset import ImageFileDataset, scan_folders
 from bincls.data.split import load_split
 from bincls.data.transforms import build_eval_transform
 from bincls.errors import BinclsError
-from bincls.inference.logits import backbone_head_forward, predict_logits
+from bincls.inference.calibration import calibration_error
+from bincls.inference.logits import predict_logits
 from bincls.inference.metrics import binary_metrics
+from bincls.inference.scoring import Scorer
 from bincls.models.checkpoint import load_model, preprocess_of
 from bincls.training.run_folder import RunFolder
 
@@ -100,8 +102,13 @@ def evaluate(
     threshold: float | None = None,
     device: str = "auto",
     batch_size: int = 32,
+    tta: bool | None = None,
 ) -> Evaluation:
-    """Metrics and a per-image table for a run's split (default test, else val) or for other folders."""
+    """Metrics and a per-image table for a run's split (default test, else val) or for other folders.
+
+    Probabilities are the calibrated ones (the checkpoint's temperature); `tta` overrides the
+    checkpoint's choice of mirror-image test-time augmentation.
+    """
     ckpt_path, run = find_checkpoint(run_or_ckpt)
     dev = resolve_device(device)
     model, ckpt = load_model(ckpt_path, dev)
@@ -131,12 +138,17 @@ def evaluate(
         decode_side=preprocess_of(ckpt).img_size,
     )
     loader = DataLoader(ds, batch_size=batch_size, num_workers=min(2, os.cpu_count() or 1))
-    name = ckpt["model_config"]["name"]
-    # A frozen backbone trained on cached features: evaluate it the way those features were made.
-    frozen = ckpt["model_config"].get("freeze_backbone") and hasattr(model, "forward_features")
-    forward = backbone_head_forward(plan_inference(dev, name)) if frozen else None
-    logits, labels = predict_logits(model, loader, plan_compute(dev, name), forward)
+    # Through the Scorer, as prediction, export and the server score: the checkpoint's TTA and
+    # temperature apply, so these metrics describe the probabilities a user gets.
+    temperature = float(ckpt.get("temperature", 1.0))
+    scorer = Scorer(model, temperature, tta=bool(ckpt.get("tta", False)) if tta is None else tta)
+    plan = ComputePlan(dev, None, False, "fp32, as prediction")
+    raw, labels = predict_logits(scorer, loader, plan, lambda m, x: m(x)[0])
+    logits = raw / temperature
     metrics = binary_metrics(logits, labels, threshold=threshold)
+    metrics["ece"] = calibration_error(torch.sigmoid(logits), labels)
+    metrics["ece_uncalibrated"] = calibration_error(torch.sigmoid(raw), labels)
+    metrics["temperature"], metrics["tta"] = temperature, scorer.tta
     probs = torch.sigmoid(logits)
     losses = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
     out = pd.DataFrame(

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from bincls.compute import ComputePlan
-
-
-@torch.no_grad()
-def backbone_head_forward(infer: ComputePlan) -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
-    """Forward as training on cached features saw it: backbone under the inference plan, head in fp32."""
-
-    def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        with infer.autocast():
-            feats = model.forward_features(x)
-        return model.forward_head(feats.float())
-
-    return forward
 
 
 @torch.no_grad()

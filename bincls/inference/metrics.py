@@ -19,7 +19,8 @@ from torchmetrics.functional.classification import (
 def binary_metrics(
     logits: torch.Tensor, labels: torch.Tensor, threshold: float = 0.5, pos_weight: float | None = None
 ) -> dict:
-    """accuracy, precision, recall, f1, auroc, loss, n and the confusion matrix [[tn, fp], [fn, tp]].
+    """accuracy, balanced accuracy, precision, recall, f1, auroc, loss, n and the confusion matrix
+    [[tn, fp], [fn, tp]].
 
     The loss is plain (unweighted) BCE unless `pos_weight` is given, so runs with different class
     weights compare fairly. AUROC is NaN when only one class is present (it is undefined then).
@@ -34,10 +35,13 @@ def binary_metrics(
     loss = F.binary_cross_entropy_with_logits(logits, target.float(), pos_weight=pw).item()
     cm = binary_confusion_matrix(probs, target, threshold=threshold)
     both = bool(target.min() != target.max())
+    (tn, fp), (fn, tp) = cm.tolist()
+    recalls = [tn / (tn + fp) if tn + fp else math.nan, tp / (tp + fn) if tp + fn else math.nan]
     return {
         "n": n,
         "loss": loss,
         "accuracy": binary_accuracy(probs, target, threshold=threshold).item(),
+        "balanced_accuracy": sum(recalls) / 2 if both else math.nan,
         "precision": binary_precision(probs, target, threshold=threshold).item(),
         "recall": binary_recall(probs, target, threshold=threshold).item(),
         "f1": binary_f1_score(probs, target, threshold=threshold).item(),

@@ -20,9 +20,16 @@ from bincls.models import ModelConfig, build_model
 FORMAT = "bincls-checkpoint/1"
 
 
-def make_checkpoint(model: torch.nn.Module, model_cfg: ModelConfig, class_names: list[str], **extra) -> dict:
-    """Everything needed to predict (and, with optimizer state in `extra`, to resume)."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+def make_checkpoint(
+    model: torch.nn.Module,
+    model_cfg: ModelConfig,
+    class_names: list[str],
+    weights: dict | None = None,
+    **extra,
+) -> dict:
+    """Everything needed to predict (and, with optimizer state in `extra`, to resume). `weights`: a
+    state_dict to save instead of the model's current one (the best epoch's, kept in memory)."""
+    state = {k: v.detach().cpu() for k, v in (weights if weights is not None else model.state_dict()).items()}
     return {
         "format": FORMAT,
         "model_config": _plain(dataclasses.asdict(model_cfg)),

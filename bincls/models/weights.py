@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
+from urllib.parse import urlparse
 
 import torch
 import torchvision
@@ -17,9 +19,35 @@ from bincls.models.backbones import TV_CLASSIFIERS, BackboneClassifier
 from bincls.models.config import ModelConfig
 
 
+def cached_imagenet_file(name: str) -> Path | None:
+    """The torch hub cache's file of torchvision's ImageNet weights for `name` (its DEFAULT first, then any
+    other ImageNet release of it that is there), or None when none is cached."""
+    releases = list(torchvision.models.get_model_weights(name))
+    default = torchvision.models.get_model_weights(name).DEFAULT
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    for weights in [default, *(w for w in releases if w is not default)]:
+        path = folder / os.path.basename(weights.url)
+        if path.is_file() and path.stat().st_size > 0:
+            return path
+    return None
+
+
+def download_reachable(timeout: float = 2.0) -> bool:
+    """True when torchvision's weights server answers: the ImageNet weights could be downloaded."""
+    url = urlparse(torchvision.models.get_model_weights("resnet18").DEFAULT.url)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
     """torchvision's ImageNet weights, from the torch hub cache or downloaded into it."""
     weights = torchvision.models.get_model_weights(name).DEFAULT
+    cached = cached_imagenet_file(name)
+    if cached is not None:  # any cached release: no download when one is here already
+        return _local_state_dict(str(cached))
     try:
         return weights.get_state_dict(progress=True)
     except (URLError, OSError, RuntimeError) as e:
@@ -27,8 +55,8 @@ def _imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
         raise BinclsError(
             f"The ImageNet weights for {name} could not be downloaded or read ({e}). "
             f"On a machine with internet, download {weights.url} and put it at {target} "
-            f"(replace the file if it is already there), or pass a local state_dict file with "
-            f"`--weights /path/to/file.pth`."
+            f"(replace the file if it is already there), or use a local state_dict file: "
+            f"`--weights /path/to/file.pth` (the app: Weights, Local file)."
         ) from e
 
 
@@ -103,3 +131,18 @@ def load_backbone_weights(model: BackboneClassifier, cfg: ModelConfig) -> None:
     state = _backbone_keys(raw, cfg.name)
     _check_keys(state, model.backbone.state_dict(), source)
     model.backbone.load_state_dict(state, strict=False)  # strictness was checked above, counters aside
+
+
+def guess_architecture(path: str | os.PathLike) -> str | None:
+    """The registered backbone whose layers a state_dict file fits exactly (names and shapes), or None."""
+    from bincls.models.backbones import TV_CLASSIFIERS
+
+    state = _local_state_dict(str(path))
+    for name in TV_CLASSIFIERS:
+        expected = torchvision.models.get_model(name, weights=None).state_dict()
+        keys = _backbone_keys(state, name)
+        wanted = {k: v for k, v in expected.items() if not k.startswith(TV_CLASSIFIERS[name][0] + ".")}
+        same = set(keys) | {k for k in wanted if k.endswith("num_batches_tracked")} >= set(wanted)
+        if same and set(keys) <= set(wanted) and all(keys[k].shape == wanted[k].shape for k in keys):
+            return name
+    return None

@@ -41,7 +41,9 @@ class BestCheckpoint(Callback):
         self.epoch: int | None = None
         self.metrics: dict = {}
         self.weights: dict | None = None  # the best epoch's state_dict, in memory
+        self.record: dict = {}  # its epoch record, as best.pt holds it
         self.improved = False
+        self.pending = False  # improved since best.pt was last written (writes are throttled)
 
     def on_validation(self, state: TrainingState, val: dict) -> None:
         self.improved = val["loss"] < self.val_loss - 1e-6
@@ -51,8 +53,17 @@ class BestCheckpoint(Callback):
 
     def after_epoch(self, state: TrainingState, record: dict) -> str | None:
         if self.improved:
-            state.save("best.pt", state.checkpoint(epoch=state.epoch, metrics=record))
+            self.record = record
+            self.pending = not state.save("best.pt", lambda: self.checkpoint(state), throttle=True)
         return None
+
+    def checkpoint(self, state: TrainingState, **extra) -> dict:
+        return state.checkpoint(weights=self.weights, epoch=self.epoch, metrics=self.record, **extra)
+
+    def flush(self, state: TrainingState) -> None:
+        if self.pending:
+            state.save("best.pt", lambda: self.checkpoint(state))
+            self.pending = False
 
     def state_dict(self) -> dict:
         return {"val_loss": self.val_loss, "epoch": self.epoch, "metrics": self.metrics}
@@ -70,7 +81,8 @@ class BestCheckpoint(Callback):
             int(best.get("epoch") or 0) > epochs_done
         ):  # a best.pt from after last.pt cannot happen, but be sure
             return
-        val = {k[4:]: v for k, v in (best.get("metrics") or {}).items() if k.startswith("val_")}
+        self.record = best.get("metrics") or {}
+        val = {k[4:]: v for k, v in self.record.items() if k.startswith("val_")}
         self.val_loss, self.epoch, self.metrics = val.get("loss", math.inf), best.get("epoch"), val
         self.weights = best["state_dict"]
 
@@ -99,6 +111,30 @@ class EarlyStopping(Callback):
         self.bad_epochs = int(saved.get("bad_epochs", 0))
 
 
+class DivergenceGuard(Callback):
+    """Stops when the validation loss runs away from its best (or is not a number): the run then keeps
+    its best checkpoint and says so, instead of training on from destroyed weights."""
+
+    name = "divergence_guard"
+
+    def __init__(self, best: BestCheckpoint):
+        self.best = best
+        self.reason: str | None = None
+
+    def on_validation(self, state: TrainingState, val: dict) -> None:
+        loss, best = val["loss"], self.best
+        if best.epoch is None or best.epoch == state.epoch:
+            return
+        if not math.isfinite(loss) or loss > max(3 * best.val_loss, best.val_loss + 1.0):
+            self.reason = (
+                f"validation loss diverged ({loss:.3g} at epoch {state.epoch}, best {best.val_loss:.3g} at "
+                f"epoch {best.epoch}): stopping, and keeping the best checkpoint"
+            )
+
+    def after_epoch(self, state: TrainingState, record: dict) -> str | None:
+        return self.reason
+
+
 def default_callbacks(patience: int) -> list[Callback]:
     best = BestCheckpoint()
-    return [best, EarlyStopping(patience, best)]
+    return [best, EarlyStopping(patience, best), DivergenceGuard(best)]

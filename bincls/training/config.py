@@ -20,6 +20,7 @@ from typing import Any
 
 from bincls.errors import BinclsError
 
+PRESETS = ("auto", "fast", "best", "scratch")
 OPTIMIZERS = ("adam", "adamw", "sgd", "sgd-momentum")
 SCHEDULES = ("cosine", "onecycle", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -65,6 +66,7 @@ def setting(
     expect: str | None = None,
     choices: tuple[str, ...] | None = None,
     flag: str | None = None,
+    off_flag: str | None = None,
     metavar: str | None = None,
     parse: Callable[[str], Any] | None = None,
     show: Callable[[Any], str] | None = None,
@@ -72,15 +74,21 @@ def setting(
 ) -> Any:
     """A settings field. `flag`: its CLI option (None: not on the command line, or positional);
     `parse` turns the flag's text into the value, `show` the value back into text for `to_command`.
-    A bool's flag switches it away from its default (`--freeze-backbone`, `--no-augment`); a setting with
-    `choices` is checked against them."""
-    if choices is not None:
-        check, expect = (lambda v: v in choices), f"one of {', '.join(choices)}"
+    A bool's flag switches it away from its default (`--tensorboard`, `--no-balance`); a bool that the
+    preset decides (default None) has a `flag` for True and an `off_flag` for False (`--augment`,
+    `--no-augment`). A setting with `choices` is checked against them."""
+    if choices is not None:  # None is allowed where it is the default: the preset decides
+        check = lambda v: v in choices or (v is None and default is None)  # noqa: E731
+        expect = f"one of {', '.join(choices)}"
     meta = {"help": help, "check": check, "expect": expect, "choices": choices, "flag": flag,
-            "metavar": metavar, "parse": parse, "show": show}  # fmt: skip
+            "off_flag": off_flag, "metavar": metavar, "parse": parse, "show": show}  # fmt: skip
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def _is_bool(v) -> bool:
+    return isinstance(v, bool)
 
 
 def _show_number(v) -> str:
@@ -101,48 +109,76 @@ class TrainConfig:
         check=_optional(lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v)),
         expect="a list of two names, or null",
     )  # fmt: skip
-    model: str = setting(
-        "small-cnn", help="a registered model name (README lists them)", flag="--model",
-        check=_is_text, expect="a model name",
+    preset: str = setting(
+        "auto", help="the recipe for every setting not given: fast (a pretrained backbone as a fixed feature "
+        "extractor), best (a staged fine-tune), scratch (no pretrained weights), auto (fast when pretrained "
+        "weights are at hand, else scratch)", flag="--preset", choices=PRESETS,
+    )  # fmt: skip
+    model: str | None = setting(
+        None, help="a registered model name (README lists them; default: the preset's)", flag="--model",
+        check=_optional(_is_text), expect="a model name",
     )  # fmt: skip
     weights: str = setting(
-        "none", help="imagenet, none, or a state_dict FILE (pretrained models)", flag="--weights",
-        metavar="WEIGHTS",
-        check=lambda v: isinstance(v, str), expect="imagenet, none or a file",
+        "auto", help="imagenet, none, a state_dict FILE, or auto (the preset's: imagenet when at hand)",
+        flag="--weights", metavar="WEIGHTS", check=lambda v: isinstance(v, str),
+        expect="auto, imagenet, none or a file",
     )  # fmt: skip
-    freeze_backbone: bool = setting(
-        False, help="train only the new head", flag="--freeze-backbone",
-        check=lambda v: isinstance(v, bool), expect="true or false",
+    freeze_backbone: bool | None = setting(
+        None, help="train only the new head on a fixed pretrained backbone", flag="--freeze-backbone",
+        off_flag="--fine-tune", check=_optional(_is_bool), expect="true, false or null",
+    )  # fmt: skip
+    head_epochs: int | None = setting(
+        None, help="when fine-tuning a pretrained backbone: epochs that train only the head first",
+        flag="--head-epochs", parse=int, check=_optional(_int_at_least(0)), expect="a whole number >= 0",
     )  # fmt: skip
     img_size: int | None = setting(
         None, help="image side in pixels (default: the model's own size)", flag="--img-size", parse=int,
         check=_optional(lambda v: _is_int(v) and 16 <= v <= 1024), expect="a whole number from 16 to 1024",
     )  # fmt: skip
-    epochs: int = setting(
-        10, help="epochs to train", flag="--epochs", parse=int, check=_int_at_least(1),
-        expect="a whole number >= 1",
+    epochs: int | None = setting(
+        None, help="epochs to train (at most, with a time budget)", flag="--epochs", parse=int,
+        check=_optional(_int_at_least(1)), expect="a whole number >= 1",
+    )  # fmt: skip
+    time_budget: float | None = setting(
+        None, help="seconds the whole run may take: training stops there, keeping the best checkpoint, "
+        "and the preset plans its epochs to fit (0: no budget)", flag="--time-budget", parse=float,
+        show=_show_number, check=_optional(lambda v: _is_num(v) and v >= 0), expect="seconds >= 0",
     )  # fmt: skip
     batch_size: int = setting(
         32, help="images per step, over all processes", flag="--batch-size", parse=int,
         check=_int_at_least(1), expect="a whole number >= 1",
     )  # fmt: skip
-    optimizer: str = setting(
-        "adam", help="optimizer", flag="--optimizer", choices=OPTIMIZERS,
+    optimizer: str | None = setting(
+        None, help="optimizer", flag="--optimizer", choices=OPTIMIZERS,
     )  # fmt: skip
     lr: float | None = setting(
         None, help="learning rate (default 1e-3 for adam/adamw, 1e-2 for sgd)", flag="--lr", parse=float,
         show=_show_number, check=_optional(lambda v: _is_num(v) and 0 < v < 10), expect="a number in (0, 10)",
     )  # fmt: skip
-    weight_decay: float = setting(
-        0.0, help="weight decay", flag="--weight-decay", parse=float, show=_show_number,
-        check=lambda v: _is_num(v) and v >= 0, expect=">= 0",
+    weight_decay: float | None = setting(
+        None, help="weight decay", flag="--weight-decay", parse=float, show=_show_number,
+        check=_optional(lambda v: _is_num(v) and v >= 0), expect=">= 0",
     )  # fmt: skip
-    schedule: str = setting(
-        "cosine", help="learning-rate schedule", flag="--schedule", choices=SCHEDULES,
+    layer_decay: float | None = setting(
+        None, help="fine-tuning: each earlier layer of a pretrained backbone learns this much slower "
+        "(1: all alike)", flag="--layer-decay", parse=float, show=_show_number,
+        check=_optional(lambda v: _is_num(v) and 0 < v <= 1), expect="a number in (0, 1]",
     )  # fmt: skip
-    patience: int = setting(
-        5, help="early stopping: epochs without val-loss improvement before stopping; 0 = off",
-        flag="--patience", parse=int, check=_int_at_least(0), expect="a whole number >= 0",
+    schedule: str | None = setting(
+        None, help="learning-rate schedule", flag="--schedule", choices=SCHEDULES,
+    )  # fmt: skip
+    warmup_epochs: float | None = setting(
+        None, help="epochs of linear learning-rate warm-up (of the fine-tuning, after the head epochs)",
+        flag="--warmup-epochs", parse=float, show=_show_number,
+        check=_optional(lambda v: _is_num(v) and v >= 0), expect="a number >= 0",
+    )  # fmt: skip
+    label_smoothing: float | None = setting(
+        None, help="label smoothing of the loss (0: none)", flag="--label-smoothing", parse=float,
+        show=_show_number, check=_optional(lambda v: _is_num(v) and 0 <= v < 0.5), expect="in [0, 0.5)",
+    )  # fmt: skip
+    patience: int | None = setting(
+        None, help="early stopping: epochs without val-loss improvement before stopping; 0 = off",
+        flag="--patience", parse=int, check=_optional(_int_at_least(0)), expect="a whole number >= 0",
     )  # fmt: skip
     split: list[float] = setting(
         help="train,val,test shares", flag="--split", metavar="TRAIN,VAL,TEST",
@@ -158,9 +194,9 @@ class TrainConfig:
     device: str = setting(
         "auto", help="where to train", flag="--device", choices=DEVICES,
     )  # fmt: skip
-    augment: bool = setting(
-        True, help="turn off random augmentation", flag="--no-augment",
-        check=lambda v: isinstance(v, bool), expect="true or false",
+    augment: bool | None = setting(
+        None, help="random flips, crops and colour jitter in training (default: the preset's)",
+        flag="--augment", off_flag="--no-augment", check=_optional(_is_bool), expect="true, false or null",
     )  # fmt: skip
     balance: bool = setting(
         True, help="do not weight the loss by the class balance", flag="--no-balance",
@@ -182,6 +218,15 @@ class TrainConfig:
         None, help="e.g. 4G: above it, images stream from disk (default: half of the free RAM)",
         flag="--memory-budget", metavar="SIZE", check=_optional(_is_size), expect="a size like 4G or 512M",
     )  # fmt: skip
+    init_from: str | None = setting(
+        None, help="continue training a finished run (its folder or a checkpoint): start from its best "
+        "weights in a new run, keeping its split for the images it had", flag="--continue-from",
+        metavar="RUN", check=_optional(_is_text), expect="a run folder or checkpoint",
+    )  # fmt: skip
+    name: str | None = setting(
+        None, help="a name for the run, shown beside its id", flag="--name",
+        check=_optional(lambda v: isinstance(v, str) and len(v) <= 200), expect="at most 200 characters",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         self.validate()
@@ -195,7 +240,7 @@ class TrainConfig:
 
     @property
     def learning_rate(self) -> float:
-        return float(self.lr if self.lr is not None else DEFAULT_LR[self.optimizer])
+        return float(self.lr if self.lr is not None else DEFAULT_LR[self.optimizer or "adam"])
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -247,6 +292,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(m["flag"], dest=f.name, action="store_false" if f.default else "store_true",
                                 help=m["help"])  # fmt: skip
             continue
+        if m["off_flag"]:  # a bool the preset decides: one flag each way, neither given leaves it None
+            parser.add_argument(m["flag"], dest=f.name, action="store_const", const=True, help=m["help"])
+            parser.add_argument(m["off_flag"], dest=f.name, action="store_const", const=False,
+                                help=f"the opposite of {m['flag']}")  # fmt: skip
+            continue
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         choices = m["choices"]
         shown = f" (default {(m['show'] or _show_number)(default)})" if default is not None else ""
@@ -272,11 +322,14 @@ def to_command(cfg: TrainConfig, processes: int = 1) -> list[str]:
     defaults = TrainConfig.defaults()
     for f in _flagged():
         value, flag = getattr(cfg, f.name), f.metadata["flag"]
-        if f.name == "lr" and value == DEFAULT_LR[cfg.optimizer]:
+        if f.name == "lr" and cfg.optimizer and value == DEFAULT_LR[cfg.optimizer]:
             continue  # the optimizer's own default: --lr would only add noise
         if value is None or value == defaults[f.name]:
             continue
-        out += [flag] if isinstance(value, bool) else [flag, (f.metadata["show"] or _show_number)(value)]
+        if isinstance(value, bool):
+            out.append(flag if value or not f.metadata["off_flag"] else f.metadata["off_flag"])
+        else:
+            out += [flag, (f.metadata["show"] or _show_number)(value)]
     return out
 
 

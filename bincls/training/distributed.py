@@ -81,6 +81,15 @@ def sum_values(world: World, values: list[float], device: torch.device) -> list[
     return t.tolist()
 
 
+def min_value(world: World, value: int, device: torch.device) -> int:
+    """The smallest of every rank's `value`: one plan that every rank follows."""
+    if not world.active:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=_comm_device(device))
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
 def gather(world: World, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Every rank's tensors concatenated in rank order (shards may differ in length)."""
     if not world.active:

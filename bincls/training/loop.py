@@ -18,11 +18,14 @@ from bincls.errors import BinclsError
 from bincls.inference.logits import predict_logits
 from bincls.inference.metrics import binary_metrics
 from bincls.training.config import TrainConfig
-from bincls.training.distributed import World, any_flags, gather, sum_values, world_from_env
+from bincls.training.distributed import World, any_flags, gather, min_value, sum_values, world_from_env
 from bincls.training.distributed import stop as stop_world
 from bincls.training.events import Emitter, Listener, RunFolderWriter
+from bincls.training.finish import finish_model
+from bincls.training.phases import enter_phase, head_epochs
+from bincls.training.recipes import is_resolved, resolve
 from bincls.training.run_folder import RunFolder
-from bincls.training.setup import TrainingState, setup
+from bincls.training.setup import FINISH_SHARE, TrainingState, setup
 from bincls.training.stopping import StopFlag, StopRequested
 
 
@@ -48,15 +51,24 @@ def train(
     (weights, optimizer, scheduler, step) on the split saved in the run. Under torchrun every process
     calls this; only rank 0 writes.
     """
+    started = time.time()
     world = world_from_env()
     if resume and run is None:
         raise BinclsError("Resuming needs the run folder to continue.")
-    run = _open_run(cfg, runs_dir, run, resume) if world.is_main else None
+    note = None
+    if not (resume and is_resolved(cfg)):  # a resumed run's config.json is complete already
+        resolved = resolve(cfg)
+        cfg, note = resolved.config, resolved.note
+    run = _open_run(cfg, runs_dir, run, resume, note is not None) if world.is_main else None
     emit = Emitter(_listeners(cfg, run, listeners) if world.is_main else [])
+    if note:
+        if run is not None:
+            run.set_status(preset_note=note)
+        emit("message", note)
     tune_allocator()
     try:
         with StopFlag(run, world) as stop:
-            state = setup(cfg, run, emit, world, resume)
+            state = setup(cfg, run, emit, world, resume, started)
             stop.device = state.device
             return fit(state, stop)
     except BinclsError as exc:
@@ -76,12 +88,12 @@ def train(
         stop_world(world)
 
 
-def _open_run(cfg: TrainConfig, runs_dir, run: RunFolder | None, resume: bool) -> RunFolder:
-    run = run or RunFolder.create(runs_dir, label=cfg.model)
+def _open_run(cfg: TrainConfig, runs_dir, run: RunFolder | None, resume: bool, resolved: bool) -> RunFolder:
+    run = run or RunFolder.create(runs_dir, label=cfg.name or cfg.model)
     if resume:
         run.clear_stop()  # the stop that ended the last attempt is done with
-    else:
-        run.write_config(cfg.to_dict())
+    if not resume or resolved:  # a resumed run's config is rewritten only when a preset completed it
+        run.write_config({**run.config(), **cfg.to_dict()})  # keeps a threshold saved in it
     return run
 
 
@@ -116,12 +128,22 @@ def _failed(emit: Emitter, message: str) -> None:
         print(f"error: could not record the failure in the run folder ({exc}): {message}", file=sys.stderr)
 
 
+class _Diverged(Exception):
+    """The training loss became NaN or infinite."""
+
+
+class _OverBudget(Exception):
+    """The time budget ran out in the middle of an epoch."""
+
+
 def fit(state: TrainingState, stop: StopFlag) -> TrainResult:
-    """Epochs until done, stopped early by a callback, or stopped on request."""
-    cfg, emit = state.cfg, state.emit
+    """Epochs until done, stopped early by a callback or the time budget, or stopped on request."""
+    emit = state.emit
     result = "finished"
     try:
-        for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        while state.epoch < state.epochs:
+            epoch = state.epoch + 1
+            _before_epoch(state, epoch)
             t0 = time.perf_counter()
             train_metrics = train_one_epoch(state, epoch, stop)
             stop.check()
@@ -132,7 +154,8 @@ def fit(state: TrainingState, stop: StopFlag) -> TrainResult:
             record = _epoch_record(state, train_metrics, val, time.perf_counter() - t0)
             emit("epoch_end", record)
             reasons = [r for c in state.callbacks if (r := c.after_epoch(state, record))]
-            state.save_last(epoch, epoch=epoch, metrics=record)
+            state.save_last(epoch, throttle=True, epoch=epoch, metrics=record)
+            _replan(state)
             if reasons:
                 emit("message", reasons[0])
                 break
@@ -141,17 +164,73 @@ def fit(state: TrainingState, stop: StopFlag) -> TrainResult:
         emit("message", f"stop requested: stopped in epoch {state.epoch + 1}")
         if state.global_step > 0:
             state.save_last(state.epoch, epoch=state.epoch + 1)
+    except (_Diverged, _OverBudget) as exc:
+        _fall_back(state, exc)
+    if state.global_step > 0:
+        state.flush()
     best = state.best
     if best.weights is not None:
         state.model.load_state_dict(best.weights)  # the best epoch, not the last, is the result
+    if result == "finished" and best.epoch is not None:
+        finish_model(state)
     emit("run_ended", result, {
         "best_epoch": best.epoch,
         "best_val_loss": best.metrics.get("loss"),
         "best_val_accuracy": best.metrics.get("accuracy"),
         "best_metrics": dict(best.metrics),
         "epochs_done": len(state.epoch_times),
+        "elapsed_s": time.time() - state.started,
     })  # fmt: skip
     return TrainResult(state.run, result, best.epoch, best.metrics, state.model)
+
+
+def _before_epoch(state: TrainingState, epoch: int) -> None:
+    """Switch from the head phase to the main one when the head's epochs are done."""
+    if state.phase == "head" and epoch > head_epochs(state):
+        state.emit("message", f"head trained for {head_epochs(state)} epochs: fine-tuning the whole network")
+        enter_phase(state, "main")
+
+
+def _replan(state: TrainingState) -> None:
+    """With a time budget, as many more epochs as the time left holds (at most the epochs asked for).
+
+    The schedule follows: it spans the planned steps, so it still ends where the budget does. Without a
+    budget, or with time to spare, the plan is the epochs asked for, and runs repeat exactly.
+    """
+    if state.deadline is None or state.phase != "main":
+        return
+    recent = state.epoch_times[-3:]
+    fits = int((state.deadline - time.time()) / (sum(recent) / len(recent)))
+    planned = min_value(state.world, min(state.cfg.epochs, state.epoch + max(fits, 0)), state.device)
+    if planned != state.epochs:
+        was, state.epochs = state.epochs, planned
+        state.phase_steps = max((planned - head_epochs(state)) * state.steps_per_epoch, 1)
+        used = time.time() - state.started
+        state.emit("message", f"time budget: {planned} epochs planned (was {was}); {used:.0f} s of "
+                              f"{state.budget:.0f} s used")  # fmt: skip
+        if state.run is not None:
+            state.run.set_status(epochs=planned)
+
+
+def _fall_back(state: TrainingState, exc: Exception) -> None:
+    """A diverged loss or a spent budget ends the run with its best checkpoint, or fails it without one."""
+    if isinstance(exc, _OverBudget):
+        used = time.time() - state.started
+        state.emit("message", f"time budget reached in epoch {state.epoch + 1}: {used:.0f} s of "
+                              f"{state.budget:.0f} s used; keeping the best checkpoint")  # fmt: skip
+        if state.best.epoch is None:
+            raise BinclsError(
+                f"The time budget of {state.budget:.0f} s ran out before the first epoch ended: give more "
+                "time (--time-budget), fewer or smaller images (--img-size), or a faster preset."
+            )
+        return
+    if state.best.epoch is None:
+        raise BinclsError(
+            f"The loss became {exc} at epoch {state.epoch + 1}: training diverged. The learning rate "
+            f"({state.cfg.learning_rate:g}) is probably too high; try 10x lower."
+        )
+    state.emit("message", f"the training loss became {exc} in epoch {state.epoch + 1}: training diverged, "
+                          f"so the run keeps its best checkpoint (epoch {state.best.epoch})")  # fmt: skip
 
 
 def train_one_epoch(state: TrainingState, epoch: int, stop: StopFlag) -> dict:
@@ -161,20 +240,22 @@ def train_one_epoch(state: TrainingState, epoch: int, stop: StopFlag) -> dict:
     state.net.train()
     seen, loss_sum, correct = 0, 0.0, 0
     first = state.skip_steps + 1 if epoch == state.epoch + 1 else 1
+    overdue = None if state.deadline is None else state.deadline + FINISH_SHARE * state.budget / 2
     for step, (x, y) in enumerate(islice(state.feed.train, steps - first + 1), start=first):
         ts = time.perf_counter()
         y = y.float().view(-1, 1)
         with state.plan.autocast():
             logits = state.net(x)
         loss = state.loss_fn(logits.float(), y)
-        stop_now, diverged = any_flags(world, [stop.requested(), not torch.isfinite(loss)], device)
+        late = overdue is not None and time.time() > overdue
+        flags = [stop.requested(), not torch.isfinite(loss), late]
+        stop_now, diverged, over = any_flags(world, flags, device)
         if stop_now:
             raise StopRequested()
         if diverged:
-            raise BinclsError(
-                f"The loss became {loss.item()} at epoch {epoch}, step {step}: training diverged. "
-                f"The learning rate ({state.cfg.learning_rate:g}) is probably too high; try 10x lower."
-            )
+            raise _Diverged(loss.item())
+        if over:
+            raise _OverBudget()
         _step(state, loss)
         n = x.shape[0]
         seen += n
@@ -182,9 +263,9 @@ def train_one_epoch(state: TrainingState, epoch: int, stop: StopFlag) -> dict:
         correct += int(((logits.detach() > 0).float() == y).sum())
         per_step = (time.perf_counter() - t0) / (step - first + 1)
         state.emit("step", {
-            "kind": "step", "epoch": epoch, "epochs": state.cfg.epochs, "step": step,
+            "kind": "step", "epoch": epoch, "epochs": state.epochs, "step": step,
             "steps_per_epoch": steps, "global_step": state.global_step, "loss": loss.item(),
-            "lr": state.optimizer.param_groups[0]["lr"],
+            "lr": state.optimizer.param_groups[-1]["lr"], "phase": state.phase,
             "images_per_s": n * world.size / max(time.perf_counter() - ts, 1e-9),
             "eta_s": _eta(state, epoch, step, per_step), "time": time.time(),
         })  # fmt: skip
@@ -206,7 +287,7 @@ def _step(state: TrainingState, loss: torch.Tensor) -> None:
 def _eta(state: TrainingState, epoch: int, step: int, per_step: float) -> float:
     times = state.epoch_times
     per_epoch = (sum(times) / len(times)) if times else per_step * state.steps_per_epoch
-    return per_step * (state.steps_per_epoch - step) + per_epoch * (state.cfg.epochs - epoch)
+    return per_step * (state.steps_per_epoch - step) + per_epoch * (state.epochs - epoch)
 
 
 def validate(state: TrainingState) -> dict:
@@ -223,15 +304,15 @@ def _epoch_record(state: TrainingState, train: dict, val: dict, epoch_time: floa
     return {
         "kind": "epoch",
         "epoch": state.epoch,
-        "epochs": state.cfg.epochs,
+        "epochs": state.epochs,
         "train_loss": train["loss"],
         "train_accuracy": train["accuracy"],
         **{f"val_{k}": v for k, v in val.items() if k not in ("confusion_matrix", "threshold")},
         "val_confusion_matrix": val["confusion_matrix"],
-        "lr": state.optimizer.param_groups[0]["lr"],
+        "lr": state.optimizer.param_groups[-1]["lr"],
         "epoch_time": epoch_time,
         "images_per_s": train["seen"] / max(epoch_time, 1e-9),
-        "eta_s": (sum(times) / len(times)) * (state.cfg.epochs - state.epoch),
+        "eta_s": (sum(times) / len(times)) * (state.epochs - state.epoch),
         "best_epoch": state.best.epoch,
         "best_val_loss": state.best.val_loss,
         "time": time.time(),

@@ -1,45 +1,41 @@
-"""Everything a run needs before its first step: data, model, feeds, optimizer, schedule, callbacks.
+"""Everything a run needs before its first step: data, model, loss, callbacks, the first phase.
 
 `setup` returns a `TrainingState`; with `resume` it continues from the run's last.pt (weights,
-optimizer, schedule, step, callbacks) on the split the run started with.
+optimizer, step, clock, callbacks) on the split the run started with.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
-import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from bincls.compute import ComputePlan, device_info, plan_compute, resolve_device
-from bincls.data.batch_feeds import TrainingData, prepare_training_data
+from bincls.data.batch_feeds import TrainingData
 from bincls.data.dataset import DataSource, load_data
-from bincls.data.decode_cache import parse_bytes
 from bincls.data.split import SplitConfig, load_split, save_split
-from bincls.data.transforms import Augment, Preprocess
 from bincls.errors import BinclsError
-from bincls.models import (
-    ModelConfig,
-    build_model,
-    format_summary,
-    model_config,
-    model_summary,
-    trainable_parameters,
-)
+from bincls.models import ModelConfig, build_model, format_summary, model_config, model_summary
 from bincls.models.checkpoint import make_checkpoint, read_checkpoint
 from bincls.training.callbacks import BestCheckpoint, Callback, EarlyStopping, default_callbacks
 from bincls.training.config import TrainConfig
-from bincls.training.distributed import World, barrier, shard
+from bincls.training.distributed import World, barrier
 from bincls.training.distributed import start as start_world
 from bincls.training.events import Emitter
-from bincls.training.optimization import make_optimizer, make_scheduler
 from bincls.training.run_folder import RunFolder
+
+# Of a time budget, this share is kept for what follows the last epoch (calibration on validation).
+FINISH_SHARE = 0.08
+# Checkpoints are written at most this often while epochs take less: a fast run's sub-second epochs
+# would otherwise spend most of their time writing files. A stop or the end of a run writes them at once.
+CHECKPOINT_EVERY_S = 10.0
 
 
 @dataclass
@@ -53,20 +49,29 @@ class TrainingState:
     data: DataSource
     mcfg: ModelConfig
     model: nn.Module
-    net: nn.Module  # the model as the feed drives it, DDP-wrapped under torchrun
-    feed: TrainingData
     plan: ComputePlan
     loss_fn: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: object | None
-    scaler: torch.amp.GradScaler
     pos_weight: float
     emit: Emitter
+    started: float  # time.time() when the run (this attempt's share of it included) began
     callbacks: list[Callback] = field(default_factory=list)
+    epochs: int = 1  # planned: the epochs asked for, fewer when a time budget holds fewer
     epoch: int = 0
     global_step: int = 0
     skip_steps: int = 0  # steps of the first epoch already done before a resume
     epoch_times: list[float] = field(default_factory=list)
+    # The current phase (bincls.training.phases): "head" trains the head on the frozen backbone,
+    # "main" trains what the settings say. Set by `enter_phase`.
+    phase: str = ""
+    feed: TrainingData | None = None
+    net: nn.Module | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: object | None = None
+    scaler: torch.amp.GradScaler | None = None
+    phase_start_step: int = 0
+    phase_steps: int = 1
+    saved_at: dict = field(default_factory=dict)  # checkpoint name -> time.monotonic() of its last write
+    last_pending: tuple | None = None  # (epochs_done, extra) of a last.pt that throttling held back
 
     @property
     def steps_per_epoch(self) -> int:
@@ -76,24 +81,50 @@ class TrainingState:
     def best(self) -> BestCheckpoint:
         return next(c for c in self.callbacks if isinstance(c, BestCheckpoint))
 
+    @property
+    def budget(self) -> float | None:
+        """Seconds the run may take, or None."""
+        return self.cfg.time_budget or None
+
+    @property
+    def deadline(self) -> float | None:
+        """When training must end (time.time()), leaving time to calibrate; None without a budget."""
+        return None if self.budget is None else self.started + self.budget * (1 - FINISH_SHARE)
+
     def checkpoint(self, **extra) -> dict:
         return make_checkpoint(
             self.model, self.mcfg, self.data.class_names, pos_weight=self.pos_weight,
             train_config=self.cfg.to_dict(), **extra,
         )  # fmt: skip
 
-    def save(self, name: str, ckpt: dict) -> None:
-        if self.world.is_main:
-            self.emit("checkpoint_saved", name.removesuffix(".pt"), self.run.save_checkpoint(name, ckpt))
+    def save(self, name: str, make: Callable[[], dict], throttle: bool = False) -> bool:
+        """Write checkpoint `name` (built by `make` only when it is written); with `throttle`, at most
+        every CHECKPOINT_EVERY_S seconds. True when written."""
+        if not self.world.is_main:
+            return True
+        now = time.monotonic()
+        if throttle and now - self.saved_at.get(name, -math.inf) < CHECKPOINT_EVERY_S:
+            return False
+        self.emit("checkpoint_saved", name.removesuffix(".pt"), self.run.save_checkpoint(name, make()))
+        self.saved_at[name] = time.monotonic()
+        return True
 
-    def save_last(self, epochs_done: int, **extra) -> None:
-        """last.pt: the weights plus what resuming needs (optimizer, schedule, step, callbacks)."""
-        self.save("last.pt", self.checkpoint(
-            optimizer=self.optimizer.state_dict(),
+    def save_last(self, epochs_done: int, throttle: bool = False, **extra) -> None:
+        """last.pt: the weights plus what resuming needs (optimizer, step, clock, callbacks)."""
+        written = self.save("last.pt", lambda: self.checkpoint(
+            optimizer=self.optimizer.state_dict(), phase=self.phase,
             scheduler=self.scheduler.state_dict() if self.scheduler else None,
-            global_step=self.global_step, epochs_done=epochs_done,
+            global_step=self.global_step, epochs_done=epochs_done, elapsed_s=time.time() - self.started,
+            planned_epochs=self.epochs,
             callbacks={c.name: c.state_dict() for c in self.callbacks}, **extra,
-        ))  # fmt: skip
+        ), throttle)  # fmt: skip
+        self.last_pending = None if written else (epochs_done, extra)
+
+    def flush(self) -> None:
+        """Write what throttling held back: last.pt, and best.pt of the best epoch."""
+        if self.last_pending is not None:
+            self.save_last(self.last_pending[0], **self.last_pending[1])
+        self.best.flush(self)
 
 
 def seed_everything(seed: int) -> None:
@@ -102,57 +133,59 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class _Net(nn.Module):
-    """The model as the batches feed it (whole images or cached features), so that DDP wraps the part
-    that runs and its gradient hooks fire."""
+class SmoothedBCE(nn.Module):
+    """BCE with logits, its targets pulled towards 0.5 by `smoothing` (label smoothing), class-weighted."""
 
-    def __init__(self, model: nn.Module, forward):
+    def __init__(self, pos_weight: torch.Tensor, smoothing: float = 0.0):
         super().__init__()
-        self.model, self._forward = model, forward
+        self.bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        self.smoothing = smoothing
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._forward(self.model, x)
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.smoothing:
+            target = target * (1 - self.smoothing) + 0.5 * self.smoothing
+        return self.bce(logits, target)
 
 
-def setup(
-    cfg: TrainConfig, run: RunFolder | None, emit: Emitter, world: World, resume: bool
-) -> TrainingState:
+def setup(cfg: TrainConfig, run: RunFolder | None, emit: Emitter, world: World, resume: bool,
+          started: float) -> TrainingState:  # fmt: skip
+    from bincls.training.phases import enter_phase, first_phase
+
     seed_everything(cfg.seed)
     device = start_world(world, resolve_device(cfg.device))
     last = read_checkpoint(run.last_checkpoint) if resume and run.last_checkpoint.exists() else None
     data = _data(cfg, run, emit, world, resume)
-    mcfg = model_config(
-        cfg.model, img_size=cfg.img_size, weights=cfg.weights, freeze_backbone=cfg.freeze_backbone
-    )
-    model = build_model(mcfg).to(device)
+    mcfg = model_config(cfg.model, img_size=cfg.img_size, weights=cfg.weights,
+                        freeze_backbone=bool(cfg.freeze_backbone))  # fmt: skip
+    # A continued run's weights come from its checkpoint: the pretrained ones need not be at hand.
+    model = build_model(mcfg, load_weights=not cfg.init_from).to(device)
+    if cfg.init_from and not last:
+        from bincls.training.continuation import load_initial_weights
+
+        load_initial_weights(model, cfg.init_from)
     if last:
         model.load_state_dict(last["state_dict"])
+        started = time.time() - float(last.get("elapsed_s", 0.0))  # the budget counts earlier attempts
     summary = model_summary(model, mcfg.img_size)
     plan = plan_compute(device, cfg.model, cfg.precision)
     if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    feed = _feed(cfg, data, mcfg, model, plan, world, emit)
     counts = data.counts()["train"]
     n_neg, n_pos = counts[data.class_names[0]], counts[data.class_names[1]]
     pos_weight = (n_neg / n_pos) if (cfg.balance and n_pos) else 1.0
-    net: nn.Module = _Net(model, feed.forward)
-    if world.active:
-        net = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = make_optimizer(cfg, trainable_parameters(model))
-    state = TrainingState(
-        cfg, run, world, device, data, mcfg, model, net, feed, plan,
-        nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device)), opt,
-        make_scheduler(cfg, opt, len(feed.train) * cfg.epochs),
-        torch.amp.GradScaler("cuda", enabled=plan.grad_scaling), pos_weight, emit,
-        default_callbacks(cfg.patience),
-    )  # fmt: skip
-    if resume:
+    loss_fn = SmoothedBCE(torch.tensor(pos_weight, device=device), cfg.label_smoothing or 0.0)
+    state = TrainingState(cfg, run, world, device, data, mcfg, model, plan, loss_fn, pos_weight, emit,
+                          started, default_callbacks(cfg.patience or 0), epochs=cfg.epochs)  # fmt: skip
+    if resume and last is not None:
         _resume(state, last)
+    enter_phase(state, first_phase(state, last))
+    if resume and last is not None and last.get("optimizer"):
+        state.optimizer.load_state_dict(last["optimizer"])
+        state.scheduler.step()
     emit("run_started", _run_info(state, summary))
     if resume:
-        emit(
-            "resumed", {"epoch": state.epoch, "global_step": state.global_step, "from_checkpoint": bool(last)}
-        )
+        point = {"epoch": state.epoch, "global_step": state.global_step, "from_checkpoint": bool(last)}
+        emit("resumed", point)
     return state
 
 
@@ -164,15 +197,19 @@ def _data(cfg: TrainConfig, run: RunFolder | None, emit: Emitter, world: World, 
             data = load_data(cfg.data, cfg.class_names, split_cfg)
         barrier(world)
     if resume and run.split_path.exists():
-        return _saved_split(data, run, emit)
+        return _saved_split(data, run.split_path, emit)
+    if cfg.init_from:
+        from bincls.training.continuation import continued_split
+
+        data = continued_split(data, cfg.init_from, emit)
     if world.is_main:
         save_split(data.split, run.split_path)
     return data
 
 
-def _saved_split(data: DataSource, run: RunFolder, emit: Emitter) -> DataSource:
+def _saved_split(data: DataSource, path, emit: Emitter) -> DataSource:
     """A resumed run trains on the split it started with, not on a fresh one."""
-    split = load_split(run.split_path)
+    split = load_split(path)
     gone = ~split["path"].map(os.path.exists)
     if gone.any():
         emit("message", f"{int(gone.sum())} file(s) of the saved split are gone; resuming without them")
@@ -180,52 +217,14 @@ def _saved_split(data: DataSource, run: RunFolder, emit: Emitter) -> DataSource:
     return DataSource(data.scan, split, data.split_config)
 
 
-def _sharded(data: DataSource, world: World, seed: int) -> DataSource:
-    """This process's share of train and val; the others keep the whole test split (unused here)."""
-    if not world.active:
-        return data
-    parts = [
-        shard(data.part("train"), world, seed, pad=True),
-        shard(data.part("val"), world, seed, pad=False),
-        data.part("test"),
-    ]
-    return DataSource(data.scan, pd.concat(parts, ignore_index=True), data.split_config)
-
-
-def _feed(cfg, data, mcfg, model, plan, world: World, emit: Emitter) -> TrainingData:
-    emit("message", "preparing the images")
-    pre = Preprocess(mcfg.img_size, tuple(mcfg.mean), tuple(mcfg.std))
-    frozen = model if (mcfg.freeze_backbone and hasattr(model, "forward_features")) else None
-    # --batch-size is the global batch: N processes take a share each, so settings carry over unchanged.
-    batch_size = max(1, cfg.batch_size // world.size)
-    budget = parse_bytes(cfg.memory_budget) if cfg.memory_budget else None
-    feed = prepare_training_data(
-        _sharded(data, world, cfg.seed), pre, Augment() if cfg.augment else Augment.none(), batch_size,
-        cfg.seed + world.rank, plan.device, workers=cfg.workers, frozen_model=frozen, model_name=cfg.model,
-        channels_last=plan.channels_last, budget=budget,
-    )  # fmt: skip
-    emit("message", feed.message)
-    if world.active:
-        emit(
-            "message",
-            f"{world.size} processes ({dist.get_backend()}), {batch_size} images per process and step; "
-            "each holds its own share of the training images",
-        )
-    return feed
-
-
-def _resume(state: TrainingState, last: dict | None) -> None:
-    """Continue from last.pt: optimizer, schedule, step, and the callbacks' state."""
+def _resume(state: TrainingState, last: dict) -> None:
+    """Continue from last.pt: step, epochs, and the callbacks' state (the optimizer follows its phase)."""
     run, cfg = state.run, state.cfg
-    if last is None:
-        return  # killed before its first checkpoint: start over in the same folder
-    state.optimizer.load_state_dict(last["optimizer"])
-    if state.scheduler is not None and last.get("scheduler"):
-        state.scheduler.load_state_dict(last["scheduler"])
     state.epoch = int(last.get("epochs_done", last.get("epoch", 0)))
     state.global_step = int(last.get("global_step", 0))
-    if state.epoch >= cfg.epochs:
-        raise BinclsError(f"Run {run.id} has already trained all {cfg.epochs} epochs: nothing to resume.")
+    state.epochs = int(last.get("planned_epochs", cfg.epochs))
+    if state.epoch >= state.epochs:
+        raise BinclsError(f"Run {run.id} has already trained all {state.epochs} epochs: nothing to resume.")
     state.best.restore(run.best_checkpoint, state.epoch)
     saved = last.get("callbacks") or {}
     for callback in state.callbacks:
@@ -236,10 +235,6 @@ def _resume(state: TrainingState, last: dict | None) -> None:
     state.epoch_times = [
         r["epoch_time"] for r in run.read_metrics() if r.get("kind") == "epoch" and r["epoch"] <= state.epoch
     ]
-    # A run stopped mid-epoch resumes mid-epoch, so the schedule ends exactly where it was planned to.
-    state.skip_steps = min(
-        max(state.global_step - state.epoch * state.steps_per_epoch, 0), state.steps_per_epoch
-    )
 
 
 def _run_info(state: TrainingState, summary) -> dict:
@@ -247,7 +242,9 @@ def _run_info(state: TrainingState, summary) -> dict:
     return {
         "run_id": state.run.id if state.run else None,
         "model": cfg.model,
+        "preset": cfg.preset,
         "epochs": cfg.epochs,
+        "time_budget": state.budget,
         "img_size": state.mcfg.img_size,
         "class_names": data.class_names,
         "train_images": len(data.part("train")),  # all of them, not this process's share
