@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from bincls.paths import runs_dir
 from bincls.training.launcher import active_run, stop_run
 from bincls.training.run_folder import ACTIVE
-from pages.common import TRAIN_KEYS
+from pages.support.keys import TRAIN_KEYS
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
