@@ -63,8 +63,3 @@ def current_run() -> RunFolder | None:
         return picked
     all_runs = list_runs(runs_dir())
     return all_runs[0] if all_runs else None
-
-
-def follow_run(run_id: str | None) -> None:
-    """Make `run_id` the run this session follows (the sidebar's RUN, the Train page's panel)."""
-    st.session_state[keys.CURRENT_RUN] = run_id
