@@ -4,7 +4,9 @@ import streamlit as st
 
 st.set_page_config(page_title="bincls: binary image classifier", page_icon=":material/pets:", layout="wide")
 
-from pages import common  # noqa: E402  (set_page_config must come first)
+from pages.support import keys  # noqa: E402  (set_page_config must come first)
+from pages.support.sidebar import sidebar  # noqa: E402
+from pages.support.state import init_state  # noqa: E402
 
 pages = {
     "Workflow": [
@@ -17,10 +19,10 @@ pages = {
     "History": [st.Page("pages/runs.py", title="Runs", icon=":material/history:")],
 }
 nav = st.navigation(pages)
-common.init_state()
-st.session_state[common.APP_BOOTED] = True
-wanted = st.session_state.pop(common.WANTED_PAGE, None)
+init_state()
+st.session_state[keys.APP_BOOTED] = True
+wanted = st.session_state.pop(keys.WANTED_PAGE, None)
 if wanted:
-    st.switch_page(wanted)  # the page a direct link asked for (see common.require_app)
-common.sidebar(live=nav.title not in ("Data", "Predict"))  # the pages with file uploaders
+    st.switch_page(wanted)  # the page a direct link asked for (see pages.support.state.require_app)
+sidebar(live=nav.title not in ("Data", "Predict"))  # the pages with file uploaders
 nav.run()

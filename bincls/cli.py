@@ -94,10 +94,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if not args.paths:
         raise BinclsError("Give the data to train on: two class folders, or one root folder.")
-    from bincls.data.folder_layout import resolve_layout
+    from bincls.training.preflight import preflight
 
     cfg = from_arguments(args)
-    resolve_layout(cfg.data, cfg.class_names)  # a mistyped path fails here, before a run folder exists
+    preflight(cfg)  # a mistyped path or a wrong combination fails here, before a run folder exists
     result = train(cfg, runs_dir=args.runs_dir, listeners=_console())
     _print_run(result)
     return 0
@@ -141,6 +141,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from bincls.compute import cpu_threads
+    from bincls.inference.batch_predict import prediction_threads
     from bincls.inference.predict import Predictor, expand_inputs
     from bincls.training.run_folder import json_safe
 
@@ -148,7 +150,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         raise BinclsError("No files to predict in " + ", ".join(args.inputs) + ".")
     predictor = Predictor(args.checkpoint, device=args.device, threshold=args.threshold)
-    preds = predictor.predict_many(files)
+    with cpu_threads(prediction_threads(predictor.device)):  # fair to a run training on this CPU
+        preds = predictor.predict_many(files)
     if args.json:
         print(json.dumps([json_safe(p.__dict__) for p in preds], indent=1, ensure_ascii=False))
     elif args.csv:

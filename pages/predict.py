@@ -8,10 +8,14 @@ import pandas as pd
 import streamlit as st
 
 from bincls import BinclsError
+from bincls.inference.batch_predict import FULL_VIEWS
 from bincls.inference.predict import thumbnail_data_uri
-from pages import common
+from pages.support import keys, loaders
+from pages.support.messages import show_error, stop_on_error
+from pages.support.state import keep_widget_state, require_app
+from pages.support.widgets import checkpoint_runs_or_stop, pick_run
 
-common.require_app(__file__)
+require_app(__file__)
 
 ss = st.session_state
 
@@ -60,7 +64,7 @@ def show_results(results: list, names: list[str], heatmaps: bool, source: str, l
     batch = len(results) > 4
     if batch:  # a batch: the table first, then cards for the first images
         table_of(results, names, source, label or source, len(good))
-    shown = good[: common.PREDICT_CARDS]
+    shown = good[: FULL_VIEWS]
     per_row = 3 if batch else 2
     if batch and shown:
         st.markdown(f"**The first {len(shown)} images**, with what the model looked at")
@@ -96,21 +100,18 @@ def table_of(results: list, names: list[str], source: str, label: str, good: int
 # Page -------------------------------------------------------------------------------------------------
 st.title("Predict")
 st.caption("Give the model new images: it says which class, how sure it is, and where it looked.")
-common.keep_widget_state([common.PREDICT_HEATMAPS, common.PREDICT_CAMERA_ON, common.PREDICT_FOLDER_INPUT])
+keep_widget_state([keys.PREDICT_HEATMAPS, keys.PREDICT_CAMERA_ON, keys.PREDICT_FOLDER_INPUT])
 
-candidates = common.checkpoint_runs_or_stop()
+candidates = checkpoint_runs_or_stop()
 
 top = st.columns([3, 2, 3], vertical_alignment="bottom")
 with top[0]:
-    run = common.pick_run(common.PREDICT_RUN, candidates)
-try:
-    predictor = common.predictor(run)
-except BinclsError as exc:
-    common.show_error(exc)
-    st.stop()
+    run = pick_run(keys.PREDICT_RUN, candidates)
+with stop_on_error():
+    predictor = loaders.predictor(run)
 names = predictor.class_names
-ss.setdefault(common.PREDICT_HEATMAPS, True)
-heatmaps = top[1].toggle("Heat maps (Grad-CAM)", key=common.PREDICT_HEATMAPS,
+ss.setdefault(keys.PREDICT_HEATMAPS, True)
+heatmaps = top[1].toggle("Heat maps (Grad-CAM)", key=keys.PREDICT_HEATMAPS,
                          help="Also compute where the model found its evidence; a little slower.")
 origin = "saved on the Evaluate page" if run.config().get("threshold") is not None else "default"
 top[2].caption(f"Classes: **{names[0]}** / **{names[1]}** · says {names[1]} when P({names[1]}) ≥ "
@@ -121,42 +122,42 @@ upload_tab, camera_tab, folder_tab = st.tabs(["Upload images", "Webcam", "Folder
 
 with upload_tab:
     files = st.file_uploader(
-        "Drop one or many images", accept_multiple_files=True, key=common.PREDICT_UPLOADS,
+        "Drop one or many images", accept_multiple_files=True, key=keys.PREDICT_UPLOADS,
         help="JPEG, PNG, WebP, BMP, GIF, TIFF. Each file is checked; a bad one is reported and the others "
              "are still predicted.",
     )  # fmt: skip
     if files:
         items = [(f.name, f.getvalue()) for f in files]
         try:
-            show_results(common.predict_uploads(run, items, heatmaps), names, heatmaps, "uploads")
+            show_results(loaders.predict_uploads(run, items, heatmaps), names, heatmaps, "uploads")
         except BinclsError as exc:
-            common.show_error(exc)
+            show_error(exc)
 
 with camera_tab:
-    st.toggle("Use the webcam", key=common.PREDICT_CAMERA_ON,
+    st.toggle("Use the webcam", key=keys.PREDICT_CAMERA_ON,
               help="The browser asks for the camera only once this is on.")
-    if ss.get(common.PREDICT_CAMERA_ON):
-        shot = st.camera_input("Take a photo", key=common.PREDICT_CAMERA)
+    if ss.get(keys.PREDICT_CAMERA_ON):
+        shot = st.camera_input("Take a photo", key=keys.PREDICT_CAMERA)
         if shot is not None:
             try:
-                show_results(common.predict_uploads(run, [("webcam shot", shot.getvalue())], heatmaps), names,
-                             heatmaps, "webcam")
+                results = loaders.predict_uploads(run, [("webcam shot", shot.getvalue())], heatmaps)
+                show_results(results, names, heatmaps, "webcam")
             except BinclsError as exc:
-                common.show_error(exc)
+                show_error(exc)
 
 with folder_tab:
     with st.form("predict_folder_form", border=False):
         c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
         c1.text_input("Folder of images on this computer (subfolders included)",
-                      key=common.PREDICT_FOLDER_INPUT, placeholder="/path/to/images")
+                      key=keys.PREDICT_FOLDER_INPUT, placeholder="/path/to/images")
         if c2.form_submit_button("Predict folder", icon=":material/play_arrow:", width="stretch"):
-            ss[common.PREDICT_FOLDER] = (ss.get(common.PREDICT_FOLDER_INPUT) or "").strip() or None
-    folder = ss.get(common.PREDICT_FOLDER)
+            ss[keys.PREDICT_FOLDER] = (ss.get(keys.PREDICT_FOLDER_INPUT) or "").strip() or None
+    folder = ss.get(keys.PREDICT_FOLDER)
     if folder:
         try:
-            results = common.predict_folder(run, folder, heatmaps)
+            results = loaders.predict_folder(run, folder, heatmaps)
         except BinclsError as exc:
-            common.show_error(exc)
+            show_error(exc)
         else:
             if not results:
                 st.info(f"{folder} holds no files.", icon=":material/info:")

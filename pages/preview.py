@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 
@@ -14,9 +13,12 @@ from bincls import BinclsError
 from bincls.data.batch_feeds import preview_batch
 from bincls.data.transforms import Augment, Preprocess, denormalize
 from bincls.models import list_models, model_config
-from pages import common
+from pages.support import keys, loaders
+from pages.support.charts import RGB, channel_histogram
+from pages.support.messages import show_error, stop_on_error
+from pages.support.state import require_app
 
-common.require_app(__file__)
+require_app(__file__)
 
 ss = st.session_state
 
@@ -24,8 +26,6 @@ BATCH = 16
 GRID_COLUMNS = 4
 AUG_VIEWS = 8
 TILE = 128  # display width of a tile; small inputs are enlarged without smoothing
-RGB = (("R", "#d62728"), ("G", "#2ca02c"), ("B", "#1f77b4"))
-BINS = 60
 
 
 def _preprocess(name: str) -> Preprocess:
@@ -73,23 +73,8 @@ def _enlarge(tiles: np.ndarray) -> list[np.ndarray]:
     return [t.repeat(k, axis=0).repeat(k, axis=1) if k > 1 else t for t in tiles]
 
 
-def _histogram(values: np.ndarray, title: str, x_title: str, lo: float, hi: float) -> go.Figure:
-    fig = go.Figure()
-    edges = np.linspace(lo, hi, BINS + 1)
-    centres = (edges[:-1] + edges[1:]) / 2
-    for c, (name, colour) in enumerate(RGB):
-        counts, _ = np.histogram(values[:, c].ravel(), bins=edges)
-        fig.add_scatter(x=centres, y=counts, name=name, mode="lines", line=dict(color=colour, shape="hvh"))
-    fig.update_layout(
-        title=title, xaxis_title=x_title, yaxis_title="Pixels", height=320,
-        margin=dict(l=10, r=10, t=50, b=10),
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
-    )
-    return fig
-
-
 def _new_batch() -> None:
-    ss[common.PREVIEW_SEED] = int(ss[common.PREVIEW_SEED]) + 1
+    ss[keys.PREVIEW_SEED] = int(ss[keys.PREVIEW_SEED]) + 1
 
 
 # Page --------------------------------------------------------------------------------------------
@@ -98,31 +83,27 @@ st.caption(
     "One batch of the train split exactly as the model gets it: decoded, resized, augmented (train "
     "transform) and normalized. Tiles are shown denormalized, so colours look natural."
 )
-try:
-    data = common.current_data()
-except BinclsError as exc:
-    common.show_error(exc)
-    st.info("Fix the data on the Data page first.", icon=":material/folder_open:")
-    st.stop()
+with stop_on_error(hint="Fix the data on the Data page first."):
+    data = loaders.current_data()
 
 models = {e.name: e for e in list_models()}
-if ss.get(common.PREVIEW_MODEL) not in models:
-    ss[common.PREVIEW_MODEL] = "small-cnn" if "small-cnn" in models else next(iter(models))
-ss.setdefault(common.PREVIEW_TRAIN, True)
+if ss.get(keys.PREVIEW_MODEL) not in models:
+    ss[keys.PREVIEW_MODEL] = "small-cnn" if "small-cnn" in models else next(iter(models))
+ss.setdefault(keys.PREVIEW_TRAIN, True)
 
 c_model, c_mode, c_new = st.columns([2, 2, 1], vertical_alignment="bottom")
 model = c_model.selectbox(
-    "Model (sets the input size and normalization)", list(models), key=common.PREVIEW_MODEL,
+    "Model (sets the input size and normalization)", list(models), key=keys.PREVIEW_MODEL,
 )
 train_mode = c_mode.toggle(
-    "Train transform (random augmentation)", key=common.PREVIEW_TRAIN,
+    "Train transform (random augmentation)", key=keys.PREVIEW_TRAIN,
     help="Off: the eval transform used for validation, test and prediction (resize + normalize only).",
 )
 c_new.button("New batch", on_click=_new_batch, icon=":material/refresh:", width="stretch")
 
 pre = _preprocess(model)
 aug = Augment()
-seed = int(ss[common.PREVIEW_SEED])
+seed = int(ss[keys.PREVIEW_SEED])
 st.caption(
     f"{models[model].description}. Input {pre.img_size}x{pre.img_size} px, "
     f"mean {tuple(round(v, 3) for v in pre.mean)}, std {tuple(round(v, 3) for v in pre.std)}. "
@@ -138,11 +119,8 @@ st.caption(
 
 part = data.part("train")
 names = data.class_names
-try:
+with stop_on_error():
     batch = load_batch(tuple(part["path"]), tuple(int(v) for v in part["label"]), model, train_mode, seed)
-except BinclsError as exc:
-    common.show_error(exc)
-    st.stop()
 
 labels, shown, x = batch["labels"], batch["shown"], batch["x"]
 st.subheader(f"One batch: {len(labels)} images of the train split")
@@ -173,25 +151,26 @@ with stats:
 st.subheader("Pixel values before and after normalization")
 h1, h2 = st.columns(2, gap="large")
 before = shown.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-h1.plotly_chart(_histogram(before, "Before: RGB values of the batch", "Pixel value (0..1)", 0.0, 1.0),
+h1.plotly_chart(channel_histogram(before, "Before: RGB values of the batch", "Pixel value (0..1)", 0.0, 1.0),
                 width="stretch")
 lo, hi = float(x.min()), float(x.max())
-after = _histogram(x, "After: normalized values the model gets", "Normalized value", lo, max(hi, lo + 1e-6))
+after = channel_histogram(x, "After: normalized values the model gets", "Normalized value", lo,
+                          max(hi, lo + 1e-6))
 h2.plotly_chart(after, width="stretch")
 
 st.subheader("Augmentation: one image, several random train transforms")
 options = list(dict.fromkeys(batch["paths"]))
-if ss.get(common.PREVIEW_IMAGE) not in options:
-    ss[common.PREVIEW_IMAGE] = options[0]
+if ss.get(keys.PREVIEW_IMAGE) not in options:
+    ss[keys.PREVIEW_IMAGE] = options[0]
 label_of = dict(zip(batch["paths"], batch["labels"]))
 path = st.selectbox(
-    "Image from the batch", options, key=common.PREVIEW_IMAGE,
+    "Image from the batch", options, key=keys.PREVIEW_IMAGE,
     format_func=lambda p: f"{names[label_of[p]]}: {os.path.basename(p)}",
 )
 try:
     plain, views = augmented_views(path, os.path.getmtime(path), model, seed)
 except (BinclsError, OSError) as exc:
-    common.show_error(exc)
+    show_error(exc)
     st.stop()
 tiles = _enlarge(np.concatenate([plain[None], views]))
 captions = ["eval"] + [f"train #{i + 1}" for i in range(len(views))]

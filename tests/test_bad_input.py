@@ -31,7 +31,7 @@ from bincls.data.images import ImageProblem, inspect_file, load_rgb
 from bincls.data.split import SplitConfig
 from bincls.paths import SAMPLE_DATA, runs_dir, uploads_dir
 from bincls.training.config import TrainConfig, read_run_config
-from pages import common
+from pages.support import keys
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 ZIP = "application/zip"
@@ -316,7 +316,7 @@ def split_table(at: AppTest):
 
 def test_the_data_page_lists_every_bad_file_with_its_reason_and_keeps_the_rest(tmp_path):
     expected = make_zoo(tmp_path / "zoo")
-    at = data_page(**{common.DATA_PATHS: [str(tmp_path / "zoo")]})
+    at = data_page(**{keys.DATA_PATHS: [str(tmp_path / "zoo")]})
     assert not at.error
     m = metrics(at)
     assert m["cats"] == "4 / 4" and m["dogs"] == "4 / 4" and m["Skipped files"] == str(len(expected))
@@ -329,7 +329,7 @@ def test_the_data_page_lists_every_bad_file_with_its_reason_and_keeps_the_rest(t
 
 def test_the_data_page_shows_1x1_and_10000_px_images_as_usable(tmp_path):
     root = extreme_sizes(tmp_path / "d")
-    at = data_page(**{common.DATA_PATHS: [str(root)]})
+    at = data_page(**{keys.DATA_PATHS: [str(root)]})
     assert not at.error
     assert metrics(at)["a"] == "8 / 8" and metrics(at)["b"] == "7 / 7"
     assert any("Width 1..10000 px, height 1..10000 px" in c.value for c in at.caption)
@@ -340,10 +340,10 @@ def upload(name: str, data: bytes, mime: str = "image/jpeg") -> tuple[str, bytes
 
 
 def use_uploads(at: AppTest, a: list, b: list) -> AppTest:
-    at.text_input(key=common.UPLOAD_NAMES[0]).input("good")
-    at.text_input(key=common.UPLOAD_NAMES[1]).input("other")
-    at.file_uploader(key=f"{common.UPLOAD_FILES[0]}-0").set_value(a)
-    at.file_uploader(key=f"{common.UPLOAD_FILES[1]}-0").set_value(b)
+    at.text_input(key=keys.UPLOAD_NAMES[0]).input("good")
+    at.text_input(key=keys.UPLOAD_NAMES[1]).input("other")
+    at.file_uploader(key=f"{keys.UPLOAD_FILES[0]}-0").set_value(a)
+    at.file_uploader(key=f"{keys.UPLOAD_FILES[1]}-0").set_value(b)
     next(x for x in at.button if x.label == "Use the uploaded images").click()
     return at.run()
 
@@ -398,7 +398,7 @@ def test_unsafe_zips_are_refused_on_the_data_page_and_nothing_is_kept(name):
     at = use_uploads(data_page(), [upload(name, data, ZIP)], good)
     assert not at.exception
     assert name in errors(at) and message in errors(at)
-    assert at.session_state[common.DATA_PATHS] == [str(SAMPLE_DATA)]
+    assert at.session_state[keys.DATA_PATHS] == [str(SAMPLE_DATA)]
     assert not any(p.is_file() for p in uploads_dir().rglob("*"))
     assert len(data) < 100_000
 
@@ -409,7 +409,7 @@ def test_more_uploaded_bytes_than_the_limit_are_refused_on_the_data_page(monkeyp
     at = use_uploads(data_page(), files, files)
     assert not at.exception
     assert "class 'good' hold" in errors(at) and "nothing was saved" in errors(at)
-    assert at.session_state[common.DATA_PATHS] == [str(SAMPLE_DATA)]
+    assert at.session_state[keys.DATA_PATHS] == [str(SAMPLE_DATA)]
 
 
 @pytest.mark.parametrize(
@@ -427,8 +427,8 @@ def test_too_small_a_class_is_an_error_on_the_data_page_with_the_scan_still_show
     root = two_classes(tmp_path / "d", n_a, 6, bad_a)
     at = data_page(
         **{
-            common.DATA_PATHS: [str(root)],
-            common.SPLIT_RATIOS: (1 - (val + test) / 100, val / 100, test / 100),
+            keys.DATA_PATHS: [str(root)],
+            keys.SPLIT_RATIOS: (1 - (val + test) / 100, val / 100, test / 100),
         }
     )
     assert not at.exception
@@ -474,7 +474,7 @@ def test_the_runs_page_renders_with_broken_configs_listed(broken_runs):
 @pytest.mark.parametrize("kind", sorted(BROKEN_CONFIGS))
 def test_the_evaluate_page_names_the_broken_setting_and_still_evaluates(broken_runs, kind):
     at = AppTest.from_file(APP, default_timeout=90)
-    at.session_state[common.CURRENT_RUN] = broken_runs[kind].name
+    at.session_state[keys.CURRENT_RUN] = broken_runs[kind].name
     at.run()
     at.switch_page("pages/evaluate.py").run()
     assert not at.exception, [e.value for e in at.exception]

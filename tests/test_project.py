@@ -66,6 +66,13 @@ def test_no_engine_function_over_80_lines_and_no_engine_module_over_450():
     assert not long_functions and not long_modules, (long_functions, long_modules)
 
 
+def test_no_page_script_over_250_lines():
+    """A page is a short script of calls; what the pages share lives in pages/support/ (also held to it)."""
+    long_files = {str(path.relative_to(ROOT)): n for path in sorted((ROOT / "pages").rglob("*.py"))
+                  if (n := len(path.read_text().splitlines())) > 250}  # fmt: skip
+    assert not long_files, long_files
+
+
 def test_inference_loads_no_training_loop():
     import subprocess
     import sys

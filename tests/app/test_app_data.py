@@ -13,7 +13,7 @@ from appsupport import button, data_page
 from streamlit.testing.v1 import AppTest
 
 from bincls.paths import SAMPLE_DATA, uploads_dir
-from pages import common
+from pages.support import keys
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 ZIP = "application/zip"
@@ -38,7 +38,7 @@ def errors(at: AppTest) -> str:
 def test_the_sample_is_preselected_and_summarised():
     at = data_page()
     assert at.title[0].value == "Data"
-    assert at.session_state[common.DATA_PATHS] == [str(SAMPLE_DATA)]
+    assert at.session_state[keys.DATA_PATHS] == [str(SAMPLE_DATA)]
     m = metrics(at)
     assert m["ants"] == "30 / 30"  # usable / found
     assert m["bees"] == "30 / 30"
@@ -50,12 +50,12 @@ def test_the_sample_is_preselected_and_summarised():
 
 def test_a_bad_path_shows_an_error_naming_it_and_keeps_the_data():
     at = data_page()
-    at.text_input(key=common.DATA_ROOT_INPUT).input("  '/no/such/folder'  ")
+    at.text_input(key=keys.DATA_ROOT_INPUT).input("  '/no/such/folder'  ")
     button(at, "Use this folder").click()
     at.run()
     assert not at.exception
     assert "/no/such/folder" in errors(at) and "does not exist" in errors(at)
-    assert at.session_state[common.DATA_PATHS] == [str(SAMPLE_DATA)]
+    assert at.session_state[keys.DATA_PATHS] == [str(SAMPLE_DATA)]
     assert metrics(at)["ants"] == "30 / 30"
 
 
@@ -63,20 +63,20 @@ def test_a_root_with_three_classes_shows_the_engines_error(tmp_path):
     for i, name in enumerate(["cats", "dogs", "birds"]):
         fac.make_folder(tmp_path / "three" / name, 2, seed=100 * i)
     at = data_page()
-    at.text_input(key=common.DATA_ROOT_INPUT).input(str(tmp_path / "three"))
+    at.text_input(key=keys.DATA_ROOT_INPUT).input(str(tmp_path / "three"))
     button(at, "Use this folder").click()
     at.run()
     assert not at.exception
     assert "exactly two class folders; found 3" in errors(at)
-    assert at.session_state[common.DATA_PATHS] == [str(SAMPLE_DATA)]
+    assert at.session_state[keys.DATA_PATHS] == [str(SAMPLE_DATA)]
 
 
 def test_two_typed_class_folders_are_used(tmp_path):
     fac.make_folder(tmp_path / "cats", 6, seed=0)
     fac.make_folder(tmp_path / "dogs", 6, seed=100)
     at = data_page()
-    at.text_input(key=common.DATA_CLASS_A_INPUT).input(str(tmp_path / "cats"))
-    at.text_input(key=common.DATA_CLASS_B_INPUT).input(str(tmp_path / "dogs"))
+    at.text_input(key=keys.DATA_CLASS_A_INPUT).input(str(tmp_path / "cats"))
+    at.text_input(key=keys.DATA_CLASS_B_INPUT).input(str(tmp_path / "dogs"))
     button(at, "Use these two folders").click()
     at.run()
     assert not at.exception and not at.error
@@ -87,7 +87,7 @@ def test_two_typed_class_folders_are_used(tmp_path):
 def test_empty_class_folders_show_the_error_not_a_traceback(tmp_path):
     (tmp_path / "root" / "a").mkdir(parents=True)
     (tmp_path / "root" / "b").mkdir()
-    at = data_page(**{common.DATA_PATHS: [str(tmp_path / "root")]})
+    at = data_page(**{keys.DATA_PATHS: [str(tmp_path / "root")]})
     assert "has no usable images" in errors(at)
     assert metrics(at)["a"] == "0 / 0"
 
@@ -103,53 +103,53 @@ def test_the_folder_browser_lists_counts_and_picks_two_class_folders(tmp_path):
     for i in range(1005):  # counted by extension only, never decoded
         (big / f"{i}.jpg").touch()
 
-    at = data_page(**{common.BROWSE_DIR: str(tmp_path)})
+    at = data_page(**{keys.BROWSE_DIR: str(tmp_path)})
     listing = next(d.value for d in at.dataframe if "folder" in d.value.columns)
     assert dict(zip(listing["folder"], listing["images"])) == {
         "big": "1000+", "cats": "6", "dogs": "5", "notes": "0"
     }
 
-    at.selectbox(key=common.BROWSE_SELECTED).set_value("cats")
+    at.selectbox(key=keys.BROWSE_SELECTED).set_value("cats")
     button(at, "As class A").click()
     at.run()
-    assert at.session_state[common.BROWSE_PICKS]["A"] == str(tmp_path / "cats")
-    assert at.session_state[common.DATA_PATHS] == [str(SAMPLE_DATA)]  # not until B is picked
+    assert at.session_state[keys.BROWSE_PICKS]["A"] == str(tmp_path / "cats")
+    assert at.session_state[keys.DATA_PATHS] == [str(SAMPLE_DATA)]  # not until B is picked
 
-    at.selectbox(key=common.BROWSE_SELECTED).set_value("dogs")
+    at.selectbox(key=keys.BROWSE_SELECTED).set_value("dogs")
     button(at, "Open").click()
     at.run()
-    assert at.session_state[common.BROWSE_DIR] == str(tmp_path / "dogs")
+    assert at.session_state[keys.BROWSE_DIR] == str(tmp_path / "dogs")
     button(at, "Use as class B").click()
     at.run()
     assert not at.exception and not at.error
-    assert at.session_state[common.DATA_PATHS] == [str(tmp_path / "cats"), str(tmp_path / "dogs")]
+    assert at.session_state[keys.DATA_PATHS] == [str(tmp_path / "cats"), str(tmp_path / "dogs")]
     assert metrics(at)["cats"] == "6 / 6"
     assert metrics(at)["dogs"] == "5 / 5"
 
     button(at, "Up").click()
     at.run()
-    assert at.session_state[common.BROWSE_DIR] == str(tmp_path)
+    assert at.session_state[keys.BROWSE_DIR] == str(tmp_path)
 
 
 def test_the_browser_copes_with_a_missing_folder(tmp_path):
-    at = data_page(**{common.BROWSE_DIR: str(tmp_path / "gone")})
+    at = data_page(**{keys.BROWSE_DIR: str(tmp_path / "gone")})
     assert not at.error
-    assert at.session_state[common.BROWSE_DIR] == str(Path.home())
+    assert at.session_state[keys.BROWSE_DIR] == str(Path.home())
 
 
 def test_split_sliders_and_seed_change_the_counts():
     at = data_page()
     before = split_table(at)
     assert (before.loc["val", "ants"], before.loc["test", "ants"]) == (6, 3)
-    at.slider(key=common.SPLIT_VAL_PCT).set_value(30)
-    at.slider(key=common.SPLIT_TEST_PCT).set_value(0)
+    at.slider(key=keys.SPLIT_VAL_PCT).set_value(30)
+    at.slider(key=keys.SPLIT_TEST_PCT).set_value(0)
     at.run()
     after = split_table(at)
     assert (after.loc["train", "ants"], after.loc["val", "ants"], after.loc["test", "ants"]) == (21, 9, 0)
-    assert at.session_state[common.SPLIT_RATIOS] == (0.7, 0.3, 0.0)
-    at.number_input(key=common.SPLIT_SEED_INPUT).set_value(7)
+    assert at.session_state[keys.SPLIT_RATIOS] == (0.7, 0.3, 0.0)
+    at.number_input(key=keys.SPLIT_SEED_INPUT).set_value(7)
     at.run()
-    assert at.session_state[common.SPLIT_SEED] == 7
+    assert at.session_state[keys.SPLIT_SEED] == 7
     assert not at.exception
 
 
@@ -158,7 +158,7 @@ def test_renaming_the_classes():
     next(t for t in at.text_input if t.label == "Name of class 0").input("formica")
     button(at, "Rename").click()
     at.run()
-    assert at.session_state[common.CLASS_NAMES] == ["formica", "bees"]
+    assert at.session_state[keys.CLASS_NAMES] == ["formica", "bees"]
     assert metrics(at)["formica"] == "30 / 30"
     button(at, "Back to the folder names").click()
     at.run()
@@ -173,14 +173,14 @@ def test_uploads_become_the_two_classes_in_the_uploads_folder(tmp_path):
             zf.writestr(f"dogs/dog{i}.png", fac.encode(fac.rgb_image(seed=100 + i), "PNG"))
         zf.writestr("__MACOSX/dogs/._dog0.png", b"junk")
     at = data_page()
-    at.text_input(key=common.UPLOAD_NAMES[0]).input("cats")
-    at.text_input(key=common.UPLOAD_NAMES[1]).input("dogs")
-    at.file_uploader(key=f"{common.UPLOAD_FILES[0]}-0").set_value(cats)
-    at.file_uploader(key=f"{common.UPLOAD_FILES[1]}-0").set_value(("dogs.zip", buf.getvalue(), ZIP))
+    at.text_input(key=keys.UPLOAD_NAMES[0]).input("cats")
+    at.text_input(key=keys.UPLOAD_NAMES[1]).input("dogs")
+    at.file_uploader(key=f"{keys.UPLOAD_FILES[0]}-0").set_value(cats)
+    at.file_uploader(key=f"{keys.UPLOAD_FILES[1]}-0").set_value(("dogs.zip", buf.getvalue(), ZIP))
     button(at, "Use the uploaded images").click()
     at.run()
     assert not at.exception and not at.error
-    paths = [Path(p) for p in at.session_state[common.DATA_PATHS]]
+    paths = [Path(p) for p in at.session_state[keys.DATA_PATHS]]
     assert [p.name for p in paths] == ["cats", "dogs"]
     assert all(p.parent.parent == uploads_dir() for p in paths)
     assert metrics(at)["cats"] == "5 / 5"
@@ -195,25 +195,25 @@ def test_an_unsafe_zip_upload_is_refused_with_a_message():
         info.filename = "../evil.png"
         zf.writestr(info, b"evil")
     at = data_page()
-    at.text_input(key=common.UPLOAD_NAMES[0]).input("a")
-    at.text_input(key=common.UPLOAD_NAMES[1]).input("b")
-    at.file_uploader(key=f"{common.UPLOAD_FILES[0]}-0").set_value(("evil.zip", buf.getvalue(), ZIP))
-    at.file_uploader(key=f"{common.UPLOAD_FILES[1]}-0").set_value(
+    at.text_input(key=keys.UPLOAD_NAMES[0]).input("a")
+    at.text_input(key=keys.UPLOAD_NAMES[1]).input("b")
+    at.file_uploader(key=f"{keys.UPLOAD_FILES[0]}-0").set_value(("evil.zip", buf.getvalue(), ZIP))
+    at.file_uploader(key=f"{keys.UPLOAD_FILES[1]}-0").set_value(
         ("b.png", fac.encode(fac.rgb_image(seed=1), "PNG"), "image/png")
     )
     button(at, "Use the uploaded images").click()
     at.run()
     assert not at.exception
     assert "evil.zip" in errors(at) and "climbs out" in errors(at)
-    assert at.session_state[common.DATA_PATHS] == [str(SAMPLE_DATA)]
+    assert at.session_state[keys.DATA_PATHS] == [str(SAMPLE_DATA)]
 
 
 @pytest.mark.parametrize("missing", ["files", "names"])
 def test_uploads_need_files_and_names_for_both_classes(missing):
     at = data_page()
     if missing == "names":
-        at.file_uploader(key=f"{common.UPLOAD_FILES[0]}-0").set_value(("a.png", b"x", "image/png"))
-        at.file_uploader(key=f"{common.UPLOAD_FILES[1]}-0").set_value(("b.png", b"y", "image/png"))
+        at.file_uploader(key=f"{keys.UPLOAD_FILES[0]}-0").set_value(("a.png", b"x", "image/png"))
+        at.file_uploader(key=f"{keys.UPLOAD_FILES[1]}-0").set_value(("b.png", b"y", "image/png"))
     button(at, "Use the uploaded images").click()
     at.run()
     assert not at.exception
@@ -224,7 +224,7 @@ def test_a_long_scan_shows_progress_and_is_reused_without_errors(tmp_path):
     # 200+ files make the scan show a progress bar; the cached scan is then reused by the page.
     fac.make_folder(tmp_path / "big" / "a", 110, seed=0, w=8)
     fac.make_folder(tmp_path / "big" / "b", 110, seed=1000, w=8)
-    at = data_page(**{common.DATA_PATHS: [str(tmp_path / "big")]})
+    at = data_page(**{keys.DATA_PATHS: [str(tmp_path / "big")]})
     assert not at.error
     assert metrics(at)["a"] == "110 / 110"
     at.run()
@@ -239,7 +239,7 @@ def test_skipped_files_duplicates_and_conflicts_are_shown(tmp_path):
     (root / "cats" / "img000-copy.png").write_bytes((root / "cats" / "img000.png").read_bytes())
     (root / "dogs" / "also-a-cat.png").write_bytes((root / "cats" / "img001.png").read_bytes())
     (root / "dogs" / "notes.txt").write_text("not an image")
-    at = data_page(**{common.DATA_PATHS: [str(root)]})
+    at = data_page(**{keys.DATA_PATHS: [str(root)]})
     m = metrics(at)
     assert m["cats"] == "7 / 9" and m["dogs"] == "8 / 9"
     assert (m["Skipped files"], m["Duplicates"], m["Label conflicts"]) == ("1", "2", "1")

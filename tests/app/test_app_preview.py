@@ -7,7 +7,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from pages import common
+from pages.support import keys
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -50,19 +50,19 @@ def test_the_page_shows_a_captioned_batch_and_its_statistics():
 
 def test_new_batch_draws_other_images():
     at = preview_page()
-    seed = at.session_state[common.PREVIEW_SEED]
+    seed = at.session_state[keys.PREVIEW_SEED]
     first = [im.value for im in batch_tiles(at)]
     next(b for b in at.button if b.label == "New batch").click()
     at.run()
     assert not at.exception
-    assert at.session_state[common.PREVIEW_SEED] == seed + 1
+    assert at.session_state[keys.PREVIEW_SEED] == seed + 1
     assert [im.value for im in batch_tiles(at)] != first
 
 
 def test_the_eval_transform_and_another_model():
     at = preview_page()
-    at.toggle(key=common.PREVIEW_TRAIN).set_value(False)
-    at.selectbox(key=common.PREVIEW_MODEL).set_value("seed-lenet")
+    at.toggle(key=keys.PREVIEW_TRAIN).set_value(False)
+    at.selectbox(key=keys.PREVIEW_MODEL).set_value("seed-lenet")
     at.run()
     assert not at.exception and not at.error
     assert len(batch_tiles(at)) == 16
@@ -71,6 +71,6 @@ def test_the_eval_transform_and_another_model():
 
 
 def test_unusable_data_shows_the_error(tmp_path):
-    at = preview_page(**{common.DATA_PATHS: [str(tmp_path / "missing")]})
+    at = preview_page(**{keys.DATA_PATHS: [str(tmp_path / "missing")]})
     assert "does not exist" in " ".join(e.value for e in at.error)
     assert not batch_tiles(at)

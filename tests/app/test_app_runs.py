@@ -15,7 +15,7 @@ from bincls.paths import SAMPLE_DATA, runs_dir
 from bincls.training.config import TrainConfig
 from bincls.training.loop import train
 from bincls.training.run_folder import RunFolder
-from pages.common import CURRENT_RUN, RUNS_TABLE
+from pages.support.keys import CURRENT_RUN, RUNS_TABLE
 
 
 @pytest.fixture(scope="module")

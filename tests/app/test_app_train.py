@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import time
 from pathlib import Path
@@ -11,21 +12,25 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from bincls.paths import runs_dir
+from bincls.paths import SAMPLE_DATA, runs_dir
 from bincls.training.launcher import active_run, stop_run
 from bincls.training.run_folder import ACTIVE
-from pages.common import TRAIN_KEYS
+from pages.support.keys import TRAIN_KEYS
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
-@pytest.fixture
-def train_page():
+def _open_train_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=90)
     at.run()
     at.switch_page("pages/train.py").run()
     assert not at.exception, [e.value for e in at.exception]
-    yield at
+    return at
+
+
+@pytest.fixture
+def train_page():
+    yield _open_train_page()
     _stop_active_runs()
 
 
@@ -94,6 +99,27 @@ def test_form_renders_with_small_cnn_and_its_summary(train_page):
     assert at.number_input(key=TRAIN_KEYS["img_size"]).value == 224
     assert at.radio(key=TRAIN_KEYS["weights"]).value == "imagenet"
     assert not at.exception and not at.error
+
+
+def test_settings_start_from_the_schema_defaults(monkeypatch):
+    """The page takes its defaults from TrainConfig.defaults(): change one there and the page follows."""
+    from bincls.training.config import TrainConfig
+
+    schema = TrainConfig.defaults()
+    changed = {"epochs": 7, "batch_size": 8, "patience": 2, "schedule": "none", "augment": False,
+               "precision": "fp32", "optimizer": "sgd"}  # fmt: skip
+    monkeypatch.setattr(TrainConfig, "defaults", classmethod(lambda cls: {**schema, **changed}))
+    at = _open_train_page()
+    shown = {name: at.session_state[TRAIN_KEYS[name]] for name in changed}
+    assert shown == changed
+    assert at.number_input(key=TRAIN_KEYS["lr"]).value == pytest.approx(1e-2)  # sgd's own default
+
+
+def test_the_default_settings_are_the_default_command(train_page):
+    """Untouched, the page's settings are the schema's: the command spells out only the model's image size."""
+    assert train_page.code[0].value == shlex.join(
+        ["python", "-m", "bincls", "train", str(SAMPLE_DATA), "--img-size", "128"]
+    )
 
 
 @pytest.mark.slow
@@ -170,10 +196,7 @@ def test_several_gpus_offer_use_all_and_show_the_torchrun_command(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)  # this machine has none: pretend
     st.cache_data.clear()
     try:
-        at = AppTest.from_file(APP, default_timeout=90)
-        at.run()
-        at.switch_page("pages/train.py").run()
-        assert not at.exception, [e.value for e in at.exception]
+        at = _open_train_page()
         assert at.toggle(key=TRAIN_KEYS["all_gpus"]).label == "Use all 4 GPUs"
         assert at.code[0].value.startswith("torchrun --nproc_per_node=4 -m bincls train")
     finally:

@@ -16,7 +16,7 @@ from bincls.data.data_root import ENV, browse_home, confine, data_root
 from bincls.data.uploads import new_upload_session, safe_name, save_uploads
 from bincls.paths import SAMPLE_DATA, runs_dir, uploads_dir
 from bincls.training.run_folder import RunFolder
-from pages import common
+from pages.support import keys
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PNG = fac.encode(fac.rgb_image(seed=3), "PNG")
@@ -107,7 +107,7 @@ def errors(at: AppTest) -> str:
 
 
 def typed_root(at: AppTest, text: str) -> AppTest:
-    at.text_input(key=common.DATA_ROOT_INPUT).input(text)
+    at.text_input(key=keys.DATA_ROOT_INPUT).input(text)
     button(at, "Use this folder").click()
     return at.run()
 
@@ -118,25 +118,25 @@ def test_typed_paths_leaving_the_root_are_refused_on_the_data_page(served, given
     at = typed_root(data_page(), text)
     assert not at.exception
     assert "leads outside" in errors(at) and "The data in use did not change" in errors(at)
-    assert at.session_state[common.DATA_PATHS] == [str(SAMPLE_DATA)]
+    assert at.session_state[keys.DATA_PATHS] == [str(SAMPLE_DATA)]
 
 
 def test_typed_paths_inside_the_root_work_relative_ones_too(served):
     at = typed_root(data_page(), "pets")
     assert not at.exception and not at.error
-    assert at.session_state[common.DATA_PATHS] == [str(served["root"] / "pets")]
+    assert at.session_state[keys.DATA_PATHS] == [str(served["root"] / "pets")]
     at = typed_root(at, str(served["root"] / "pets-link"))
-    assert not at.error and at.session_state[common.DATA_PATHS] == [str(served["root"] / "pets")]
+    assert not at.error and at.session_state[keys.DATA_PATHS] == [str(served["root"] / "pets")]
 
 
 def test_two_typed_class_folders_must_both_be_inside(served):
     at = data_page()
-    at.text_input(key=common.DATA_CLASS_A_INPUT).input(str(served["root"] / "pets" / "cats"))
-    at.text_input(key=common.DATA_CLASS_B_INPUT).input(str(served["secret"] / "dogs"))
+    at.text_input(key=keys.DATA_CLASS_A_INPUT).input(str(served["root"] / "pets" / "cats"))
+    at.text_input(key=keys.DATA_CLASS_B_INPUT).input(str(served["secret"] / "dogs"))
     button(at, "Use these two folders").click()
     at.run()
     assert "leads outside" in errors(at) and str(served["secret"] / "dogs") in errors(at)
-    assert at.session_state[common.DATA_PATHS] == [str(SAMPLE_DATA)]
+    assert at.session_state[keys.DATA_PATHS] == [str(SAMPLE_DATA)]
 
 
 def listing(at: AppTest) -> list[str]:
@@ -146,82 +146,82 @@ def listing(at: AppTest) -> list[str]:
 def test_the_folder_browser_starts_at_the_root_and_never_goes_above_it(served):
     root = served["root"]
     at = data_page()  # the browser's folder defaults to the home folder, outside the root
-    assert at.session_state[common.BROWSE_DIR] == str(root)
+    assert at.session_state[keys.BROWSE_DIR] == str(root)
     assert listing(at) == ["pets", "pets-link"]  # the link leading out is not listed
     assert button(at, "Up").disabled
     assert button(at, "Sample").disabled  # the sample's folder is outside the root
 
-    at.selectbox(key=common.BROWSE_SELECTED).set_value("pets")
+    at.selectbox(key=keys.BROWSE_SELECTED).set_value("pets")
     button(at, "Open").click()
     at.run()
-    assert at.session_state[common.BROWSE_DIR] == str(root / "pets")
+    assert at.session_state[keys.BROWSE_DIR] == str(root / "pets")
     assert not button(at, "Up").disabled
     button(at, "Up").click()
     at.run()
-    assert at.session_state[common.BROWSE_DIR] == str(root) and button(at, "Up").disabled
-    at.session_state[common.BROWSE_DIR] = str(root / "pets" / "cats")
+    assert at.session_state[keys.BROWSE_DIR] == str(root) and button(at, "Up").disabled
+    at.session_state[keys.BROWSE_DIR] = str(root / "pets" / "cats")
     at.run()
     button(at, "Home").click()
     at.run()
-    assert at.session_state[common.BROWSE_DIR] == str(root)
+    assert at.session_state[keys.BROWSE_DIR] == str(root)
     assert not at.exception and not at.error
 
 
 @pytest.mark.parametrize("where", ["/", "{secret}", "{root}/shortcut", "{root}/.."])
 def test_a_browser_folder_outside_the_root_falls_back_to_the_root(served, where):
     folder = where.format(root=served["root"], secret=served["secret"])
-    at = data_page(**{common.BROWSE_DIR: folder})
-    assert at.session_state[common.BROWSE_DIR] == str(served["root"])
+    at = data_page(**{keys.BROWSE_DIR: folder})
+    assert at.session_state[keys.BROWSE_DIR] == str(served["root"])
     assert listing(at) == ["pets", "pets-link"]
 
 
 def test_browser_actions_are_confined_even_when_called_with_an_outside_folder(served):
     """The buttons' callbacks refuse outside folders themselves, not only through what is listed."""
-    at = data_page(**{common.BROWSE_DIR: str(served["root"] / "pets")})
-    at.selectbox(key=common.BROWSE_SELECTED).set_value("cats")
+    at = data_page(**{keys.BROWSE_DIR: str(served["root"] / "pets")})
+    at.selectbox(key=keys.BROWSE_SELECTED).set_value("cats")
     # What a forged "Up" from the root, or "As class A" on a planted path, would ask for:
-    at.session_state[common.BROWSE_DIR] = str(served["root"] / "shortcut")
+    at.session_state[keys.BROWSE_DIR] = str(served["root"] / "shortcut")
     button(at, "As class A").click()  # its folder is read at click time: root/shortcut/cats
     at.run()
     assert "through a link" in errors(at)
-    assert at.session_state[common.BROWSE_PICKS]["A"] is None
+    assert at.session_state[keys.BROWSE_PICKS]["A"] is None
 
 
 def test_the_sample_and_uploads_stay_usable_with_a_root(served):
-    at = data_page(**{common.DATA_PATHS: [str(served["root"] / "pets")]})
+    at = data_page(**{keys.DATA_PATHS: [str(served["root"] / "pets")]})
     button(at, "Use the sample").click()
     at.run()
-    assert not at.error and at.session_state[common.DATA_PATHS] == [str(SAMPLE_DATA)]
+    assert not at.error and at.session_state[keys.DATA_PATHS] == [str(SAMPLE_DATA)]
 
-    at.text_input(key=common.UPLOAD_NAMES[0]).input("a")
-    at.text_input(key=common.UPLOAD_NAMES[1]).input("b")
-    at.file_uploader(key=f"{common.UPLOAD_FILES[0]}-0").set_value(
+    at.text_input(key=keys.UPLOAD_NAMES[0]).input("a")
+    at.text_input(key=keys.UPLOAD_NAMES[1]).input("b")
+    at.file_uploader(key=f"{keys.UPLOAD_FILES[0]}-0").set_value(
         [(f"a{i}.png", fac.encode(fac.rgb_image(seed=i), "PNG"), "image/png") for i in range(4)]
     )
-    at.file_uploader(key=f"{common.UPLOAD_FILES[1]}-0").set_value(
+    at.file_uploader(key=f"{keys.UPLOAD_FILES[1]}-0").set_value(
         [(f"b{i}.png", fac.encode(fac.rgb_image(seed=50 + i), "PNG"), "image/png") for i in range(4)]
     )
     button(at, "Use the uploaded images").click()
     at.run()
     assert not at.exception and not at.error
-    assert all(Path(p).parent.parent == uploads_dir() for p in at.session_state[common.DATA_PATHS])
+    assert all(Path(p).parent.parent == uploads_dir() for p in at.session_state[keys.DATA_PATHS])
 
 
 def test_without_a_root_the_browser_goes_anywhere(world, monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
-    at = data_page(**{common.BROWSE_DIR: str(world["root"])})
+    at = data_page(**{keys.BROWSE_DIR: str(world["root"])})
     assert listing(at) == ["pets", "pets-link", "shortcut"]
     assert not button(at, "Up").disabled and not button(at, "Sample").disabled
     at = typed_root(at, str(world["secret"]))
-    assert not at.error and at.session_state[common.DATA_PATHS] == [str(world["secret"])]
+    assert not at.error and at.session_state[keys.DATA_PATHS] == [str(world["secret"])]
 
 
 # Evaluate and Predict: "another folder" and "a folder" -------------------------------------------
 @pytest.mark.parametrize("given", ["{secret}", "{root}/shortcut", "{root}/../secret"])
 def test_evaluate_on_another_folder_is_confined(served, sample_run, given):
     at = open_page("evaluate")
-    at.radio(key=common.EVAL_SOURCE).set_value("folder").run()
-    at.text_input(key=common.EVAL_FOLDER).input(given.format(**served)).run()
+    at.radio(key=keys.EVAL_SOURCE).set_value("folder").run()
+    at.text_input(key=keys.EVAL_FOLDER).input(given.format(**served)).run()
     assert not at.exception, [e.value for e in at.exception]
     assert "leads outside" in errors(at)
     assert not at.metric  # nothing was evaluated
@@ -230,7 +230,7 @@ def test_evaluate_on_another_folder_is_confined(served, sample_run, given):
 @pytest.mark.parametrize("given", ["{secret}", "{root}/shortcut", "/"])
 def test_predict_a_folder_is_confined(served, sample_run, given):
     at = open_page("predict")
-    at.text_input(key=common.PREDICT_FOLDER_INPUT).input(given.format(**served))
+    at.text_input(key=keys.PREDICT_FOLDER_INPUT).input(given.format(**served))
     next(b for b in at.button if b.label == "Predict folder").click()
     at.run()
     assert not at.exception, [e.value for e in at.exception]

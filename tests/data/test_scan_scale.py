@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 import bincls.data.scan as scan_mod
 from bincls.data.scan import ImageRecord, find_duplicates, iter_checks
-from pages import common
+from pages.support import keys
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "bincls" / "sample_data"
@@ -184,7 +184,7 @@ def test_the_data_page_pages_its_tables_on_a_large_folder(tmp_path):
     for i in range(250):  # more skipped files than one page of the table
         (root / "ants" / f"notes{i:03d}.txt").write_text("not an image")
     at = AppTest.from_file(APP, default_timeout=240)
-    at.session_state[common.DATA_PATHS] = [str(root)]
+    at.session_state[keys.DATA_PATHS] = [str(root)]
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
@@ -199,7 +199,7 @@ def test_the_data_page_pages_its_tables_on_a_large_folder(tmp_path):
     thumbs = sum(len(im.captions) for im in at.image)
     assert 0 < thumbs <= 12 * 3 + 2 * 12  # a dozen groups of three, a dozen samples per class
 
-    at.number_input(key=common.DATA_SKIPPED_PAGE).set_value(2).run()
+    at.number_input(key=keys.DATA_SKIPPED_PAGE).set_value(2).run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Showing rows 201–250 of 250." in " ".join(c.value for c in at.caption)
     tables = [d.value for d in at.dataframe if list(d.value.columns) == ["file", "reason"]]

@@ -1,0 +1,102 @@
+"""Pieces of the Evaluate page: the formulas, the metrics row, the confusion-matrix cell picked, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from bincls import BinclsError
+from bincls.data.browse import file_stamp
+from bincls.inference.evaluate import saved_threshold
+from pages.support import keys
+from pages.support.formatting import num
+from pages.support.messages import flash
+
+ss = st.session_state
+FORMULA_ROWS = [  # metric, formula (LaTeX), in words; {pos}/{neg} are the class names
+    ("Accuracy", r"$\dfrac{TP + TN}{TP + TN + FP + FN}$", "share of all images classified right"),
+    ("Precision", r"$\dfrac{TP}{TP + FP}$", "of the images called {pos}, the share that are {pos}"),
+    ("Recall", r"$\dfrac{TP}{TP + FN}$", "of the {pos}, the share the model finds (true positive rate)"),
+    ("F1", r"$2\,\dfrac{\text{precision} \cdot \text{recall}}{\text{precision} + \text{recall}}$",
+     "one number that is high only when both are"),
+    ("ROC-AUC", r"$\int_0^1 \text{TPR}\;d\,\text{FPR}$, with $\text{FPR} = \dfrac{FP}{FP + TN}$",
+     "chance that a random {pos} scores above a random {neg}; does not depend on $t$"),
+    ("Loss", r"$-\dfrac{1}{n}\sum_i \big[y_i \log p_i + (1 - y_i)\log(1 - p_i)\big]$",
+     "binary cross-entropy of the probabilities $p_i$ (labels $y_i$); does not depend on $t$"),
+]  # fmt: skip
+METRICS = [("Accuracy", "accuracy"), ("Precision", "precision"), ("Recall", "recall"), ("F1", "f1"),
+           ("ROC-AUC", "auroc"), ("Loss (BCE)", "loss")]  # fmt: skip
+
+
+def formulas(pos: str, neg: str) -> str:
+    rows = "\n".join(f"| {name} | {tex} | {words.format(pos=pos, neg=neg)} |"
+                     for name, tex, words in FORMULA_ROWS)  # fmt: skip
+    return (
+        f"An image counts as **{pos}** (the *positive* class) when the model's $P(\\text{{{pos}}}) \\ge t$, "
+        f"the threshold. Then **TP** = {pos} called {pos}, **FP** = {neg} called {pos}, "
+        f"**TN** = {neg} called {neg}, **FN** = {pos} called {neg}.\n\n"
+        f"| Metric | Formula | In words |\n|---|---|---|\n{rows}\n\n"
+        f"Moving $t$ up makes the model say {pos} less often: precision usually rises, recall falls. "
+        "All metrics are computed by [torchmetrics](https://lightning.ai/docs/torchmetrics/)."
+    )
+
+
+def metrics_row(m: dict, base: dict | None) -> None:
+    """The metrics at the threshold, with their change against the saved threshold's (`base`)."""
+    for col, (label, key) in zip(st.columns(len(METRICS)), METRICS):
+        delta = None
+        moves = base is not None and key not in ("auroc", "loss")
+        if moves and np.isfinite(m[key]) and np.isfinite(base[key]):
+            d = m[key] - base[key]
+            delta = f"{d:+.3f} vs saved" if abs(d) > 1e-9 else None
+        col.metric(label, num(m[key]), delta=delta)
+
+
+def remember_cell() -> None:
+    """Chart callback: a click picks a cell, a double click (an empty selection) clears it.
+
+    The cell is kept in its own key: the chart's selection is reset whenever the figure changes (when
+    the threshold moves, or the outline of the picked cell is drawn), and the images should stay.
+    """
+    state = ss.get(keys.EVAL_MATRIX)
+    points = ((state or {}).get("selection") or {}).get("points") or []
+    ss[keys.EVAL_CELL] = (points[0].get("y"), points[0].get("x")) if points else None
+
+
+def selected_cell(names: list[str]) -> tuple[str, str] | None:
+    cell = ss.get(keys.EVAL_CELL)
+    return tuple(cell) if cell and cell[0] in names and cell[1] in names else None
+
+
+def export_panel(run, ckpt: Path) -> None:
+    """Export the checkpoint to ONNX, then offer the model and its JSON for download."""
+    from bincls.inference.export import export_metadata, export_onnx
+    from bincls.models.checkpoint import read_checkpoint
+
+    onnx = ckpt.with_suffix(".onnx")
+    fresh = onnx.is_file() and file_stamp(onnx) >= file_stamp(ckpt)
+    st.markdown("**Export the model** (ONNX: runs without PyTorch, e.g. with onnxruntime)")
+    if not fresh:
+        if st.button("Export to ONNX", icon=":material/output:"):
+            try:
+                with st.spinner("Exporting to ONNX (can take half a minute for large models)…"):
+                    export_onnx(ckpt)
+                flash(keys.EVAL_MESSAGE, "success", f"Exported to {onnx} (and {onnx.name}.json beside it).")
+            except BinclsError as exc:
+                flash(keys.EVAL_MESSAGE, "error", str(exc))
+            st.rerun()
+        return
+    info = export_metadata(read_checkpoint(ckpt), saved_threshold(run), onnx.name)
+    meta = json.dumps(info, indent=1, ensure_ascii=False) + "\n"
+    c1, c2 = st.columns(2)
+    c1.download_button(f"Download {onnx.name}", data=onnx.read_bytes(), file_name=f"{run.id}-{onnx.name}",
+                       mime="application/octet-stream", icon=":material/download:", width="stretch")
+    c2.download_button(f"Download {onnx.name}.json", data=meta, file_name=f"{run.id}-{onnx.name}.json",
+                       mime="application/json", icon=":material/download:", width="stretch")
+    size = info["input"]["preprocessing"]["img_size"]
+    st.caption(f"Written beside the checkpoint: `{onnx}`. The JSON gives the class names, the threshold "
+               f"and the preprocessing (input NCHW float32, RGB, resized to {size} x {size} px, normalized; "
+               "output one logit, sigmoid gives the probability of the second class).")

@@ -1,0 +1,61 @@
+"""How values read on the pages: durations, times, percentages, run states, dataset and run labels."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bincls.paths import SAMPLE_DATA
+from bincls.training.run_summary import RunSummary
+
+STATE_ICONS = {
+    "queued": ":material/schedule:",
+    "running": ":material/play_circle:",
+    "finished": ":material/check_circle:",
+    "stopped": ":material/stop_circle:",
+    "failed": ":material/error:",
+    "interrupted": ":material/warning:",
+}
+# Plain-text state marks, for tables where material icons do not render.
+STATE_MARKS = {
+    "queued": "◷ queued",
+    "running": "▶ running",
+    "finished": "✔ finished",
+    "stopped": "■ stopped",
+    "failed": "✖ failed",
+    "interrupted": "⚠ interrupted",
+}
+SAMPLE_LABEL = "Bundled sample (ants vs bees)"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(max(seconds, 0))
+    return f"{s // 3600}h {s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
+
+
+def when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""
+
+
+def pct(v: float | None) -> str:
+    return "–" if v is None else f"{v:.1%}"
+
+
+def num(v: float | None, digits: int = 3) -> str:
+    """A number, or a dash when there is none (None, NaN, infinite)."""
+    return "–" if v is None or v != v or v in (float("inf"), float("-inf")) else f"{v:.{digits}f}"
+
+
+def data_label(paths: list[str]) -> str:
+    """How a dataset is named on the pages: the sample, or its folder names."""
+    paths = [str(p) for p in paths]
+    if paths == [str(SAMPLE_DATA)]:
+        return SAMPLE_LABEL
+    return " + ".join(Path(p).name for p in paths)
+
+
+def run_label(run: RunSummary) -> str:
+    """A run in a picker: model, date, state and the end of its id."""
+    return f"{run.model} · {when(run.created)} · {run.state} · {run.id.rsplit('-', 1)[-1]}"

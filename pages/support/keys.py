@@ -1,0 +1,67 @@
+"""Every session-state key of the app, in one place; widget keys start with `w_` or their page's name."""
+
+from __future__ import annotations
+
+# Shared by all pages -----------------------------------------------------------------------------------
+DATA_PATHS = "data_paths"  # list[str]: one root or two class folders
+CLASS_NAMES = "class_names"  # list[str] | None: renamed classes
+SPLIT_RATIOS = "split_ratios"  # (train, val, test)
+SPLIT_SEED = "split_seed"
+BROWSE_DIR = "browse_dir"  # folder shown by the folder browser
+CURRENT_RUN = "current_run"  # run id last started or picked
+PREVIEW_SEED = "preview_seed"  # changes on "new batch"
+APP_BOOTED = "app_booted"  # app.py has set up the navigation in this session
+WANTED_PAGE = "wanted_page"  # page asked for by a direct link before app.py had run
+
+# Data page ---------------------------------------------------------------------------------------------
+BROWSE_PICKS = "browse_picks"  # {"A": str | None, "B": str | None}: class folders picked while browsing
+DATA_MESSAGE = "data_message"  # [(kind, text)] about the last data choice, shown once
+DATA_ROOT_INPUT = "w_data_root"  # text inputs of the "type a path" form
+DATA_CLASS_A_INPUT = "w_data_class_a"
+DATA_CLASS_B_INPUT = "w_data_class_b"
+BROWSE_SELECTED = "w_browse_selected"  # subfolder chosen in the browser's list
+UPLOAD_FILES = ("w_upload_a", "w_upload_b")  # file uploaders, one per class
+UPLOAD_NAMES = ("w_upload_name_a", "w_upload_name_b")  # class names for the uploads
+UPLOAD_GENERATION = "upload_generation"  # bumped after saving, to clear the uploaders
+SPLIT_VAL_PCT = "w_split_val"  # split sliders, percent; SPLIT_RATIOS stays the truth
+SPLIT_TEST_PCT = "w_split_test"
+SPLIT_SEED_INPUT = "w_split_seed"
+DATA_SKIPPED_PAGE = "w_data_skipped_page"  # page of the skipped-files table
+DATA_EXCLUDED_PAGE = "w_data_excluded_page"  # page of the left-out-of-training table
+
+# Preview page ------------------------------------------------------------------------------------------
+PREVIEW_MODEL = "preview_model"  # registry name whose img_size/mean/std the preview uses
+PREVIEW_TRAIN = "preview_train"  # True: train transform (random augmentation); False: eval
+PREVIEW_IMAGE = "preview_image"  # path of the image shown in the augmentation preview
+
+# Train and Runs pages ----------------------------------------------------------------------------------
+# Session keys of the Train page's settings widgets, by setting name.
+TRAIN_KEYS = {
+    name: f"train_{name}"
+    for name in ("model", "weights", "weights_file", "tuning", "img_size", "epochs", "batch_size",
+                 "optimizer", "lr", "schedule", "patience", "seed", "device", "augment", "all_gpus",
+                 "precision", "memory_budget")
+}  # fmt: skip
+TRAIN_SETTINGS_OPEN = "train_settings_open"  # the Train page's settings expander is open
+TRAIN_COLLAPSED_FOR = "train_collapsed_for"  # run id the settings were folded away for, once
+TRAIN_SAVED = "train_saved"  # {widget key: value}: the Train settings, kept while on other pages
+RUNS_TABLE = "runs_table"  # the Runs table's row selection
+RUNS_TABLE_IDS = "runs_table_ids"  # run ids in table order when that selection was made
+RUNS_MESSAGE = "runs_message"  # [(kind, text)]: engine errors from the last deletion, shown once
+
+# Evaluate and Predict pages ----------------------------------------------------------------------------
+EVAL_RUN = "w_eval_run"  # run picker on the Evaluate page (run id)
+EVAL_SOURCE = "w_eval_source"  # "test" (the run's own test split) or "folder"
+EVAL_FOLDER = "w_eval_folder"  # another folder to evaluate on: a root with one subfolder per class
+EVAL_THRESHOLD = "w_eval_threshold"  # decision-threshold slider
+EVAL_THRESHOLD_FOR = "eval_threshold_for"  # run id the slider was last set up for (from its saved value)
+EVAL_MATRIX = "w_eval_matrix"  # confusion-matrix chart: its click selection
+EVAL_CELL = "eval_cell"  # (true, predicted) of the confusion-matrix cell clicked; kept as the threshold moves
+EVAL_MESSAGE = "eval_message"  # [(kind, text)] after saving a threshold or exporting, shown once
+PREDICT_RUN = "w_predict_run"  # run picker on the Predict page
+PREDICT_HEATMAPS = "w_predict_heatmaps"  # show Grad-CAM heat maps
+PREDICT_UPLOADS = "w_predict_uploads"  # file uploader
+PREDICT_CAMERA_ON = "w_predict_camera_on"  # webcam toggle: the browser asks for the camera only when on
+PREDICT_CAMERA = "w_predict_camera"  # camera input
+PREDICT_FOLDER_INPUT = "w_predict_folder"  # folder path typed for batch prediction
+PREDICT_FOLDER = "predict_folder"  # folder submitted for batch prediction (stays until cleared)

@@ -1,0 +1,65 @@
+"""The session: defaults on first start, the split it asks for, the run it follows, the way in via app.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from bincls.data.split import SplitConfig
+from bincls.paths import SAMPLE_DATA, runs_dir
+from bincls.training.run_folder import RunFolder, list_runs
+from pages.support import keys
+
+
+def init_state() -> None:
+    """Defaults on first start: the bundled sample is preselected."""
+    ss = st.session_state
+    ss.setdefault(keys.DATA_PATHS, [str(SAMPLE_DATA)])
+    ss.setdefault(keys.CLASS_NAMES, None)
+    ss.setdefault(keys.SPLIT_RATIOS, (0.7, 0.2, 0.1))
+    ss.setdefault(keys.SPLIT_SEED, 0)
+    ss.setdefault(keys.BROWSE_DIR, str(Path.home()))
+    ss.setdefault(keys.CURRENT_RUN, None)
+    ss.setdefault(keys.PREVIEW_SEED, 0)
+
+
+def split_config() -> SplitConfig:
+    t, v, te = st.session_state[keys.SPLIT_RATIOS]
+    return SplitConfig(t, v, te, seed=int(st.session_state[keys.SPLIT_SEED]))
+
+
+def keep_widget_state(widget_keys) -> None:
+    """Streamlit forgets a widget's value once its page is left; writing it back keeps it."""
+    for key in widget_keys:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
+def require_app(page_file: str) -> None:
+    """Send a page opened without app.py through it.
+
+    On a freshly started server, a direct link (or a refresh) to /train runs pages/train.py on its
+    own, in Streamlit's folder-of-pages mode, before app.py has set up the navigation. app.py then
+    opens the page that was asked for.
+    """
+    if not st.session_state.get(keys.APP_BOOTED):
+        st.session_state[keys.WANTED_PAGE] = f"pages/{Path(page_file).name}"
+        st.switch_page("app.py")
+
+
+def run_by_id(run_id: str | None) -> RunFolder | None:
+    """The run folder with this id in the runs folder, or None when it is gone."""
+    if not run_id:
+        return None
+    path = runs_dir() / run_id
+    return RunFolder(path) if (path / "status.json").exists() else None
+
+
+def current_run() -> RunFolder | None:
+    """The run picked or started in this session, else the newest run."""
+    picked = run_by_id(st.session_state.get(keys.CURRENT_RUN))
+    if picked is not None:
+        return picked
+    all_runs = list_runs(runs_dir())
+    return all_runs[0] if all_runs else None

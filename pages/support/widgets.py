@@ -1,0 +1,93 @@
+"""Widgets more than one page uses: the paged table, the image gallery, the run picker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+from PIL import ImageOps
+
+from bincls.training.run_folder import RunFolder
+from bincls.training.run_summary import summarize
+from pages.support import keys, loaders
+from pages.support.formatting import run_label
+
+# A browser cannot take a 100,000-row table: long tables show a page at a time, with a CSV of them all.
+TABLE_ROWS = 200
+GALLERY_COLUMNS = 6
+GALLERY_SIDE = 256
+
+
+def paged_table(items: Sequence, row: Callable, columns: list[str], key: str, file_name: str) -> None:
+    """`items` as a table, TABLE_ROWS at a time; `row(item)` is only called for the rows shown (and
+    for all of them when the CSV is downloaded)."""
+    n = len(items)
+    pages = max(1, -(-n // TABLE_ROWS))
+    page = 1
+    if pages > 1:
+        if st.session_state.get(key, 1) > pages:  # the data changed under a later page: above max fails
+            st.session_state[key] = pages
+        page = st.number_input(f"Page (of {pages:,})", 1, pages, step=1, key=key, width=200)
+    start = (page - 1) * TABLE_ROWS
+    shown = items[start : start + TABLE_ROWS]
+    st.dataframe(pd.DataFrame([row(i) for i in shown], columns=columns), hide_index=True, width="stretch",
+                 height=min(38 + 35 * len(shown), 400))
+    if pages > 1:
+        st.caption(f"Showing rows {start + 1:,}–{start + len(shown):,} of {n:,}. The CSV has them all.")
+        st.download_button(
+            f"Download all {n:,} rows (CSV)", file_name=file_name, mime="text/csv", on_click="ignore",
+            data=lambda: pd.DataFrame([row(i) for i in items], columns=columns).to_csv(index=False).encode(),
+            icon=":material/download:", key=f"{key}-csv",
+        )  # fmt: skip
+
+
+def result_gallery(rows: pd.DataFrame, positive: str) -> None:
+    """Evaluated images (path, true, predicted, probability, loss) as square thumbnails with their verdict."""
+    cols = st.columns(GALLERY_COLUMNS)
+    for k, row in enumerate(rows.itertuples(index=False)):
+        with cols[k % GALLERY_COLUMNS]:
+            thumb = loaders.thumbnail(row.path, GALLERY_SIDE)
+            if thumb is not None:  # padded to a square, so the captions of a row line up
+                st.image(ImageOps.pad(thumb, (GALLERY_SIDE, GALLERY_SIDE), color=(243, 245, 249)),
+                         width="stretch")
+            mark = ":green[✔ right]" if row.true == row.predicted else ":red[✘ wrong]"
+            st.markdown(f"{mark}: true **{row.true}**, said **{row.predicted}**  \n"
+                        f"P({positive}) = {row.probability:.3f} · loss {row.loss:.2f}")
+            path = Path(row.path)
+            st.caption(f"{path.parent.name}/{path.name}", help=str(path))
+
+
+def checkpoint_runs_or_stop() -> list[RunFolder]:
+    """Runs that have a checkpoint; without any, say how to get one and end the page here."""
+    candidates = loaders.checkpoint_runs()
+    if not candidates:
+        st.info("No trained model yet: train one on the Train page first.", icon=":material/info:")
+        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+        st.stop()
+    return candidates
+
+
+def _default_run_id(candidates: list[RunFolder]) -> str | None:
+    """The current run when it can be used, else the newest finished one, else the newest."""
+    ids = [r.id for r in candidates]
+    cur = st.session_state.get(keys.CURRENT_RUN)
+    if cur in ids:
+        return cur
+    finished = [r.id for r in candidates if r.status().get("state") == "finished"]
+    return (finished or ids or [None])[0]
+
+
+def pick_run(key: str, candidates: list[RunFolder], label: str = "Run") -> RunFolder:
+    """A run picker that follows, and sets, the session's current run (the sidebar's RUN)."""
+    by_id = {r.id: r for r in candidates}
+    if st.session_state.get(key) not in by_id or st.session_state.get(keys.CURRENT_RUN) in by_id:
+        st.session_state[key] = _default_run_id(candidates)
+
+    def follow() -> None:
+        st.session_state[keys.CURRENT_RUN] = st.session_state[key]
+
+    rid = st.selectbox(label, list(by_id), key=key, on_change=follow,
+                       format_func=lambda r: run_label(summarize(by_id[r])))
+    return by_id[rid]
