@@ -38,14 +38,14 @@ st.title("Train")
 init_settings()
 data_ok = dataset_line()
 run = train_panel.shown_run()
+pressed = train_form.preset_section(data_ok)
 train_panel.fold_settings_for(run)
-with st.expander("Model and training settings", icon=":material/tune:", key=keys.TRAIN_SETTINGS_OPEN,
-                 on_change="rerun"):
+with st.expander("All settings (the recipe's values until you change one)", icon=":material/tune:",
+                 key=keys.TRAIN_SETTINGS_OPEN, on_change="rerun"):
     left, right = st.columns([1, 1], gap="large")
     with left:
         train_form.model_settings()
-        pressed = train_form.training_form(data_ok)
-        train_form.show_command(data_ok)
+        train_form.training_settings()
     with right:
         train_form.show_summary()
 ss[keys.TRAIN_SAVED] = {k: ss[k] for k in (*keys.TRAIN_KEYS.values(), keys.TRAIN_SETTINGS_OPEN) if k in ss}

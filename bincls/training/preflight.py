@@ -5,24 +5,31 @@ from __future__ import annotations
 
 from bincls.errors import BinclsError
 from bincls.training.config import TrainConfig
+from bincls.training.recipes import Resolved, resolve
 
 
-def preflight(cfg: TrainConfig) -> None:
-    """Raise a `BinclsError` that names the setting when `cfg` cannot train here: the data does not
-    resolve to two classes, the model does not take these weights or this image size, the weights
-    file is missing (or outside `BINCLS_DATA_ROOT` when that is set), or the device is absent."""
+def preflight(cfg: TrainConfig) -> Resolved:
+    """The complete config the preset makes of `cfg` (and why), after checking that it can train here.
+
+    Raises a `BinclsError` that names the setting when it cannot: the data does not resolve to two
+    classes, the weights file is missing (or outside `BINCLS_DATA_ROOT` when that is set), the preset
+    needs pretrained weights that are not here, the model does not take these weights or this image
+    size, or the device is absent."""
     from bincls.compute import resolve_device
     from bincls.data.data_root import confine
     from bincls.data.folder_layout import resolve_layout
     from bincls.models import model_config
 
     resolve_layout(cfg.data, cfg.class_names)  # a mistyped path fails here, before a run folder exists
-    model_config(cfg.model, cfg.img_size, cfg.weights, cfg.freeze_backbone)
-    if cfg.weights not in ("imagenet", "none"):
+    if cfg.weights not in ("auto", "imagenet", "none"):
         # A path: when the app is served to others it may not read files outside the data root.
         if not confine(cfg.weights).is_file():
             raise BinclsError(
                 f"Weights file {cfg.weights!r} not found: give the path of a saved state_dict "
                 "(or use weights imagenet or none)."
             )
-    resolve_device(cfg.device)
+    resolved = resolve(cfg)
+    full = resolved.config
+    model_config(full.model, full.img_size, full.weights, bool(full.freeze_backbone))
+    resolve_device(full.device)
+    return resolved

@@ -51,7 +51,11 @@ RECIPES: dict[str, dict] = {
 @dataclass(frozen=True)
 class Resolved:
     config: TrainConfig  # every setting filled in; `preset` names the recipe used
-    note: str  # which preset and why, for the console and the page
+    why: str  # why that preset (and model), for the console and the page
+
+    @property
+    def note(self) -> str:
+        return f"preset {self.config.preset}: {self.why}"
 
 
 def _pretrainable(model: str) -> bool:
@@ -126,16 +130,24 @@ def resolve(cfg: TrainConfig) -> Resolved:
         model, weights, why = choice
         preset = cfg.preset if cfg.preset != "auto" else ("best" if cfg.freeze_backbone is False else "fast")
         values = {**RECIPES[preset], "model": model, "weights": weights}
+    if cfg.optimizer is not None and cfg.lr is None:  # a recipe's rate is for its own optimizer
+        from bincls.training.config import DEFAULT_LR
+
+        values["lr"] = DEFAULT_LR[cfg.optimizer]
     given = {k: v for k, v in cfg.to_dict().items() if v is not None and k not in ("preset", "weights")}
     if cfg.weights != "auto":
         given["weights"] = cfg.weights
     merged = {**cfg.to_dict(), **values, **given, "preset": preset}
-    return Resolved(dataclasses.replace(cfg, **_settings_only(merged)), f"preset {preset}: {why}")
+    if merged["img_size"] is None:
+        from bincls.models import MODELS
+
+        merged["img_size"] = MODELS[merged["model"]].default_img_size
+    return Resolved(dataclasses.replace(cfg, **_settings_only(merged)), why)
 
 
 def is_resolved(cfg: TrainConfig) -> bool:
     """True for a config a preset has completed (every recipe setting has a value)."""
-    keys = set().union(*RECIPES.values()) - {"img_size"}
+    keys = set().union(*RECIPES.values())
     return cfg.preset != "auto" and cfg.model is not None and all(getattr(cfg, k) is not None for k in keys)
 
 

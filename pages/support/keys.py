@@ -38,10 +38,12 @@ PREVIEW_IMAGE = "preview_image"  # path of the image shown in the augmentation p
 # Session keys of the Train page's settings widgets, by setting name.
 TRAIN_KEYS = {
     name: f"train_{name}"
-    for name in ("model", "weights", "weights_file", "tuning", "img_size", "epochs", "batch_size",
-                 "optimizer", "lr", "schedule", "patience", "seed", "device", "augment", "all_gpus",
+    for name in ("preset", "name", "time_budget", "model", "weights", "weights_file", "tuning", "head_epochs",
+                 "img_size", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule",
+                 "warmup_epochs", "label_smoothing", "patience", "seed", "device", "augment", "all_gpus",
                  "precision", "memory_budget")
 }  # fmt: skip
+TRAIN_PRESET_SHOWN = "train_preset_shown"  # {setting: value}: what the preset last put in each widget
 TRAIN_SETTINGS_OPEN = "train_settings_open"  # the Train page's settings expander is open
 TRAIN_COLLAPSED_FOR = "train_collapsed_for"  # run id the settings were folded away for, once
 TRAIN_SAVED = "train_saved"  # {widget key: value}: the Train settings, kept while on other pages

@@ -1,4 +1,8 @@
-"""The Train page's settings widgets, the command-line popover and the model summary."""
+"""The Train page's settings: the preset first (with what it chose and why, the time budget, the Train
+button), then every setting below, the command-line popover and the model summary.
+
+No st.form here: a form submits on Enter in any of its number fields, and only the Train button may
+start a run."""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ import streamlit as st
 
 from bincls import BinclsError
 from bincls.models import MIN_IMG_SIZE, build_model, model_config, model_summary
-from bincls.training.config import DEFAULT_LR, DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, to_command
+from bincls.training.config import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, to_command
+from bincls.training.recipes import Resolved
 from pages.support import keys
 from pages.support import train_settings as settings
 from pages.support.messages import show_error
@@ -19,65 +24,106 @@ ss = st.session_state
 MODELS = settings.MODELS
 
 
+def _choice_note(result: Resolved | BinclsError) -> None:
+    if isinstance(result, BinclsError):
+        st.error(f"{result}", icon=":material/error:")
+        return
+    cfg = result.config
+    budget = f", within a time budget of {cfg.time_budget / 60:g} min" if cfg.time_budget else ""
+    lead = f"Auto chose **{cfg.preset}**" if ss[K["preset"]] == "auto" else f"Preset **{cfg.preset}**"
+    icon = ":material/auto_awesome:" if cfg.preset != "scratch" else ":material/info:"
+    size = cfg.img_size or MODELS[cfg.model].default_img_size
+    st.info(f"{lead}: {result.why}. It trains {cfg.model} at {size} px for up to {cfg.epochs} epochs"
+            f"{budget}.", icon=icon)  # fmt: skip
+    if cfg.preset == "scratch" and ss[K["preset"]] == "auto" and cfg.weights == "none":
+        st.caption("To start from a pretrained network instead (far better on photos), put torchvision's "
+                   "ImageNet weights file in the torch hub cache, or choose Weights: Local file below.")
+
+
+def preset_section(data_ok: bool) -> bool:
+    """The preset, what it chose, the time budget, a run name and the Train button; True when pressed."""
+    c1, c2 = st.columns([3, 2], vertical_alignment="top")
+    with c1:
+        st.radio("Recipe", list(settings.PRESETS), format_func=settings.PRESETS.get, key=K["preset"],
+                 horizontal=True)  # fmt: skip
+        st.caption(settings.PRESET_HELP[ss[K["preset"]]])
+    c2.number_input("Time budget (minutes, 0: none)", min_value=0.0, max_value=24 * 60.0, step=0.5,
+                    key=K["time_budget"], help="Training stops when it is spent, keeping the best "
+                    "checkpoint; the recipe plans its epochs to fit.")  # fmt: skip
+    result = settings.resolved()
+    _choice_note(result)
+    c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
+    c1.text_input("Run name (optional)", key=K["name"], placeholder="e.g. first try, more images",
+                  max_chars=200)  # fmt: skip
+    pressed = c2.button("Train", type="primary", icon=":material/play_arrow:", width="stretch",
+                        disabled=not data_ok or isinstance(result, BinclsError))  # fmt: skip
+    with c3:
+        show_command(data_ok)
+    return pressed
+
+
 def model_settings() -> None:
-    """Settings that change the summary or other defaults: they rerun the page at once."""
+    """Model, weights and how the backbone trains."""
     entry = MODELS[ss[K["model"]]]
     st.selectbox(
-        "Model", list(MODELS), key=K["model"], on_change=settings.model_changed,
+        "Model", list(MODELS), key=K["model"],
         format_func=lambda n: f"{n}  ·  {'pretrainable' if MODELS[n].pretrainable else 'from scratch'}",
     )  # fmt: skip
     st.caption(entry.description)
     if entry.pretrainable:
         st.radio("Weights", list(settings.WEIGHTS), format_func=settings.WEIGHTS.get, key=K["weights"],
-                 horizontal=True)
+                 horizontal=True)  # fmt: skip
         if ss[K["weights"]] == "file":
             st.text_input("Weights file (a torchvision state_dict)", key=K["weights_file"],
-                          placeholder="/path/to/mobilenet_v2_imagenet.pth")
+                          placeholder="/path/to/mobilenet_v2_imagenet.pth")  # fmt: skip
+        disabled = ss[K["weights"]] == "none"
         st.radio("Training", list(settings.TUNING), format_func=settings.TUNING.get, key=K["tuning"],
-                 horizontal=True, disabled=ss[K["weights"]] == "none",
-                 help="Freezing needs pretrained weights.")
-    c1, c2 = st.columns(2)
+                 horizontal=True, disabled=disabled, help="Freezing needs pretrained weights.")  # fmt: skip
+        if ss[K["tuning"]] == "finetune" and not disabled:
+            st.number_input("Head epochs first", min_value=0, max_value=100, key=K["head_epochs"],
+                            help="Epochs that train only the new head on the frozen backbone before the "
+                            "whole network is fine-tuned.")  # fmt: skip
+
+
+def training_settings() -> None:
+    """The rest of the settings; each shows the recipe's value until changed."""
+    entry = MODELS[ss[K["model"]]]
+    c1, c2, c3 = st.columns(3)
     c1.number_input(
         "Image size (px)", min_value=MIN_IMG_SIZE, max_value=1024, step=16, key=K["img_size"],
         help=f"{entry.name} default: {entry.default_img_size}. "
         + ("Its dense layer is sized from this, so the model only takes this size."
            if entry.fixed_input else "Images are resized to a square of this side."),
     )  # fmt: skip
-    c2.selectbox("Optimizer", OPTIMIZERS, key=K["optimizer"], on_change=settings.optimizer_changed,
-                 help="Changing it resets the learning rate to its default.")
-
-
-def training_form(data_ok: bool) -> bool:
-    """The rest of the settings and the Train button; True when Train was pressed."""
-    with st.form("train_form", border=False):
-        c1, c2, c3 = st.columns(3)
-        c1.number_input("Epochs", min_value=1, max_value=1000, key=K["epochs"])
-        c2.number_input("Batch size", min_value=1, max_value=1024, key=K["batch_size"])
-        c3.number_input("Learning rate", min_value=1e-6, max_value=5.0, step=1e-4, format="%g", key=K["lr"],
-                        help=f"Default for {ss[K['optimizer']]}: {DEFAULT_LR[ss[K['optimizer']]]:g}")
-        c1.selectbox("LR schedule", SCHEDULES, key=K["schedule"])
-        c2.number_input("Patience", min_value=0, max_value=1000, key=K["patience"],
-                        help="Early stopping: epochs without a better val loss before it stops; 0: off.")
-        c3.number_input("Seed", step=1, key=K["seed"], help="Seeds the train/val/test split and training.")
-        c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
-        c1.selectbox("Device", DEVICES, format_func=settings.device_labels().get, key=K["device"])
-        c2.toggle("Augmentation", key=K["augment"], help="Random flips, crops and colour jitter in training.")
-        c1, c2 = st.columns(2)
-        c1.selectbox("Precision", PRECISIONS, key=K["precision"],
-                     help="auto: what measured fastest for this device and model (bench/compute_plan.py).")
-        c2.text_input("Memory budget", key=K["memory_budget"], placeholder="auto: half of the free RAM",
-                      help="A size like 4G or 512M. Above it, images stream from disk instead of memory.")
-        if settings.gpu_count() > 1:
-            st.toggle(f"Use all {settings.gpu_count()} GPUs", key=K["all_gpus"],
-                      help="One training process per GPU with torchrun (DistributedDataParallel); the batch "
-                      "size is the total over all GPUs.")
-        pressed = st.form_submit_button("Train", type="primary", icon=":material/play_arrow:",
-                                        disabled=not data_ok)
+    c2.number_input("Epochs (at most)", min_value=1, max_value=1000, key=K["epochs"])
+    c3.number_input("Batch size", min_value=1, max_value=1024, key=K["batch_size"])
+    c1.selectbox("Optimizer", OPTIMIZERS, key=K["optimizer"])
+    c2.number_input("Learning rate", min_value=1e-6, max_value=5.0, step=1e-4, format="%g", key=K["lr"],
+                    help="Of the head; a fine-tuned pretrained backbone learns at a tenth of it at most.")
+    c3.number_input("Weight decay", min_value=0.0, max_value=1.0, step=0.01, format="%g",
+                    key=K["weight_decay"])  # fmt: skip
+    c1.selectbox("LR schedule", SCHEDULES, key=K["schedule"])
+    c2.number_input("Warm-up epochs", min_value=0.0, max_value=100.0, step=0.5, key=K["warmup_epochs"])
+    c3.number_input("Label smoothing", min_value=0.0, max_value=0.49, step=0.05, key=K["label_smoothing"])
+    c1.number_input("Patience", min_value=0, max_value=1000, key=K["patience"],
+                    help="Early stopping: epochs without a better val loss before it stops; 0: off.")
+    c2.number_input("Seed", step=1, key=K["seed"], help="Seeds the train/val/test split and training.")
+    c3.toggle("Augmentation", key=K["augment"], help="Random flips, crops and colour jitter in training.")
+    c1, c2, c3 = st.columns(3)
+    c1.selectbox("Device", DEVICES, format_func=settings.device_labels().get, key=K["device"])
+    c2.selectbox("Precision", PRECISIONS, key=K["precision"],
+                 help="auto: what measured fastest for this device and model (bench/compute_plan.py).")
+    c3.text_input("Memory budget", key=K["memory_budget"], placeholder="auto: half of the free RAM",
+                  help="A size like 4G or 512M. Above it, images stream from disk instead of memory.")
+    if settings.gpu_count() > 1:
+        st.toggle(f"Use all {settings.gpu_count()} GPUs", key=K["all_gpus"],
+                  help="One training process per GPU with torchrun (DistributedDataParallel); the batch "
+                  "size is the total over all GPUs.")  # fmt: skip
     split_seed = ss[keys.SPLIT_SEED]
     if ss[K["seed"]] != split_seed:
         st.caption(f":material/info: The seed differs from the Data page's split seed ({split_seed}): "
                    "this run splits the images differently from what the Data page shows.")
-    return pressed
+    st.button("Back to the recipe's values", icon=":material/restart_alt:", on_click=settings.reset_to_preset)
 
 
 def show_command(data_ok: bool) -> None:
@@ -88,8 +134,9 @@ def show_command(data_ok: bool) -> None:
         cfg = settings.form_config()
     except BinclsError:
         return  # the Train button reports it
-    with st.popover("Command line", icon=":material/terminal:"):
-        st.caption("These settings as a command (the app runs the same engine):")
+    with st.popover("Command line", icon=":material/terminal:", width="stretch"):
+        st.caption("These settings as a command (the app runs the same engine; the recipe fills in the "
+                   "rest):")
         st.code(shlex.join(to_command(cfg, settings.processes())), language="bash", wrap_lines=True)
         st.caption("On several GPUs or machines, run it under torchrun (README: Training on several GPUs "
                    "or machines):")
@@ -97,10 +144,10 @@ def show_command(data_ok: bool) -> None:
 
 
 @st.cache_data(show_spinner="Building the model summary…", max_entries=32)
-def summary_table(model: str, img_size: int, weights: str, freeze: bool) -> tuple[pd.DataFrame, dict]:
+def summary_table(model: str, img_size: int, pretrained: bool, freeze: bool) -> tuple[pd.DataFrame, dict]:
     # The architecture only (load_weights=False): the same layers, and nothing is downloaded.
-    pretrained = "none" if weights == "none" else "imagenet"
-    net = build_model(model_config(model, img_size, pretrained, freeze), load_weights=False)
+    net = build_model(model_config(model, img_size, "imagenet" if pretrained else "none", freeze),
+                      load_weights=False)  # fmt: skip
     summary = model_summary(net, img_size)
     rows = pd.DataFrame(
         {
@@ -120,8 +167,9 @@ def summary_table(model: str, img_size: int, weights: str, freeze: bool) -> tupl
 def show_summary() -> None:
     model, size = ss[K["model"]], int(ss[K["img_size"]])
     st.subheader("Model summary", anchor=False)
+    pretrained = MODELS[model].pretrainable and ss[K["weights"]] != "none"
     try:
-        rows, totals = summary_table(model, size, settings.weights_value(), settings.freeze_value())
+        rows, totals = summary_table(model, size, pretrained, pretrained and ss[K["tuning"]] == "freeze")
     except BinclsError as exc:
         show_error(exc)
         return

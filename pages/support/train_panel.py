@@ -38,9 +38,8 @@ def launch(action: Callable[[], RunFolder]) -> None:
 
 def start() -> RunFolder:
     """The run the settings describe, checked first so a wrong combination is a message now."""
-    cfg = train_settings.form_config()
-    preflight(cfg)
-    return start_training(cfg, runs_dir(), processes=train_settings.processes())
+    resolved = preflight(train_settings.form_config())
+    return start_training(resolved.config, runs_dir(), processes=train_settings.processes())
 
 
 def shown_run() -> RunFolder | None:
@@ -50,7 +49,7 @@ def shown_run() -> RunFolder | None:
 
 def fold_settings_for(run: RunFolder | None) -> None:
     """Once per run the user is following, fold the settings away so the run is in view."""
-    ss.setdefault(keys.TRAIN_SETTINGS_OPEN, True)
+    ss.setdefault(keys.TRAIN_SETTINGS_OPEN, False)  # the recipe leads; the details are there to open
     if run is None or ss.get(keys.TRAIN_COLLAPSED_FOR) == run.id:
         return
     if run.id == ss.get(keys.CURRENT_RUN) or summarize(run).active:

@@ -1,7 +1,11 @@
-"""The Train page's settings: widget values start from the settings schema (`TrainConfig.defaults()`)
-and turn back into a `TrainConfig`. A setting whose widget key is in `keys.TRAIN_KEYS` under the
-setting's own name is carried over as it is; `weights`, `freeze_backbone` and `memory_budget` are
-shaped by their widgets (a radio and a text box)."""
+"""The Train page's settings: a preset first, then every setting showing the preset's value until the
+user changes it.
+
+A widget whose value differs from what the preset gave it is the user's own setting and stays put
+(across pages and reruns); the others follow the preset, which `bincls.training.recipes.resolve` fills
+in from the settings given. `form_config` turns the page back into a `TrainConfig` holding only the
+user's own settings, so the run resolves exactly as the page showed.
+"""
 
 from __future__ import annotations
 
@@ -13,72 +17,123 @@ import torch
 from bincls import BinclsError
 from bincls.compute import device_info, resolve_device
 from bincls.models import list_models
-from bincls.training.config import DEFAULT_LR, DEVICES, TrainConfig
+from bincls.training.config import DEVICES, TrainConfig
+from bincls.training.recipes import Resolved, resolve
 from pages.support import keys
 
 K = keys.TRAIN_KEYS
 ss = st.session_state
 MODELS = {m.name: m for m in list_models()}
+PRESETS = {
+    "auto": "Auto (recommended)",
+    "fast": "Fast",
+    "best": "Best",
+    "scratch": "From scratch",
+}
+PRESET_HELP = {
+    "auto": "Fast when pretrained weights are at hand, else from scratch.",
+    "fast": "A pretrained backbone as a fixed feature extractor: its features are computed once and only "
+    "the head trains. Seconds to a minute; very good on photos.",
+    "best": "A staged fine-tune of a pretrained backbone: the head first, then the whole network with lower "
+    "rates for its early layers. Minutes; the most accurate.",
+    "scratch": "No pretrained weights: a small CNN learns from your images alone, for as long as the time "
+    "budget allows.",
+}
 WEIGHTS = {"imagenet": "ImageNet", "none": "None (random init)", "file": "Local file"}
-TUNING = {"finetune": "Fine-tune everything", "freeze": "Freeze backbone, train the head"}
+TUNING = {"freeze": "Freeze backbone, train the head", "finetune": "Fine-tune everything"}
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-_SHAPED = ("weights", "freeze_backbone", "memory_budget")  # set from widgets of another shape
-# Settings whose widget holds the value itself, with the type the schema wants.
+# Settings whose widget holds the value itself (weights, freezing and the budgets are shaped by their
+# widgets; the preset, the name and the seed are always the page's own).
+_SHAPED = ("weights", "freeze_backbone", "memory_budget", "time_budget", "preset", "name", "seed")
 DIRECT = [name for name in _FIELDS if name in K and name not in _SHAPED]
-_CASTS = {"int": int, "int | None": int, "float": float, "float | None": float, "bool": bool}
+_CASTS = {"int": int, "int | None": int, "float": float, "float | None": float, "bool": bool,
+          "bool | None": bool}  # fmt: skip
 
 
-def init_settings() -> None:
-    """Widget values on first show: the settings kept while on other pages, else the schema's defaults."""
-    # Streamlit drops a widget's value while its page is not shown; bring the settings back.
-    for key, value in ss.get(keys.TRAIN_SAVED, {}).items():
-        ss.setdefault(key, value)
-    start = TrainConfig.defaults()
-    entry = MODELS[ss.setdefault(K["model"], start["model"])]
-    optimizer = ss.setdefault(K["optimizer"], start["optimizer"])
-    start.update(  # where the schema's default is "decided later", the page shows what it will be
-        img_size=start["img_size"] or entry.default_img_size,
-        lr=start["lr"] or DEFAULT_LR[optimizer],
-        seed=int(ss[keys.SPLIT_SEED]),  # the Data page's split seed: the run splits as that page shows
-    )
-    for name in DIRECT:
-        ss.setdefault(K[name], start[name])
-    ss.setdefault(K["weights"], "imagenet" if entry.pretrainable else start["weights"])
-    ss.setdefault(K["weights_file"], "")
-    ss.setdefault(K["tuning"], "freeze" if start["freeze_backbone"] else "finetune")
-    ss.setdefault(K["memory_budget"], start["memory_budget"] or "")
-    ss.setdefault(K["all_gpus"], True)
+def _widget_values(cfg: TrainConfig) -> dict[str, object]:
+    """What each settings widget shows for a complete config."""
+    values: dict[str, object] = {name: getattr(cfg, name) for name in DIRECT}
+    if cfg.weights in ("imagenet", "none"):
+        values.update(weights=cfg.weights)
+    else:
+        values.update(weights="file", weights_file=cfg.weights)
+    values["tuning"] = "freeze" if cfg.freeze_backbone else "finetune"
+    values["memory_budget"] = cfg.memory_budget or ""
+    values["time_budget"] = round((cfg.time_budget or 0) / 60, 2)  # shown in minutes
+    return values
 
 
-def model_changed() -> None:
-    entry = MODELS[ss[K["model"]]]
-    ss[K["img_size"]] = entry.default_img_size
-    ss[K["weights"]] = "imagenet" if entry.pretrainable else "none"
-    ss[K["tuning"]] = "finetune"
-
-
-def optimizer_changed() -> None:
-    ss[K["lr"]] = DEFAULT_LR[ss[K["optimizer"]]]
-
-
-def weights_value() -> str:
-    if not MODELS[ss[K["model"]]].pretrainable or ss[K["weights"]] == "none":
-        return "none"
-    return ss[K["weights_file"]].strip() if ss[K["weights"]] == "file" else "imagenet"
-
-
-def freeze_value() -> bool:
-    return weights_value() != "none" and ss[K["tuning"]] == "freeze"
+def _own_settings() -> dict[str, object]:
+    """The settings the user changed from what the preset showed, as TrainConfig fields."""
+    shown = ss.get(keys.TRAIN_PRESET_SHOWN, {})
+    own = {}
+    for name in (*DIRECT, "weights", "weights_file", "tuning", "memory_budget", "time_budget"):
+        key = K[name]
+        if key in ss and name in shown and ss[key] != shown[name]:
+            own[name] = ss[key]
+    out = {n: _CASTS.get(str(_FIELDS[n].type), lambda v: v)(v) for n, v in own.items() if n in DIRECT}
+    if "weights" in own or "weights_file" in own:
+        choice = ss[K["weights"]]
+        out["weights"] = ss[K["weights_file"]].strip() if choice == "file" else choice
+    if "tuning" in own:
+        out["freeze_backbone"] = ss[K["tuning"]] == "freeze"
+    if "memory_budget" in own:
+        out["memory_budget"] = ss[K["memory_budget"]].strip() or None
+    if "time_budget" in own:
+        out["time_budget"] = float(ss[K["time_budget"]]) * 60
+    return out
 
 
 def form_config() -> TrainConfig:
-    """The settings on the page, with the data and split of the Data page; raises BinclsError."""
-    values = {name: _CASTS.get(str(_FIELDS[name].type), lambda v: v)(ss[K[name]]) for name in DIRECT}
+    """The page as a config: the data and split of the Data page, the preset, the user's own settings."""
     return TrainConfig(
         data=[str(p) for p in ss[keys.DATA_PATHS]], class_names=ss[keys.CLASS_NAMES],
-        split=list(ss[keys.SPLIT_RATIOS]), weights=weights_value(), freeze_backbone=freeze_value(),
-        memory_budget=ss[K["memory_budget"]].strip() or None, **values,
+        split=list(ss[keys.SPLIT_RATIOS]), preset=ss[K["preset"]], name=ss[K["name"]].strip() or None,
+        seed=int(ss[K["seed"]]), **_own_settings(),
     )  # fmt: skip
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def _resolved(cfg_dict: dict) -> Resolved:
+    """The preset's complete config (cached a minute: it looks for weights files and the network)."""
+    return resolve(TrainConfig.from_dict(cfg_dict))
+
+
+def resolved() -> Resolved | BinclsError:
+    """What the run will train with, or why it cannot (e.g. a pretrained preset with no weights here)."""
+    try:
+        return _resolved(form_config().to_dict())
+    except BinclsError as exc:
+        return exc
+
+
+def init_settings() -> None:
+    """Bring the settings kept while on other pages back, then set every widget the user has not changed
+    to the preset's value. Runs before any widget is drawn (a drawn widget's value cannot be set)."""
+    for key, value in ss.get(keys.TRAIN_SAVED, {}).items():
+        ss.setdefault(key, value)
+    ss.setdefault(K["preset"], "auto")
+    ss.setdefault(K["name"], "")
+    ss.setdefault(K["seed"], int(ss[keys.SPLIT_SEED]))  # the Data page's split seed: as that page shows
+    ss.setdefault(K["all_gpus"], True)
+    ss.setdefault(K["weights_file"], "")
+    result = resolved()
+    if isinstance(result, BinclsError):
+        return  # the page shows why; the widgets keep what they show
+    values = _widget_values(result.config)
+    own = _own_settings()
+    shown = dict(ss.get(keys.TRAIN_PRESET_SHOWN, {}))
+    for name, value in values.items():
+        if _is_own(name, own):
+            continue
+        ss[K[name]] = value
+        shown[name] = value
+    ss[keys.TRAIN_PRESET_SHOWN] = shown
+
+
+def _is_own(name: str, own: dict) -> bool:
+    field = {"weights_file": "weights", "tuning": "freeze_backbone"}.get(name, name)
+    return field in own
 
 
 @st.cache_data(show_spinner=False)
@@ -104,3 +159,9 @@ def device_labels() -> dict[str, str]:
         memory = f", {info['device_memory_gb']} GB" if info.get("device_memory_gb") else ""
         labels[name] = f"{name}: {info['device_name']}{memory}"
     return labels
+
+
+def reset_to_preset() -> None:
+    """Button callback: every setting back to what the recipe gives it."""
+    for name, value in ss.get(keys.TRAIN_PRESET_SHOWN, {}).items():
+        ss[K[name]] = value

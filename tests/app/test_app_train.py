@@ -14,7 +14,9 @@ from streamlit.testing.v1 import AppTest
 
 from bincls.paths import SAMPLE_DATA, runs_dir
 from bincls.training.launcher import active_run, stop_run
+from bincls.training.recipes import RECIPES
 from bincls.training.run_folder import ACTIVE
+from pages.support import train_settings
 from pages.support.keys import TRAIN_KEYS
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -81,45 +83,57 @@ def _poll(at: AppTest, done, timeout: float = 60) -> None:
 
 
 def test_form_renders_with_small_cnn_and_its_summary(train_page):
+    """With no pretrained weights here (the tests' empty torch hub cache), auto's recipe is scratch:
+    the page says so, and every setting shows the recipe's value."""
     at = train_page
+    assert at.radio(key=TRAIN_KEYS["preset"]).value == "auto"
+    notes = [i.value for i in at.info]
+    assert any("Auto chose **scratch**" in n and "no pretrained weights here" in n for n in notes)
     assert at.selectbox(key=TRAIN_KEYS["model"]).value == "small-cnn"
-    assert at.number_input(key=TRAIN_KEYS["img_size"]).value == 128
-    assert at.selectbox(key=TRAIN_KEYS["optimizer"]).value == "adam"
-    assert at.number_input(key=TRAIN_KEYS["lr"]).value == pytest.approx(1e-3)
+    assert at.number_input(key=TRAIN_KEYS["img_size"]).value == RECIPES["scratch"]["img_size"]
+    assert at.selectbox(key=TRAIN_KEYS["optimizer"]).value == RECIPES["scratch"]["optimizer"]
+    assert at.number_input(key=TRAIN_KEYS["lr"]).value == pytest.approx(RECIPES["scratch"]["lr"])
+    assert at.number_input(key=TRAIN_KEYS["time_budget"]).value == RECIPES["scratch"]["time_budget"] / 60
     assert "Bundled sample" in at.markdown[0].value and "42 train" in at.markdown[0].value
     metrics = {m.label: m.value for m in at.metric}
     assert int(metrics["Total params"].replace(",", "")) > 10_000 and metrics["Size"].endswith("MB")
     table = at.dataframe[0].value
     assert {"Layer", "Output shape", "Params"} <= set(table.columns) and table["Params"].sum() > 10_000
-    assert not at.radio, "a scratch model has no weights choice"
-    # The optimizer sets the learning rate's default; a pretrainable model shows the weights choice.
+    weights = [r for r in at.radio if r.key == TRAIN_KEYS["weights"]]
+    assert not weights, "a scratch model has no weights choice"
+    # A chosen optimizer brings its own default learning rate; a pretrainable model shows the weights
+    # choice, set to what works here (no weights at hand: none) at the model's own input size.
     at.selectbox(key=TRAIN_KEYS["optimizer"]).set_value("sgd").run()
     assert at.number_input(key=TRAIN_KEYS["lr"]).value == pytest.approx(1e-2)
     at.selectbox(key=TRAIN_KEYS["model"]).set_value("mobilenet_v3_small").run()
     assert at.number_input(key=TRAIN_KEYS["img_size"]).value == 224
-    assert at.radio(key=TRAIN_KEYS["weights"]).value == "imagenet"
+    assert at.radio(key=TRAIN_KEYS["weights"]).value == "none"
+    assert at.selectbox(key=TRAIN_KEYS["optimizer"]).value == "sgd", "a setting the user chose stays put"
     assert not at.exception and not at.error
 
 
-def test_settings_start_from_the_schema_defaults(monkeypatch):
-    """The page takes its defaults from TrainConfig.defaults(): change one there and the page follows."""
-    from bincls.training.config import TrainConfig
-
-    schema = TrainConfig.defaults()
-    changed = {"epochs": 7, "batch_size": 8, "patience": 2, "schedule": "none", "augment": False,
-               "precision": "fp32", "optimizer": "sgd"}  # fmt: skip
-    monkeypatch.setattr(TrainConfig, "defaults", classmethod(lambda cls: {**schema, **changed}))
+def test_settings_start_from_the_recipe(monkeypatch):
+    """The page shows the preset's recipe: change the recipe and the page follows."""
+    changed = {"epochs": 7, "patience": 2, "schedule": "none", "augment": False, "precision": "fp32",
+               "weight_decay": 0.01}  # fmt: skip
+    monkeypatch.setitem(RECIPES, "scratch", {**RECIPES["scratch"], **changed})
+    train_settings._resolved.clear()  # the page caches what the preset resolves to for a minute
     at = _open_train_page()
-    shown = {name: at.session_state[TRAIN_KEYS[name]] for name in changed}
-    assert shown == changed
-    assert at.number_input(key=TRAIN_KEYS["lr"]).value == pytest.approx(1e-2)  # sgd's own default
+    train_settings._resolved.clear()
+    shown = {name: at.session_state[TRAIN_KEYS[name]] for name in changed if name != "precision"}
+    assert shown == {k: v for k, v in changed.items() if k != "precision"}
 
 
 def test_the_default_settings_are_the_default_command(train_page):
-    """Untouched, the page's settings are the schema's: the command spells out only the model's image size."""
-    assert train_page.code[0].value == shlex.join(
-        ["python", "-m", "bincls", "train", str(SAMPLE_DATA), "--img-size", "128"]
-    )
+    """Untouched, the page's settings are the recipe's: the command is the plain default command."""
+    assert train_page.code[0].value == shlex.join(["python", "-m", "bincls", "train", str(SAMPLE_DATA)])
+
+
+def test_a_pretrained_preset_without_weights_says_so_before_the_press(train_page):
+    at = train_page
+    at.radio(key=TRAIN_KEYS["preset"]).set_value("best").run()
+    assert any("there are none here" in e.value for e in at.error)
+    assert next(b for b in at.button if b.label == "Train").disabled
 
 
 @pytest.mark.slow
