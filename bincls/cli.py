@@ -170,6 +170,44 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if any(p.error is None for p in preds) else 1
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from bincls.audit.label_audit import audit
+    from bincls.data.overlay import load_decisions
+    from bincls.training.run_folder import json_safe
+
+    if len(args.paths) > 2:
+        raise BinclsError(f"audit takes one or two paths; got {len(args.paths)}.")
+    result = audit(args.paths, _names(args.names), progress=None if args.json else _stage_printer())
+    decided = load_decisions([str(p) for p in args.paths])
+    if args.json:
+        out = result.to_dict()
+        for row in out["rows"]:
+            row["decision"] = decided.get(row["path"])
+        print(json.dumps(json_safe(out), indent=1, ensure_ascii=False))
+        return 0
+    print(f"{len(result.rows)} images to look at, of {result.images} ({result.model} features, "
+          f"{result.seconds:.0f} s); most likely problems first:")  # fmt: skip
+    for r in result.rows[: args.limit]:
+        change = f"{r.given} -> {r.suggested}" if r.kind == "label" else r.given
+        mark = f" [{decided[r.path]}]" if r.path in decided else ""
+        print(f"{r.score:6.3f}  {r.kind:<14} {change:<24} {r.path}{mark}")
+    if len(result.rows) > args.limit:
+        print(f"... and {len(result.rows) - args.limit} more (--limit, or --json for all)")
+    for note in result.notes:
+        print(f"Note: {note}")
+    return 0
+
+
+def _stage_printer():
+    if not sys.stderr.isatty():
+        return None
+
+    def show(stage: str, done: int, total: int) -> None:
+        print(f"\r{stage} {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+
+    return show
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from bincls.inference.export import export_onnx
 
@@ -205,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)"
     )
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("audit", help="likely wrong labels, outliers and near-duplicates, ranked (reads only)")
+    _add_data_args(p)
+    p.add_argument("--json", action="store_true", help="print the ranked rows as JSON")
+    p.add_argument("--limit", type=int, default=40, help="rows to print (default 40)")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("evaluate", help="metrics on a run's test split or on other folders")
     p.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")

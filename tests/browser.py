@@ -165,3 +165,19 @@ def goto_page(page, name: str, timeout_ms: int = SLOW_WAIT_MS) -> None:
 def no_errors(page) -> None:
     assert page.locator("[data-testid='stException']").count() == 0
     assert page.locator("[data-testid='stAlertContentError']").count() == 0
+
+
+def open_train_settings(page) -> None:
+    """Unfold the Train page's "All settings" (the recipe leads; the details start folded)."""
+    size = page.get_by_role("spinbutton", name="Image size (px)")
+    if not size.is_visible():
+        page.get_by_text("All settings").first.click()
+    size.wait_for(state="visible")
+
+
+def set_number(page, label: str, value) -> None:
+    """Type a number into a field and commit it (Enter) before anything else is clicked."""
+    field = page.get_by_role("spinbutton", name=label)
+    field.fill(str(value))
+    field.press("Enter")
+    page.wait_for_timeout(800)  # the rerun that takes the value in

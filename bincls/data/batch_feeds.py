@@ -82,6 +82,11 @@ class LoaderBatches:
     def n_items(self) -> int:
         return len(self.loader.dataset)
 
+    def close(self) -> None:
+        """Let the loader go: its persistent workers shut down with it (they ignore SIGTERM, and a process
+        that still holds them waits for them at exit)."""
+        self.loader = None
+
     def __iter__(self) -> Iterator[Batch]:
         for x, y in self.loader:
             x = x.to(self.device, non_blocking=True)
@@ -100,6 +105,15 @@ class TrainingData:
     # The validation split as whole images (eval transform), whatever `val` holds: for calibrating the
     # finished model the way it will predict (cached features cannot be mirrored for TTA).
     val_images: TensorBatches | LoaderBatches | None = None
+    # The training split the same way (no augmentation), or its cached features: what the finished
+    # model's out-of-distribution detector is fitted on.
+    train_images: TensorBatches | LoaderBatches | None = None
+    train_features: torch.Tensor | None = None
+
+    def close(self) -> None:
+        for batches in (self.train, self.val, self.val_images, self.train_images):
+            if isinstance(batches, LoaderBatches):
+                batches.close()
 
 
 def _full_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -194,6 +208,7 @@ def prepare_training_data(
             "each epoch trains only the head.",
             _head_forward,
             TensorBatches(vx, vy, batch_size, device, eval_tf, channels_last=channels_last),
+            train_features=feats_t,
         )
     note = f"Images decoded in memory ({where})."
     if frozen_model is not None:
@@ -205,6 +220,7 @@ def prepare_training_data(
     return TrainingData(
         TensorBatches(tx, ty, batch_size, device, BatchTransform(pre, aug, gen), True, gen, channels_last),
         val, "memory", note, _full_forward, val,
+        TensorBatches(tx, ty, batch_size, device, eval_tf, channels_last=channels_last),
     )  # fmt: skip
 
 
@@ -237,6 +253,8 @@ def _streaming(train_t, val_t, pre, aug, batch_size, gen, device, workers, chann
     val_ds = ImageFileDataset(val_t, build_eval_transform(pre), decode_side=pre.img_size)
     drop_last = len(train_ds) % batch_size == 1 and len(train_ds) > 1
     val = LoaderBatches(DataLoader(val_ds, shuffle=False, **common), device, channels_last)
+    train_eval = ImageFileDataset(train_t, build_eval_transform(pre), decode_side=pre.img_size)
+    once = {**common, "persistent_workers": False}  # read once, after training: no workers kept around
     return TrainingData(
         LoaderBatches(
             DataLoader(train_ds, shuffle=True, generator=gen, drop_last=drop_last, **common),
@@ -244,6 +262,7 @@ def _streaming(train_t, val_t, pre, aug, batch_size, gen, device, workers, chann
             channels_last,
         ),
         val, "stream", message + f" {w} workers decode each image every epoch.", _full_forward, val,
+        LoaderBatches(DataLoader(train_eval, shuffle=False, **once), device, channels_last),
     )  # fmt: skip
 
 

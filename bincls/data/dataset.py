@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from bincls.data.folder_layout import Layout, resolve_layout
 from bincls.data.images import load_rgb
+from bincls.data.overlay import apply_overlay
 from bincls.data.scan import Progress, ScanResult, scan_layout
 from bincls.data.split import SplitConfig, make_split, split_counts
 
@@ -54,10 +55,12 @@ def load_data(
     class_names: list[str] | None = None,
     split: SplitConfig | None = None,
     progress: Progress | None = None,
+    decisions: dict[str, str] | None = None,
 ) -> DataSource:
-    """Scan and split in one call: `load_data(["data/cats", "data/dogs"])`."""
+    """Scan and split in one call: `load_data(["data/cats", "data/dogs"])`. `decisions`: the label
+    audit's {path: keep|exclude|relabel} to apply (bincls.data.overlay), before the split."""
     config = (split or SplitConfig()).normalized()
-    scan = scan_folders(paths, class_names, progress)
+    scan = apply_overlay(scan_folders(paths, class_names, progress), decisions or {})
     return DataSource(scan, make_split(scan, config), config)
 
 

@@ -106,7 +106,7 @@ def evaluate(
 ) -> Evaluation:
     """Metrics and a per-image table for a run's split (default test, else val) or for other folders.
 
-    Probabilities are the calibrated ones (the checkpoint's temperature); `tta` overrides the
+    Probabilities are the calibrated ones (the checkpoint's temperature and bias); `tta` overrides the
     checkpoint's choice of mirror-image test-time augmentation.
     """
     ckpt_path, run = find_checkpoint(run_or_ckpt)
@@ -140,15 +140,14 @@ def evaluate(
     loader = DataLoader(ds, batch_size=batch_size, num_workers=min(2, os.cpu_count() or 1))
     # Through the Scorer, as prediction, export and the server score: the checkpoint's TTA and
     # temperature apply, so these metrics describe the probabilities a user gets.
-    temperature = float(ckpt.get("temperature", 1.0))
-    scorer = Scorer(model, temperature, tta=bool(ckpt.get("tta", False)) if tta is None else tta)
+    scorer = Scorer.from_checkpoint(model, ckpt, tta)
     plan = ComputePlan(dev, None, False, "fp32, as prediction")
     raw, labels = predict_logits(scorer, loader, plan, lambda m, x: m(x)[0])
-    logits = raw / temperature
+    logits = scorer.calibrate(raw)
     metrics = binary_metrics(logits, labels, threshold=threshold)
     metrics["ece"] = calibration_error(torch.sigmoid(logits), labels)
     metrics["ece_uncalibrated"] = calibration_error(torch.sigmoid(raw), labels)
-    metrics["temperature"], metrics["tta"] = temperature, scorer.tta
+    metrics.update(temperature=scorer.temperature, logit_bias=scorer.bias, tta=scorer.tta)
     probs = torch.sigmoid(logits)
     losses = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
     out = pd.DataFrame(

@@ -78,8 +78,7 @@ class Predictor:
         folder = self.checkpoint.parent
         self.run = RunFolder(folder) if (folder / "status.json").exists() else None
         self.threshold = float(threshold) if threshold is not None else saved_threshold(self.run, self.ckpt)
-        self.scorer = Scorer(self.model, float(self.ckpt.get("temperature", 1.0)),
-                             tta=bool(self.ckpt.get("tta", False))).eval()  # fmt: skip
+        self.scorer = Scorer.from_checkpoint(self.model, self.ckpt)
         self._gradcam = None
         self._cam_lock = threading.Lock()
 

@@ -15,17 +15,34 @@ from torch import nn
 class Scorer(nn.Module):
     """`forward(x)` -> (logit [B], P(class 1) [B], ood score [B]); the ood score is 0 without a detector.
 
+    P(class 1) = sigmoid(logit / temperature + bias): the checkpoint's calibration (1 and 0 without).
+
     `ood` is a module mapping pooled features [B, D] to a score [B] (higher: less like the training
     images), with a float attribute `threshold` above which an image is flagged.
     """
 
     def __init__(self, model: nn.Module, temperature: float = 1.0, ood: nn.Module | None = None,
-                 tta: bool = False):  # fmt: skip
+                 tta: bool = False, bias: float = 0.0):  # fmt: skip
         super().__init__()
         self.model = model
         self.temperature = float(temperature)
+        self.bias = float(bias)
         self.ood = ood
         self.tta = tta
+
+    @classmethod
+    def from_checkpoint(cls, model: nn.Module, ckpt: dict, tta: bool | None = None) -> Scorer:
+        """The model as its checkpoint says to score with it (calibration, TTA; `tta` overrides)."""
+        from bincls.inference.ood import load_detector
+
+        return cls(
+            model, float(ckpt.get("temperature", 1.0)), load_detector(ckpt.get("ood")),
+            bool(ckpt.get("tta", False)) if tta is None else tta, float(ckpt.get("logit_bias", 0.0)),
+        ).eval()  # fmt: skip
+
+    def calibrate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Raw logits (after TTA) -> calibrated logits: sigmoid of them is P(class 1)."""
+        return logits.float() / self.temperature + self.bias
 
     @property
     def has_ood(self) -> bool:
@@ -47,7 +64,7 @@ class Scorer(nn.Module):
             feats_m, logit_m = self._features_and_logit(torch.flip(x, dims=[-1]))
             logit = (logit + logit_m) / 2
             feats = None if feats is None else (feats + feats_m) / 2
-        prob = torch.sigmoid(logit.float() / self.temperature)
+        prob = torch.sigmoid(self.calibrate(logit))
         if self.ood is None or feats is None:
             score = torch.zeros_like(prob)
         else:

@@ -112,27 +112,34 @@ class EarlyStopping(Callback):
 
 
 class DivergenceGuard(Callback):
-    """Stops when the validation loss runs away from its best (or is not a number): the run then keeps
-    its best checkpoint and says so, instead of training on from destroyed weights."""
+    """Stops when training has blown up: the validation loss is not a number, or it ran far above its
+    best while the training loss rose too (overfitting lowers the training loss; divergence does not).
+    The run then keeps its best checkpoint and says so, instead of training on from destroyed weights."""
 
     name = "divergence_guard"
 
     def __init__(self, best: BestCheckpoint):
         self.best = best
-        self.reason: str | None = None
-
-    def on_validation(self, state: TrainingState, val: dict) -> None:
-        loss, best = val["loss"], self.best
-        if best.epoch is None or best.epoch == state.epoch:
-            return
-        if not math.isfinite(loss) or loss > max(3 * best.val_loss, best.val_loss + 1.0):
-            self.reason = (
-                f"validation loss diverged ({loss:.3g} at epoch {state.epoch}, best {best.val_loss:.3g} at "
-                f"epoch {best.epoch}): stopping, and keeping the best checkpoint"
-            )
+        self.lowest_train_loss = math.inf
 
     def after_epoch(self, state: TrainingState, record: dict) -> str | None:
-        return self.reason
+        val, train, best = record["val_loss"], record["train_loss"], self.best
+        self.lowest_train_loss = min(self.lowest_train_loss, train)
+        if best.epoch is None or best.epoch == state.epoch:
+            return None
+        ran_away = val > max(3 * best.val_loss, best.val_loss + 1.0) and train > 2 * self.lowest_train_loss
+        if math.isfinite(val) and not ran_away:
+            return None
+        return (
+            f"training diverged (validation loss {val:.3g} at epoch {state.epoch}, best {best.val_loss:.3g} "
+            f"at epoch {best.epoch}; training loss {train:.3g}): stopping, and keeping the best checkpoint"
+        )
+
+    def state_dict(self) -> dict:
+        return {"lowest_train_loss": self.lowest_train_loss}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.lowest_train_loss = float(saved.get("lowest_train_loss", math.inf))
 
 
 def default_callbacks(patience: int) -> list[Callback]:

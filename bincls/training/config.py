@@ -218,6 +218,10 @@ class TrainConfig:
         None, help="e.g. 4G: above it, images stream from disk (default: half of the free RAM)",
         flag="--memory-budget", metavar="SIZE", check=_optional(_is_size), expect="a size like 4G or 512M",
     )  # fmt: skip
+    audit_decisions: bool = setting(
+        True, help="ignore the label audit's decisions (excluded and relabelled images) for this dataset",
+        flag="--ignore-audit", check=_is_bool, expect="true or false",
+    )  # fmt: skip
     init_from: str | None = setting(
         None, help="continue training a finished run (its folder or a checkpoint): start from its best "
         "weights in a new run, keeping its split for the images it had", flag="--continue-from",

@@ -60,12 +60,16 @@ def start_training(
     With `processes` > 1 the same command runs under torchrun, one process per GPU.
     Raises `BusyError` when another run is active.
     """
+    from bincls.training.recipes import is_resolved, resolve
+
     base = Path(runs_dir) if runs_dir else default_runs_dir()
+    if not is_resolved(cfg):  # config.json shows every setting the run will use from the start
+        cfg = resolve(cfg).config
     with _runs_lock(base):
         busy = active_run(base)
         if busy is not None:
             raise BusyError(busy)
-        run = RunFolder.create(base, label=cfg.model)
+        run = RunFolder.create(base, label=cfg.name or cfg.model)
         run.write_config(cfg.to_dict())
         _spawn(run, base, ["--run-dir", str(run.path)], processes)
         return run

@@ -70,7 +70,10 @@ def train(
         with StopFlag(run, world) as stop:
             state = setup(cfg, run, emit, world, resume, started)
             stop.device = state.device
-            return fit(state, stop)
+            try:
+                return fit(state, stop)
+            finally:
+                state.feed.close()
     except BinclsError as exc:
         _failed(emit, str(exc))
         raise

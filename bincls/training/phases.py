@@ -83,7 +83,9 @@ def enter_phase(state: TrainingState, phase: str) -> None:
     cfg, world, emit = state.cfg, state.world, state.emit
     frozen = phase == "head" or bool(cfg.freeze_backbone)
     _set_frozen(state.model, frozen)
-    state.phase, state.feed = phase, None  # the previous phase's batches can go before new ones load
+    if state.feed is not None:  # the previous phase's batches go before the new ones load
+        state.feed.close()
+    state.phase, state.feed = phase, None
     emit("message", "preparing the images" if phase == "main" else "computing the backbone's features")
     mcfg = state.mcfg
     pre = Preprocess(mcfg.img_size, tuple(mcfg.mean), tuple(mcfg.std))

@@ -130,6 +130,8 @@ def resolve(cfg: TrainConfig) -> Resolved:
         model, weights, why = choice
         preset = cfg.preset if cfg.preset != "auto" else ("best" if cfg.freeze_backbone is False else "fast")
         values = {**RECIPES[preset], "model": model, "weights": weights}
+    if cfg.epochs is not None and cfg.time_budget is None:  # epochs asked for are trained, not planned
+        values["time_budget"] = 0.0
     if cfg.optimizer is not None and cfg.lr is None:  # a recipe's rate is for its own optimizer
         from bincls.training.config import DEFAULT_LR
 

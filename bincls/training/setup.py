@@ -20,6 +20,7 @@ from torch import nn
 from bincls.compute import ComputePlan, device_info, plan_compute, resolve_device
 from bincls.data.batch_feeds import TrainingData
 from bincls.data.dataset import DataSource, load_data
+from bincls.data.overlay import load_decisions
 from bincls.data.split import SplitConfig, load_split, save_split
 from bincls.errors import BinclsError
 from bincls.models import ModelConfig, build_model, format_summary, model_config, model_summary
@@ -29,7 +30,7 @@ from bincls.training.config import TrainConfig
 from bincls.training.distributed import World, barrier
 from bincls.training.distributed import start as start_world
 from bincls.training.events import Emitter
-from bincls.training.run_folder import RunFolder
+from bincls.training.run_folder import RunFolder, write_json_atomic
 
 # Of a time budget, this share is kept for what follows the last epoch (calibration on validation).
 FINISH_SHARE = 0.08
@@ -192,10 +193,13 @@ def setup(cfg: TrainConfig, run: RunFolder | None, emit: Emitter, world: World, 
 def _data(cfg: TrainConfig, run: RunFolder | None, emit: Emitter, world: World, resume: bool) -> DataSource:
     emit("message", "checking the image files")
     split_cfg = SplitConfig(*cfg.split, seed=cfg.seed)
+    decisions = load_decisions(cfg.data) if cfg.audit_decisions else {}
     for main_turn in (True, False):  # rank 0 scans first; the others then read its scan cache, not race it
         if world.is_main == main_turn:
-            data = load_data(cfg.data, cfg.class_names, split_cfg)
+            data = load_data(cfg.data, cfg.class_names, split_cfg, decisions=decisions)
         barrier(world)
+    if decisions and world.is_main:
+        _record_decisions(run, decisions, emit)
     if resume and run.split_path.exists():
         return _saved_split(data, run.split_path, emit)
     if cfg.init_from:
@@ -205,6 +209,14 @@ def _data(cfg: TrainConfig, run: RunFolder | None, emit: Emitter, world: World, 
     if world.is_main:
         save_split(data.split, run.split_path)
     return data
+
+
+def _record_decisions(run: RunFolder, decisions: dict[str, str], emit: Emitter) -> None:
+    """The audit decisions this run honours, kept in its folder: the run can be repeated as it was."""
+    write_json_atomic(run.path / "audit_decisions.json", decisions)
+    counts = {a: sum(1 for v in decisions.values() if v == a) for a in ("exclude", "relabel")}
+    emit("message", f"label audit: {counts['exclude']} image(s) excluded, {counts['relabel']} relabelled "
+                    "(--ignore-audit trains without these decisions)")  # fmt: skip
 
 
 def _saved_split(data: DataSource, path, emit: Emitter) -> DataSource:

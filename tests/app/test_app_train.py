@@ -221,13 +221,14 @@ def test_several_gpus_offer_use_all_and_show_the_torchrun_command(monkeypatch):
 def test_precision_and_memory_budget_reach_the_run(train_page):
     at = train_page
     at.number_input(key=TRAIN_KEYS["img_size"]).set_value(32).run()
-    at.text_input(key=TRAIN_KEYS["memory_budget"]).set_value("lots")
-    _button(at, "Train").click().run()
+    at.text_input(key=TRAIN_KEYS["memory_budget"]).set_value("lots").run()
+    # The page says what is wrong before the press, and Train cannot start it.
     assert any("memory_budget must be a size" in e.value for e in at.error), [e.value for e in at.error]
+    assert _button(at, "Train").disabled
     assert active_run(runs_dir()) is None  # nothing started
     at.selectbox(key=TRAIN_KEYS["precision"]).set_value("fp32")
     at.text_input(key=TRAIN_KEYS["memory_budget"]).set_value("64K")
-    at.number_input(key=TRAIN_KEYS["epochs"]).set_value(1)
+    at.number_input(key=TRAIN_KEYS["epochs"]).set_value(1).run()
     _button(at, "Train").click().run()
     run = active_run(runs_dir())
     assert run is not None and not at.error

@@ -22,9 +22,11 @@ from browser import (
     goto_page,
     new_session,
     no_errors,
+    open_train_settings,
     require_chromium,
     screenshot,
     serve_app_process,
+    set_number,
 )
 
 from bincls.training.launcher import active_run, stop_run
@@ -69,12 +71,10 @@ def test_run_survives_a_server_kill_and_the_new_server_reattaches():
                 page.goto(url)
                 page.get_by_role("heading", name="Data", level=1).wait_for(timeout=WAIT)
                 goto_page(page, "Train")
-                size = page.get_by_role("spinbutton", name="Image size (px)")
-                size.fill("64")
-                size.press("Enter")
-                time.sleep(1)
-                page.get_by_role("spinbutton", name="Epochs").fill("1000")
-                page.get_by_role("spinbutton", name="Patience").fill("0")  # no early stopping
+                open_train_settings(page)
+                set_number(page, "Image size (px)", 64)
+                set_number(page, "Epochs (at most)", 1000)
+                set_number(page, "Patience", 0)  # no early stopping
                 page.get_by_role("button", name="Train", exact=True).click()
                 page.get_by_role("button", name="Stop").wait_for(timeout=WAIT)
                 run = active_run()

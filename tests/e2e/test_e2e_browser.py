@@ -10,7 +10,16 @@ import re
 import time
 
 import pytest
-from browser import browser_page, goto_page, no_errors, require_chromium, screenshot, serve_app
+from browser import (
+    browser_page,
+    goto_page,
+    no_errors,
+    open_train_settings,
+    require_chromium,
+    screenshot,
+    serve_app,
+    set_number,
+)
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -50,11 +59,12 @@ def test_data_preview_train_runs_in_the_browser(app_url):
         screenshot(page, "2-preview")
 
         goto_page(page, "Train", 120_000)
-        page.get_by_role("spinbutton", name="Image size (px)").fill("224")
-        page.get_by_role("spinbutton", name="Image size (px)").press("Enter")
-        page.get_by_role("spinbutton", name="Epochs").fill("2")
+        page.get_by_text("Auto chose").first.wait_for(timeout=60_000)  # the recipe leads, with its reason
+        open_train_settings(page)
+        set_number(page, "Image size (px)", 224)
+        set_number(page, "Epochs (at most)", 2)
         screenshot(page, "3-train-form")
-        page.get_by_role("button", name="Train").click()
+        page.get_by_role("button", name="Train", exact=True).click()
 
         # The live panel redraws from the run folder about once a second: the charts gain points.
         seen: list[int] = []

@@ -185,7 +185,6 @@ def test_five_sessions_while_a_run_trains(sample_run, tmp_path):
                 page = pages[2]
                 goto_page(page, "Train")
                 page.get_by_role("button", name="Stop").wait_for(timeout=WAIT)  # the running run, live
-                page.get_by_text("Model and training settings").click()
                 page.get_by_role("button", name="Train", exact=True).click()
                 page.get_by_text(f"Run {training.id} is already training").wait_for(timeout=WAIT)
                 no_errors(page)
