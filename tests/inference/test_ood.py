@@ -1,0 +1,59 @@
+"""Out-of-distribution detection: the k-NN detector, its calibration, and "unlike the training images"."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bincls.inference.ood import KnnDetector, fit_detector, load_detector, sample_bank
+from bincls.paths import PROJECT_ROOT
+
+
+def test_the_detector_is_calibrated_on_validation_and_flags_what_is_far():
+    g = torch.Generator().manual_seed(0)
+    centre = torch.randn(64, generator=g)
+    near = lambda n: centre + 0.3 * torch.randn(n, 64, generator=g)  # noqa: E731
+    train, val, test = near(500), near(400), near(400)
+    det = fit_detector(train, torch.randint(0, 2, (500,), generator=g), val, false_flag_rate=0.05)
+    with torch.no_grad():
+        assert (det(val) > det.threshold).float().mean() == pytest.approx(0.05, abs=0.01)
+        assert (det(test) > det.threshold).float().mean() < 0.1
+        far = torch.randn(100, 64, generator=g)  # other directions altogether
+        assert (det(far) > det.threshold).float().mean() > 0.95
+    again = load_detector(det.state())
+    assert isinstance(again, KnnDetector) and again.threshold == det.threshold
+    assert torch.allclose(again(far), det(far), atol=1e-6)
+    assert load_detector(None) is None and load_detector({"kind": "unknown"}) is None
+
+
+def test_the_bank_keeps_each_class_in_its_share():
+    feats = torch.randn(3000, 8)
+    labels = torch.tensor([0] * 2000 + [1] * 1000)
+    bank = sample_bank(feats, labels, size=300)
+    assert len(bank) == 300
+    assert len(sample_bank(feats[:100], labels[:100], size=300)) == 100
+
+
+@pytest.mark.slow
+def test_a_model_of_insects_says_faces_are_unlike_its_training_images(hymenoptera, face_mask, imagenet_hub,
+                                                                       tmp_path):  # fmt: skip
+    def bincls(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "bincls", *args], cwd=PROJECT_ROOT, capture_output=True,
+                              text=True, check=True).stdout  # fmt: skip
+
+    out = bincls("train", str(hymenoptera), "--runs-dir", str(tmp_path / "runs"))
+    run = out.strip().splitlines()[-1]
+    faces = tmp_path / "faces"
+    shutil.copytree(face_mask / "with_mask", faces)
+    preds = json.loads(bincls("predict", f"{run}/best.pt", str(faces), str(hymenoptera / "val"), "--json"))
+    ok = [p for p in preds if p["error"] is None]
+    face = [p for p in ok if str(faces) in p["source"]]
+    insects = [p for p in ok if str(hymenoptera) in p["source"]]
+    assert all(isinstance(p["ood"], bool) and p["ood_score"] is not None for p in ok)
+    assert sum(p["ood"] for p in face) / len(face) >= 0.8
+    assert sum(p["ood"] for p in insects) / len(insects) <= 0.1
