@@ -32,6 +32,7 @@ from bincls.inference.calibration import calibration_error
 from bincls.inference.logits import predict_logits
 from bincls.inference.metrics import binary_metrics
 from bincls.inference.scoring import Scorer
+from bincls.inference.threshold import check_threshold
 from bincls.models.checkpoint import load_model, preprocess_of
 from bincls.training.run_folder import RunFolder
 
@@ -116,6 +117,8 @@ def evaluate(
     notes: list[str] = []
     if threshold is None:
         threshold = saved_threshold(run, ckpt)  # a hand-edited, unusable value falls back
+    else:
+        threshold = check_threshold(threshold)  # NaN would silently predict one class for everything
     if data:
         table, source = _table_for_folders(list(data), names), ", ".join(map(str, data))
     else:
@@ -180,8 +183,7 @@ def _tensors(ev: Evaluation) -> tuple[torch.Tensor, torch.Tensor]:
 
 def at_threshold(ev: Evaluation, threshold: float) -> Evaluation:
     """The same evaluation at another decision threshold, without running the model again."""
-    if not 0.0 <= threshold <= 1.0:
-        raise BinclsError(f"The threshold must be a probability in [0, 1], got {threshold}.")
+    threshold = check_threshold(threshold)
     logits, labels = _tensors(ev)
     metrics = binary_metrics(logits, labels, threshold=threshold)
     table = ev.table.copy()
