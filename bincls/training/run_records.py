@@ -96,18 +96,19 @@ def _confusion(v: Any) -> bool:
     )
 
 
-# metrics.jsonl: what each kind of line needs so that every reader can use it as it is.
+# metrics.jsonl: what each kind of line needs so that every reader can use it as it is: the keys readers
+# index must be there; every other known key, when there, must have its type.
 RECORD_CHECKS = {
     "step": _all(
-        _needs(("epoch", "step", "steps_per_epoch", "global_step"), _int_at_least(1)),
+        _needs(("epoch", "step", "steps_per_epoch"), _int_at_least(1)),
         _needs(("loss",), is_number),
+        _may(("global_step", "epochs"), _int_at_least(1)),
         _may(("lr", "images_per_s", "eta_s", "time"), _number_or_null),
-        _may(("epochs",), _int_at_least(1)),
     ),
     "epoch": _all(
         _needs(("epoch",), _int_at_least(1)),
-        _needs(("epoch_time",), is_number),
-        _needs(("train_loss", "train_accuracy", "val_loss", "val_accuracy"), _number_or_null),
+        _may(("epoch_time",), is_number),
+        _may(("train_loss", "train_accuracy", "val_loss", "val_accuracy"), _number_or_null),
         _may(("lr", "images_per_s", "eta_s", "best_val_loss", "time"), _number_or_null),
         _may(("epochs",), _int_at_least(1)),
         _may(("best_epoch",), lambda v: v is None or _int_at_least(1)(v)),
@@ -162,6 +163,6 @@ def _before_resume(records: list[dict], marker: dict) -> list[dict]:
     return [
         r
         for r in records
-        if not (r["kind"] == "step" and r["global_step"] > step)
+        if not (r["kind"] == "step" and r.get("global_step", 0) > step)
         and not (r["kind"] == "epoch" and r["epoch"] > epoch)
     ]

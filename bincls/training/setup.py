@@ -260,8 +260,9 @@ def _resume(state: TrainingState, last: dict) -> None:
     if metrics.note():
         state.emit("message", metrics.note())
     state.epoch_times = [
-        r["epoch_time"] for r in metrics.records if r["kind"] == "epoch" and r["epoch"] <= state.epoch
-    ]
+        r["epoch_time"] for r in metrics.records
+        if r["kind"] == "epoch" and r["epoch"] <= state.epoch and "epoch_time" in r
+    ]  # fmt: skip
 
 
 def _run_info(state: TrainingState, summary) -> dict:

@@ -19,7 +19,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bincls.data.decode_memory import DECODE_BUDGET_BYTES, MAX_DECODE_BYTES, MAX_SIDE, DecodeBudget
+from bincls.data.decode_memory import (
+    DECODE_BUDGET_BYTES,
+    MAX_DECODE_BYTES,
+    MAX_SIDE,
+    SLACK_BYTES,
+    DecodeBudget,
+)
 from bincls.data.images import ImageProblem, inspect_file, load_rgb
 
 CHILD = Path(__file__).resolve().parents[1] / "decode_child.py"
@@ -81,7 +87,7 @@ def every_mode(folder: Path, w: int, h: int) -> list[Path]:
 def test_the_cost_model_bounds_the_measured_peak_of_every_format_and_mode(tmp_path):
     """Each decode (whole, and the scan's small one), measured in a fresh process, stays under what the
     model said before a pixel was decoded; and the model is not wildly above it for the common files."""
-    paths = every_mode(tmp_path, 3000, 2000)  # 6 megapixels: far above allocator noise
+    paths = every_mode(tmp_path, 2400, 1600)  # 3.8 megapixels: well above allocator noise
     rows = child("peak", *map(str, paths))
     assert len(rows) == 2 * len(paths)
     over = [(Path(r["path"]).name, r["how"], r["peak"] // MiB, r["cost"] // MiB) for r in rows
@@ -90,7 +96,7 @@ def test_the_cost_model_bounds_the_measured_peak_of_every_format_and_mode(tmp_pa
     assert all(r["result"] == "ok" for r in rows), [r for r in rows if r["result"] != "ok"]
     full = {Path(r["path"]).name: r for r in rows if r["how"] == "full"}
     for name in ("rotated.png", "rgba.png", "progressive.jpg"):  # the model is close where it matters
-        assert full[name]["peak"] > 0.6 * full[name]["cost"], (name, full[name])
+        assert full[name]["peak"] > 0.8 * (full[name]["cost"] - SLACK_BYTES), (name, full[name])
 
 
 def test_a_one_pixel_wide_png_of_120_million_rows_is_refused_from_its_header(tmp_path):

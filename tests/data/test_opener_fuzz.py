@@ -21,7 +21,8 @@ from PIL import Image
 
 from bincls.data.dataset import scan_folders
 from bincls.data.images import ImageProblem, inspect_file, load_rgb
-from bincls.paths import PROJECT_ROOT, SAMPLE_DATA
+from bincls.inference.predict import Predictor, expand_inputs
+from bincls.paths import SAMPLE_DATA
 
 CHILD = Path(__file__).resolve().parents[1] / "decode_child.py"
 
@@ -65,14 +66,12 @@ def test_the_scan_lists_them_and_keeps_the_good_images(malformed_folder, tmp_pat
 
 
 def test_predict_on_the_folder_answers_for_every_file(malformed_folder, trained_sample_run):
-    model = str(trained_sample_run / "best.pt")
-    out = subprocess.run([sys.executable, "-m", "bincls", "predict", model, str(malformed_folder), "--json"],
-                         capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)  # fmt: skip
-    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
-    rows = {Path(r["source"]).name: r for r in json.loads(out.stdout)}
+    """As `bincls predict FOLDER` and the Predict page's folder tab do (the CLI itself: test_file_access)."""
+    preds = Predictor(trained_sample_run / "best.pt").predict_many(expand_inputs([malformed_folder]))
+    errors = {Path(p.source).name: p.error for p in preds}
     for name, (_, reason) in MALFORMED.items():
-        assert rows[name]["error"].startswith(reason)
-    assert sum(r["error"] is None for r in rows.values()) == 3
+        assert errors[name].startswith(reason)
+    assert sum(e is None for e in errors.values()) == 3
 
 
 # Fuzzing ---------------------------------------------------------------------------------------------
