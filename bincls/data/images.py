@@ -151,14 +151,21 @@ def _corrupt(name: str, exc: BaseException) -> ImageProblem:
     return ImageProblem(name, f"truncated or corrupt ({_short(exc)})")
 
 
-def _stream_size(fp: BinaryIO) -> int:
+def _seekable(fp: BinaryIO) -> BinaryIO:
+    """A caller's stream as one Pillow can seek in: read into memory (up to the file limit) if it cannot."""
     try:
-        here = fp.tell()
-        end = fp.seek(0, io.SEEK_END)
-        fp.seek(here)
-        return end - here
-    except (OSError, ValueError, AttributeError):
-        return 0
+        if fp.seekable():
+            return fp
+    except (AttributeError, OSError, ValueError):
+        pass
+    return io.BytesIO(fp.read(MAX_FILE_BYTES + 1))
+
+
+def _stream_size(fp: BinaryIO) -> int:
+    here = fp.tell()
+    end = fp.seek(0, io.SEEK_END)
+    fp.seek(here)
+    return end - here
 
 
 @contextmanager
@@ -171,8 +178,13 @@ def _opened(source: str | Path | bytes | BinaryIO, name: str) -> Iterator[tuple[
             fp = open_regular(source)
         except FileProblem as p:
             raise ImageProblem(name, p.reason) from None
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        fp = io.BytesIO(source)
     else:
-        fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+        try:
+            fp = _seekable(source)
+        except OSError as exc:
+            raise ImageProblem(name, f"cannot be read ({exc.strerror or exc})") from None
     try:
         size = os.fstat(fp.fileno()).st_size if own else _stream_size(fp)
         if size == 0:
