@@ -170,7 +170,9 @@ def pid_alive(pid: Any, started: Any = None) -> bool:
             return False
         if isinstance(started, (int, float)) and not isinstance(started, bool):
             return abs(proc.create_time() - float(started)) < 1.0
-        return any(word in part for part in proc.cmdline() for word in _TRAINING_COMMANDS)
+        command = proc.cmdline()
+        # A process that is exiting has no command line any more: it still counts until it is gone.
+        return not command or any(word in part for part in command for word in _TRAINING_COMMANDS)
     except psutil.AccessDenied:
         return True  # it exists; someone else's
     except (psutil.Error, OverflowError, ValueError):
