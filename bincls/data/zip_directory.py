@@ -16,6 +16,7 @@ _END = struct.Struct("<4s4H2LH")  # end of central directory record
 _END64_LOCATOR = struct.Struct("<4sLQL")
 _END64 = struct.Struct("<4sQ2H2L4Q")
 _DIR_ENTRY = struct.Struct("<4s4B4HL2L5H2L")  # central directory file header
+_READ = 1 << 20
 
 
 def count_entries(fileobj: BinaryIO, limit: int) -> int:
@@ -51,14 +52,18 @@ def _walk_directory(fileobj: BinaryIO, start: int, size: int, limit: int) -> int
     if start < 0:
         return 0
     fileobj.seek(start)
-    count = done = 0
+    buf, pos, count, done = b"", 0, 0, 0  # read a MiB at a time: one read per entry is slow
     while done < size and count <= limit:
-        head = fileobj.read(_DIR_ENTRY.size)
-        if len(head) < _DIR_ENTRY.size or head[:4] != b"PK\x01\x02":
+        if len(buf) - pos < _DIR_ENTRY.size:
+            buf, pos = buf[pos:] + fileobj.read(_READ), 0
+            if len(buf) < _DIR_ENTRY.size:
+                break
+        if buf[pos : pos + 4] != b"PK\x01\x02":
             break
-        fields = _DIR_ENTRY.unpack(head)
-        extra = fields[12] + fields[13] + fields[14]  # name, extra field, comment lengths
-        fileobj.seek(extra, io.SEEK_CUR)
-        done += _DIR_ENTRY.size + extra
-        count += 1
+        fields = _DIR_ENTRY.unpack_from(buf, pos)
+        step = _DIR_ENTRY.size + fields[12] + fields[13] + fields[14]  # + name, extra field, comment
+        pos, done, count = pos + step, done + step, count + 1
+        if pos > len(buf):  # a long name or comment ran past what was read: skip the rest of it
+            fileobj.seek(pos - len(buf), io.SEEK_CUR)
+            buf, pos = b"", 0
     return count

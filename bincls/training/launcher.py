@@ -71,7 +71,7 @@ def claim_new_run(cfg: TrainConfig, runs_dir: str | os.PathLike | None = None) -
         busy = active_run(base)
         if busy is not None:
             raise BusyError(busy)
-        run = RunFolder.create(base, label=cfg.model)  # queued, with this process's pid: busy from now
+        run = RunFolder.create(base, label=cfg.name or cfg.model)  # queued, with this process's pid: busy now
         run.write_config(cfg.to_dict())
         return run
 
