@@ -71,7 +71,8 @@ def claim_new_run(cfg: TrainConfig, runs_dir: str | os.PathLike | None = None) -
         busy = active_run(base)
         if busy is not None:
             raise BusyError(busy)
-        run = RunFolder.create(base, label=cfg.name or cfg.model)  # queued, with this process's pid: busy now
+        # Queued, with this process's pid: busy from now. (The model may be the preset's to choose yet.)
+        run = RunFolder.create(base, label=cfg.name or cfg.model or cfg.preset)
         run.write_config(cfg.to_dict())
         return run
 

@@ -195,6 +195,7 @@ class RunFolder:
                 "(--runs-dir on the command line) to a writable folder."
             ) from None
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        label = label or "run"
         safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "-" for ch in label)[:40]
         path = base / f"{stamp}-{safe}-{secrets.token_hex(2)}"
         try:
