@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections import Counter
 
@@ -80,16 +81,21 @@ def _progress_printer(quiet: bool):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from bincls.training.config import TrainConfig, from_arguments
-    from bincls.training.launcher import check_resumable
-    from bincls.training.loop import train
+    from bincls.training.launcher import check_resumable, claim_new_run, claim_resume
     from bincls.training.run_folder import RunFolder
 
+    # Under torchrun only rank 0 keeps the run folder (RANK as torchrun sets it; read without loading torch).
+    main_process = os.environ.get("RANK", "0").strip() in ("", "0")
     if args.run_dir or args.resume:
         # A run folder prepared by the app's launcher, or one to continue: its config.json says what to train.
         run = RunFolder.open(args.run_dir or args.resume)
-        if args.resume:
+        if args.resume and main_process:
+            claim_resume(run)
+        elif args.resume:
             check_resumable(run)
         cfg = TrainConfig.from_dict(run.config())
+        from bincls.training.loop import train
+
         result = train(cfg, listeners=_console(), run=run, resume=bool(args.resume))
         _print_run(result)
         return 0
@@ -99,7 +105,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = from_arguments(args)
     preflight(cfg)  # a mistyped path or a wrong combination fails here, before a run folder exists
-    result = train(cfg, runs_dir=args.runs_dir, listeners=_console())
+    # One run at a time per runs folder, as in the app: a second `train` is told which run is busy.
+    run = claim_new_run(cfg, args.runs_dir) if main_process else None
+    from bincls.training.loop import train
+
+    result = train(cfg, runs_dir=args.runs_dir, listeners=_console(), run=run)
     _print_run(result)
     return 0
 
@@ -232,6 +242,20 @@ def _add_tta(p: argparse.ArgumentParser) -> None:
     tta.add_argument("--no-tta", dest="tta", action="store_const", const=False, help="no mirror average")
 
 
+def _threshold(text: str) -> float:
+    """--threshold: a number from 0 to 1 (argparse's float would take "nan", which predicts one class)."""
+    from bincls.inference.threshold import check_threshold
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    try:
+        return check_threshold(value, "--threshold")
+    except BinclsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _num(v: float | None) -> str:
     return "" if v is None else f"{v:.6f}"
 
@@ -268,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="metrics on a run's test split or on other folders")
     p.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT")
     p.add_argument("--data", nargs="+", metavar="PATH", help="evaluate on these folders instead")
-    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("--threshold", type=_threshold, default=None)
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--json", action="store_true")
     p.add_argument(
@@ -280,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="class and probability for images or folders")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
-    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("--threshold", type=_threshold, default=None)
     p.add_argument("--device", default="auto", choices=DEVICES)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
@@ -292,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="only onnx for now")
     p.add_argument("-o", "--output", metavar="FILE", help="default: beside the checkpoint (best.onnx)")
-    p.add_argument("--threshold", type=float, default=None, help="default: the run's saved threshold")
+    p.add_argument("--threshold", type=_threshold, default=None, help="default: the run's saved threshold")
     p.set_defaults(func=cmd_export)
     return parser
 
@@ -303,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except BinclsError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused (a full disk, a read-only folder): no traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

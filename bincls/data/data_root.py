@@ -35,6 +35,27 @@ def allowed(path: str | os.PathLike) -> bool:
     return root is None or is_inside(path, root)
 
 
+def readable_roots() -> list[str] | None:
+    """Where files may be read from, as real paths: None when no root is set (anywhere). With a root: the
+    root, and the app's own sample and uploads folders (the app offers those whatever the root)."""
+    root = data_root()
+    if root is None:
+        return None
+    from bincls.paths import SAMPLE_DATA, uploads_dir
+
+    return [str(root), os.path.realpath(SAMPLE_DATA), os.path.realpath(uploads_dir())]
+
+
+def outside_reason(path: str | os.PathLike, roots: list[str] | None) -> str | None:
+    """Why `path` may not be read (it really leads outside `roots`, see `readable_roots`), or None."""
+    if roots is None:
+        return None
+    real = os.path.realpath(path)
+    if any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots):
+        return None
+    return f"leads outside the folder this app may read ({roots[0]})"
+
+
 def confine(path: str | os.PathLike) -> Path:
     """`path` as the app may use it; raises `BinclsError` when a data root is set and it leads outside.
 

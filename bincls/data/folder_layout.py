@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bincls.data.images import is_junk_dir
+from bincls.data.data_root import outside_reason, readable_roots
+from bincls.data.file_access import is_junk_dir, is_utf8, readable
 from bincls.errors import BinclsError
 
 SPLITS = ("train", "val", "test")
@@ -51,14 +52,41 @@ class Layout:
 
 
 def _subdirs(path: Path) -> list[Path]:
-    return sorted(
-        (p for p in path.iterdir() if p.is_dir() and not is_junk_dir(p.name)),
-        key=lambda p: p.name.lower(),
-    )
+    """The visible subfolders of `path` (links to folders included), each confined to the data root."""
+    roots = readable_roots()
+    try:
+        entries = list(path.iterdir())
+    except OSError as exc:
+        raise BinclsError(f"Folder {path} cannot be read ({exc.strerror or exc}).") from None
+    out = []
+    for p in entries:
+        try:
+            if is_junk_dir(p.name) or not p.is_dir():
+                continue
+        except OSError:
+            continue  # the walk of the parent lists what cannot be read
+        reason = outside_reason(p, roots)
+        if reason:
+            raise BinclsError(
+                f"Folder {p} is a link that {reason}. Remove the link, or choose folders inside it."
+            )
+        _check_utf8(p)
+        out.append(p)
+    return sorted(out, key=lambda p: p.name.lower())
+
+
+def _check_utf8(p: Path) -> None:
+    """Folder names become class names and paths in the run's own files: they must be text."""
+    if not is_utf8(str(p)):
+        raise BinclsError(f"Folder {readable(str(p))} has a name that is not UTF-8 text; rename it to use it")
 
 
 def _check_dir(path: str | os.PathLike, what: str) -> Path:
     p = Path(os.path.expanduser(os.fspath(path)))
+    _check_utf8(p)
+    reason = outside_reason(p, readable_roots())
+    if reason:
+        raise BinclsError(f"{what} {p} {reason}; choose a folder inside it.")
     if not p.exists():
         if p.is_symlink():
             raise BinclsError(f"{what} {p} is a link to something that does not exist.")

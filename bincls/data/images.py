@@ -2,6 +2,9 @@
 
 The scan, the datasets and prediction all call `load_rgb`, so an image looks the same to the model
 at training and at prediction time (EXIF orientation, transparency, 16-bit and CMYK handled once).
+Whatever a file holds, the only exception that leaves this module is `ImageProblem`, with a reason a
+person understands: files are opened only when regular (`file_access`), and every decode is costed from
+its header and held within the shared memory budget (`decode_memory`) before a pixel is decoded.
 """
 
 from __future__ import annotations
@@ -9,18 +12,45 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile
 
-from bincls.errors import BinclsError
+from bincls.data.decode_memory import (
+    ALPHA_MODES,
+    BAND_PIXELS,
+    DECODE_BUDGET,
+    MAX_DECODE_BYTES,
+    MAX_SIDE,
+    WIDE_MODES,
+    MiB,
+    decode_cost,
+    has_transparency_key,
+)
+from bincls.data.file_access import (
+    JUNK_DIRS,
+    JUNK_NAMES,
+    FileProblem,
+    is_junk_dir,
+    is_junk_name,
+    open_regular,
+)
+
+__all__ = [  # the junk names live in file_access; re-exported from here, their old home
+    "ACCEPTED_FORMATS", "BACKGROUND", "JUNK_DIRS", "JUNK_NAMES", "MAX_FILE_BYTES", "MAX_PIXELS", "STATS_SIDE",
+    "ImageInfo", "ImageProblem", "inspect_file", "is_junk_dir", "is_junk_name", "load_rgb", "to_rgb",
+]  # fmt: skip
 
 # Pillow formats we train on. MPO is what many cameras write for JPEG; it decodes as JPEG.
 ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP", "TIFF"}
+# The only Pillow plugins that ever parse a file (MPO comes through the JPEG plugin): the parsers of
+# formats we never use (PPM, DDS...) never see its bytes.
+_OPEN_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
 
 # Decompression-bomb guard: a 10,000 x 10,000 photo is accepted, anything with more pixels than
 # this is refused from its header alone, before a single pixel is decoded.
@@ -30,11 +60,6 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 # Transparent pixels are composited on this fixed background so that the same file always gives
 # the same RGB image (a random or black background would teach the model an accident).
 BACKGROUND = (255, 255, 255)
-
-# Names that operating systems and tools leave in folders; they are never images.
-JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", ".directory", "icon\r"}
-# Folders that tools leave behind and that never hold training images (macOS zips add __MACOSX).
-JUNK_DIRS = {"__macosx", "$recycle.bin", "system volume information", "@eadir", ".trash", "__pycache__"}
 
 # Magic numbers of image formats Pillow cannot read, so the message can say "unsupported" rather
 # than "not an image".
@@ -50,18 +75,24 @@ _UNSUPPORTED_MAGIC = [
     (0, b"\x00\x00\x00\x0cJXL ", "JPEG XL"),
 ]
 
+# EXIF orientation -> the transposition that shows the image upright (as ImageOps.exif_transpose).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
 # Pillow refuses (rather than warns about) images over its own limit; ours is checked explicitly.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-class ImageProblem(BinclsError):
+class ImageProblem(FileProblem):
     """A file that cannot be used as an image; `reason` is short and readable."""
-
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -79,17 +110,6 @@ class ImageInfo:
     size: int  # bytes
 
 
-def is_junk_name(name: str) -> bool:
-    """Hidden and system files (`.DS_Store`, `Thumbs.db`, `._*` resource forks...)."""
-    low = name.lower()
-    return low in JUNK_NAMES or name.startswith(".")
-
-
-def is_junk_dir(name: str) -> bool:
-    """Hidden and system folders: never a class, never scanned."""
-    return is_junk_name(name) or name.lower() in JUNK_DIRS
-
-
 def _sniff_unsupported(head: bytes) -> str | None:
     for offset, magic, name in _UNSUPPORTED_MAGIC:
         if head[offset : offset + len(magic)] == magic:
@@ -100,74 +120,132 @@ def _sniff_unsupported(head: bytes) -> str | None:
     return None
 
 
-def _open(source: str | Path | bytes | BinaryIO, name: str) -> Image.Image:
-    """Open lazily (header only) and refuse what we will not decode."""
-    if isinstance(source, bytes):
-        source = io.BytesIO(source)
+def _pillow_format(prefix: bytes) -> str | None:
+    """The format a Pillow plugin recognises from the first bytes alone (its `_accept` check), without
+    letting that plugin parse the file."""
+    Image.init()
+    for fmt in Image.ID:
+        accept = Image.OPEN[fmt][1]
+        try:
+            if accept is not None and accept(prefix) is True:
+                return fmt
+        except Exception:  # noqa: BLE001 - a plugin's check failing only means "not this format"
+            continue
+    return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text[:120]
+
+
+def _corrupt(name: str, exc: BaseException) -> ImageProblem:
+    """The reason for whatever a decoder raised (Pillow raises OSError, ValueError, SyntaxError,
+    struct.error, IndexError, NotImplementedError... on malformed files)."""
+    if isinstance(exc, MemoryError):
+        return ImageProblem(name, "too large (ran out of memory decoding it)")
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageProblem(name, f"too large (more than {MAX_PIXELS:,} pixels)")
+    if isinstance(exc, OSError) and exc.errno is not None:  # the file system, not the content
+        return ImageProblem(name, f"cannot be read ({exc.strerror or exc})")
+    return ImageProblem(name, f"truncated or corrupt ({_short(exc)})")
+
+
+def _seekable(fp: BinaryIO) -> BinaryIO:
+    """A caller's stream as one Pillow can seek in: read into memory (up to the file limit) if it cannot."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(source)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageProblem(name, f"too large (more than {MAX_PIXELS:,} pixels)") from None
+        if fp.seekable():
+            return fp
+    except (AttributeError, OSError, ValueError):
+        pass
+    return io.BytesIO(fp.read(MAX_FILE_BYTES + 1))
+
+
+def _stream_size(fp: BinaryIO) -> int:
+    here = fp.tell()
+    end = fp.seek(0, io.SEEK_END)
+    fp.seek(here)
+    return end - here
+
+
+@contextmanager
+def _opened(source: str | Path | bytes | BinaryIO, name: str) -> Iterator[tuple[Image.Image, BinaryIO, int]]:
+    """(image opened lazily, header only; its file; the file's size in bytes). Refuses what we will
+    not decode; closes the file afterwards when it opened it."""
+    own = isinstance(source, (str, os.PathLike))
+    if own:
+        try:
+            fp = open_regular(source)
+        except FileProblem as p:
+            raise ImageProblem(name, p.reason) from None
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        fp = io.BytesIO(source)
+    else:
+        try:
+            fp = _seekable(source)
+        except OSError as exc:
+            raise ImageProblem(name, f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        size = os.fstat(fp.fileno()).st_size if own else _stream_size(fp)
+        if size == 0:
+            raise ImageProblem(name, "empty file (0 bytes)")
+        if size > MAX_FILE_BYTES:
+            limit = f"limit {MAX_FILE_BYTES / MiB:,.0f} MB"
+            raise ImageProblem(name, f"too large ({size / MiB:,.0f} MB, {limit})")
+        yield _open_image(fp, name), fp, size
+    finally:
+        if own:
+            fp.close()
+
+
+def _open_image(fp: BinaryIO, name: str) -> Image.Image:
+    start = fp.tell() if hasattr(fp, "tell") else 0
+    try:
+        im = Image.open(fp, formats=_OPEN_FORMATS)
     except Image.UnidentifiedImageError:
-        head = _read_head(source)
-        fmt = _sniff_unsupported(head)
+        fp.seek(start)
+        head = fp.read(64)
+        fmt = _sniff_unsupported(head) or _pillow_format(head[:16])
+        if fmt in _OPEN_FORMATS:  # its own plugin gave up on the header
+            raise ImageProblem(name, f"truncated or corrupt (a {fmt} header that cannot be read)") from None
         if fmt:
             raise ImageProblem(name, f"unsupported format ({fmt})") from None
         raise ImageProblem(name, "not an image (content not recognised)") from None
-    except OSError as exc:
-        # An OSError with an errno is the file system (permissions, I/O); without one it is Pillow
-        # giving up on the content ("Truncated File Read", "could not create decoder object").
-        if exc.errno is None:
-            raise ImageProblem(name, f"truncated or corrupt ({_short(exc)})") from None
-        raise ImageProblem(name, f"cannot be read ({exc.strerror or exc})") from None
-    if im.format not in ACCEPTED_FORMATS:
-        im.close()
-        raise ImageProblem(name, f"unsupported format ({im.format})")
+    except Exception as exc:  # noqa: BLE001 - any parser failure is this file's reason, never a crash
+        raise _corrupt(name, exc) from None
     w, h = im.size
-    if w * h > MAX_PIXELS:
-        im.close()
-        raise ImageProblem(name, f"too large ({w}x{h} pixels, limit {MAX_PIXELS:,})")
+    if im.format not in ACCEPTED_FORMATS:
+        raise ImageProblem(name, f"unsupported format ({im.format})")
     if w < 1 or h < 1:
-        im.close()
         raise ImageProblem(name, "empty image (0 pixels)")
+    if w * h > MAX_PIXELS:
+        raise ImageProblem(name, f"too large ({w}x{h} pixels, limit {MAX_PIXELS:,})")
+    if max(w, h) > MAX_SIDE:
+        raise ImageProblem(name, f"too large ({w}x{h} pixels: a side over {MAX_SIDE:,} px)")
     return im
 
 
-def _read_head(source) -> bytes:
+@contextmanager
+def _reserved(im: Image.Image, name: str, max_side: int | None, file_bytes: int) -> Iterator[None]:
+    """Pick the draft scale, cost the decode from the header, refuse it above the per-image limit, and
+    hold its cost in the shared budget (waiting for room) while the caller decodes."""
+    full = im.size
     try:
-        if isinstance(source, (str, Path)):
-            with open(source, "rb") as f:
-                return f.read(64)
-        source.seek(0)
-        return source.read(64)
-    except OSError:
-        return b""
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode to 8-bit RGB, transparency composited on `BACKGROUND`."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        # Pillow's own convert clips 16-bit values at 255; scale them instead.
-        arr = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if arr.max(initial=0) > 255 or im.mode.startswith("I;16") else 255.0
-        if im.mode == "F":
-            lo, hi = float(arr.min(initial=0)), float(arr.max(initial=1))
-            arr, top = arr - lo, max(hi - lo, 1e-12)
-        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, "L").convert("RGB")
-    # Palette, grey and RGB PNGs can mark one colour transparent (tRNS) instead of having alpha.
-    if im.mode in ("P", "L", "RGB") and im.info.get("transparency") is not None:
-        im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        im = im.convert("RGBA")
-        base = Image.new("RGB", im.size, BACKGROUND)
-        base.paste(im, mask=im.getchannel("A"))
-        return base
-    if im.mode == "RGB":
-        return im
-    return im.convert("RGB")
+        if max_side and im.format in ("JPEG", "MPO"):
+            w, h = full
+            scale = max(max_side / min(w, h), 1 / 8)
+            im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
+        cost = decode_cost(im, full, file_bytes)
+    except Exception as exc:  # noqa: BLE001 - a header the cost model cannot read
+        raise _corrupt(name, exc) from None
+    if cost > MAX_DECODE_BYTES:
+        raise ImageProblem(
+            name,
+            f"too large to decode ({full[0]}x{full[1]} {im.mode} needs about {cost / MiB:,.0f} MB, "
+            f"limit {MAX_DECODE_BYTES / MiB:,.0f} MB)",
+        )
+    with DECODE_BUDGET.hold(cost):
+        yield
 
 
 def load_rgb(
@@ -179,37 +257,102 @@ def load_rgb(
     times faster; the result is at least `max_side` on its shorter side when the file is that big.
     Raises `ImageProblem` with a readable reason for anything that is not a usable image.
     """
-    name = name or (str(source) if isinstance(source, (str, Path)) else "upload")
-    with _open(source, name) as im:
-        return _decode(im, name, max_side)
+    name = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "upload")
+    with _opened(source, name) as (im, _, size), _reserved(im, name, max_side, size):
+        return _decode(im, name, owned=True)[0]
 
 
 def to_rgb(im: Image.Image, name: str = "image") -> Image.Image:
     """An already opened PIL image made RGB exactly as files are (EXIF orientation, transparency)."""
-    return _decode(im, name, None)
+    with _reserved(im, name, None, 0):
+        rgb = _decode(im, name, owned=False)[0]
+    return rgb.copy() if rgb is im else rgb  # never the caller's own object
 
 
-def _decode(im: Image.Image, name: str, max_side: int | None) -> Image.Image:
-    if max_side and im.format in ("JPEG", "MPO"):
-        w, h = im.size
-        scale = max(max_side / min(w, h), 1 / 8)
-        im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
+def _decode(im: Image.Image, name: str, owned: bool) -> tuple[Image.Image, int]:
+    """(the RGB image, upright; the EXIF orientation it had). `owned`: `im` is ours to release as soon
+    as a converted copy exists, so that at most two images are alive at any moment."""
     try:
         im.load()  # decodes the first frame / page only
-    except Image.DecompressionBombError:
-        raise ImageProblem(name, f"too large (more than {MAX_PIXELS:,} pixels)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageProblem(name, f"truncated or corrupt ({_short(exc)})") from None
+        orientation = _orientation(im)
+        rgb = _to_rgb(im, owned)
+        upright = _UPRIGHT.get(orientation)
+        if upright is not None:
+            turned = rgb.transpose(upright)
+            if owned or rgb is not im:
+                _release(rgb)
+            rgb = turned
+        return rgb, orientation
+    except ImageProblem:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a decoder raises is this file's reason
+        raise _corrupt(name, exc) from None
+
+
+def _orientation(im: Image.Image) -> int:
     try:
-        im = ImageOps.exif_transpose(im) or im
+        value = im.getexif().get(0x0112, 1)
+        return int(value) if int(value) in _UPRIGHT else 1
     except Exception:  # noqa: BLE001 - broken EXIF must not lose an otherwise good image
-        pass
-    return _to_rgb(im)
+        return 1
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text[:120]
+def _release(im: Image.Image) -> None:
+    """Free an image's pixels now rather than when the last reference goes (base close: no file I/O)."""
+    Image.Image.close(im)
+
+
+def _to_rgb(im: Image.Image, owned: bool) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB, transparency composited on `BACKGROUND`."""
+    if im.mode in WIDE_MODES:
+        grey = _wide_to_grey(im)
+        if owned:
+            _release(im)
+        rgb = grey.convert("RGB")
+        _release(grey)
+        return rgb
+    if im.mode != "RGBA" and (im.mode in ALPHA_MODES or has_transparency_key(im)):
+        rgba = im.convert("RGBA")
+        if owned:
+            _release(im)
+        im, owned = rgba, True
+    if im.mode == "RGBA":
+        base = Image.new("RGB", im.size, BACKGROUND)
+        base.paste(im, mask=im)  # an RGBA mask means its alpha band
+        if owned:
+            _release(im)
+        return base
+    if im.mode == "RGB":
+        return im
+    rgb = im.convert("RGB")
+    if owned:
+        _release(im)
+    return rgb
+
+
+def _wide_to_grey(im: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float grey to 8-bit grey, scaled rather than clipped (Pillow's own convert
+    clips at 255), a band of rows at a time so the float copies stay small."""
+    w, h = im.size
+    rows = max(1, BAND_PIXELS // w)
+    bands = [(y, min(y + rows, h)) for y in range(0, h, rows)]
+
+    def band(y0: int, y1: int) -> np.ndarray:
+        return np.asarray(im.crop((0, y0, w, y1)), dtype=np.float64)
+
+    lo, hi = 0.0, 1.0 if im.mode == "F" else 0.0  # as numpy's min(initial=0), max(initial=...)
+    for y0, y1 in bands:
+        values = band(y0, y1)
+        lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
+    if im.mode == "F":
+        offset, top = lo, max(hi - lo, 1e-12)
+    else:
+        offset, top = 0.0, 65535.0 if hi > 255 or im.mode.startswith("I;16") else 255.0
+    out = Image.new("L", (w, h))
+    for y0, y1 in bands:
+        scaled = np.clip((band(y0, y1) - offset) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        out.paste(Image.fromarray(scaled, "L"), (0, y0))
+    return out
 
 
 # A small decode is enough for statistics and to prove the whole file decodes.
@@ -222,35 +365,19 @@ def inspect_file(path: str | os.PathLike) -> ImageInfo:
     Raises `ImageProblem` with the reason a person understands.
     """
     path = os.fspath(path)
-    if os.path.islink(path) and not os.path.exists(path):
-        raise ImageProblem(path, "dangling link (its target does not exist)")
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise ImageProblem(path, f"cannot be read ({exc.strerror or exc})") from None
-    if size == 0:
-        raise ImageProblem(path, "empty file (0 bytes)")
-    if size > MAX_FILE_BYTES:
-        raise ImageProblem(path, f"too large ({size / 2**20:,.0f} MB)")
-    # One read serves both the hash and the decode.
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise ImageProblem(path, f"cannot be read ({exc.strerror or exc})") from None
-    digest = hashlib.sha256(data).hexdigest()
-    with _open(io.BytesIO(data), path) as im:
+    with _opened(path, path) as (im, fp, size):
         fmt, stored_mode = im.format, im.mode
         width, height = im.size  # before the draft decode shrinks it
-        rgb = _decode(im, path, STATS_SIDE)
-        # Only after the decode: for PNG, getexif() decodes the image itself, and a decode error
-        # swallowed here would let a corrupt file through as a good one.
-        try:
-            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
-                width, height = height, width
-        except Exception:  # noqa: BLE001 - unreadable EXIF: keep the stored size
-            pass
-    rgb.thumbnail((STATS_SIDE, STATS_SIDE))
+        try:  # streamed: the file's bytes are never all in memory (Pillow seeks to its pixels itself)
+            fp.seek(0)
+            digest = hashlib.file_digest(fp, "sha256").hexdigest()
+        except OSError as exc:
+            raise ImageProblem(path, f"cannot be read ({exc.strerror or exc})") from None
+        with _reserved(im, path, STATS_SIDE, size):
+            rgb, orientation = _decode(im, path, owned=True)
+            rgb.thumbnail((STATS_SIDE, STATS_SIDE))
+    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees
+        width, height = height, width
     arr = np.asarray(rgb, dtype=np.float64) / 255.0
     flat = arr.reshape(-1, 3)
     return ImageInfo(

@@ -6,6 +6,7 @@ cache lives in bincls' own cache folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -17,8 +18,9 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
+from bincls.data.file_access import readable, walk_files
 from bincls.data.folder_layout import SPLITS, Layout
-from bincls.data.images import ImageProblem, inspect_file, is_junk_dir, is_junk_name
+from bincls.data.images import ImageProblem, inspect_file
 from bincls.paths import cache_dir
 
 Progress = Callable[[int, int], None]
@@ -107,54 +109,19 @@ class ScanResult:
         }
 
 
-def _is_utf8(name: str) -> bool:
-    """False for a name whose bytes are not UTF-8 (an old zip's Latin-1 'caf\xe9.jpg'): Python holds
-    it with surrogates, which the cache, the split CSV and JSON output cannot store."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _readable(path: str) -> str:
-    """`path` as text a person can read, the undecodable bytes shown as U+FFFD."""
-    return os.fsencode(path).decode("utf-8", "replace")
-
-
 def _walk(folder: str) -> tuple[list[str], list[SkippedFile]]:
-    """All candidate files below `folder`, sorted; junk is listed, not checked."""
-    files: list[str] = []
-    skipped: list[SkippedFile] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        keep = []
-        for d in sorted(dirnames):
-            full = os.path.join(dirpath, d)
-            if os.path.islink(full):
-                skipped.append(SkippedFile(full, "link to a folder (not followed)"))
-            elif is_junk_dir(d):
-                skipped.append(SkippedFile(full, "hidden or system folder (not scanned)"))
-            elif not _is_utf8(d):
-                skipped.append(SkippedFile(_readable(full), "folder name is not UTF-8 (not scanned)"))
-            else:
-                keep.append(d)
-        dirnames[:] = keep
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            if is_junk_name(name):
-                skipped.append(SkippedFile(full, "hidden or system file"))
-            elif not _is_utf8(name):
-                skipped.append(SkippedFile(_readable(full), "file name is not UTF-8 (rename it to use it)"))
-            else:
-                files.append(full)
-    return files, skipped
+    """All candidate files below `folder`, sorted; what is left out is listed with the reason."""
+    walk = walk_files(folder)
+    return walk.files, [SkippedFile(readable(p), r) for p, r in walk.skipped]
 
 
 class ScanCache:
     """Per-file check results keyed by (path, size, mtime), so unchanged files are not decoded again."""
 
-    # Bumped whenever a file's verdict can change for the same bytes (v2: corrupt PNGs were accepted).
-    VERSION = 2
+    # Bumped whenever a file's verdict can change for the same bytes (v2: corrupt PNGs were accepted;
+    # v3: memory bombs, decoder exceptions and non-regular files). Paths are kept as their bytes, so
+    # a folder whose name is not UTF-8 is cached too.
+    VERSION = 3
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = os.fspath(path or cache_dir() / f"scan-v{self.VERSION}.sqlite")
@@ -162,7 +129,7 @@ class ScanCache:
         self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS files"
-            " (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, result TEXT)"
+            " (path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, result TEXT)"
         )
 
     # Paths per SELECT ... IN (...): below SQLite's oldest limit of 999 bound parameters.
@@ -170,28 +137,42 @@ class ScanCache:
 
     def get_many(self, keys: dict[str, tuple[int, int]]) -> dict[str, dict]:
         out = {}
-        paths = list(keys)
-        with self._lock:
+        by_bytes = {os.fsencode(p): p for p in keys}
+        paths = list(by_bytes)
+        with self._lock, contextlib.suppress(sqlite3.Error):  # an unreadable cache: nothing cached
             for i in range(0, len(paths), self.LOOKUP_BATCH):
                 part = paths[i : i + self.LOOKUP_BATCH]
                 marks = ",".join("?" * len(part))
                 rows = self._db.execute(
                     f"SELECT path, size, mtime_ns, result FROM files WHERE path IN ({marks})", part
                 )
-                for path, size, mtime, result in rows:
+                for raw, size, mtime, result in rows:
+                    path = by_bytes[raw]
                     if keys[path] == (size, mtime):
                         out[path] = json.loads(result)
         return out
 
     def put_many(self, rows: Iterable[tuple[str, int, int, dict]]) -> None:
-        with self._lock, self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
-                [(p, s, m, json.dumps(r)) for p, s, m, r in rows],
-            )
+        """Store results; a cache that cannot be written (a full disk) only costs the next scan time."""
+        try:
+            with self._lock, self._db:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+                    [(os.fsencode(p), s, m, json.dumps(r)) for p, s, m, r in rows],
+                )
+        except sqlite3.Error:
+            pass
 
     def close(self) -> None:
         self._db.close()
+
+
+def _open_cache() -> ScanCache | None:
+    """The scan cache, or None when its folder cannot be written (read-only, full): scanning goes on."""
+    try:
+        return ScanCache()
+    except (OSError, sqlite3.Error):
+        return None
 
 
 def _stat_key(path: str) -> tuple[int, int] | None:
@@ -215,8 +196,8 @@ def _check(path: str) -> dict:
 
 
 # Verdicts that can change without the file's size or mtime changing (a chmod, memory pressure, an
-# unexpected error): never cached, so the next scan tries again.
-_TRANSIENT = ("cannot be read", "too large (ran out of memory")
+# unexpected error, a data root set or not): never cached, so the next scan tries again.
+_TRANSIENT = ("cannot be read", "too large (ran out of memory", "leads outside", "changed while")
 
 
 def _cacheable(result: dict) -> bool:
@@ -259,7 +240,7 @@ def iter_checks(
         progress(0, total)
     workers = workers or os.cpu_count() or 1
     window = workers * IN_FLIGHT_PER_WORKER
-    cache = ScanCache() if use_cache else None
+    cache = _open_cache() if use_cache else None
     pending: deque[tuple[str, tuple[int, int] | None, Future | dict]] = deque()
     fresh: list[tuple[str, int, int, dict]] = []
     done = 0

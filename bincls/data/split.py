@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass
 
@@ -126,9 +127,11 @@ def split_counts(df: pd.DataFrame, class_names: list[str]) -> dict[str, dict[str
 
 
 def save_split(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write the split table as CSV, atomically."""
-    tmp = f"{os.fspath(path)}.tmp"
-    df[COLUMNS].to_csv(tmp, index=False)
+    """Write the split table as CSV, atomically. Every text field is quoted: Python's csv writer quotes a
+    field holding a line break only when it is the line terminator ("\n"), and a file name may hold a
+    carriage return (or any character but "/" and NUL); quoted, every name reads back as it was."""
+    tmp = f"{os.fspath(path)}.{os.getpid()}.tmp"
+    df[COLUMNS].to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC, encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -136,7 +139,7 @@ def load_split(path: str | os.PathLike) -> pd.DataFrame:
     """Read a split table back, checking that it is one."""
     try:
         df = pd.read_csv(path, dtype={"path": str, "class": str, "split": str}, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise BinclsError(f"Cannot read the split table {path}: {exc}") from None
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from bincls.data.images import JUNK_DIRS, JUNK_NAMES
+from bincls.data.zip_directory import count_entries
 from bincls.errors import BinclsError
 from bincls.paths import uploads_dir
 
@@ -32,6 +33,10 @@ MAX_TOTAL_BYTES = 2 * 1024**3  # uncompressed size of everything extracted from 
 MAX_RATIO = 200  # uncompressed / compressed size of one entry...
 RATIO_MIN_BYTES = 1024**2  # ...checked only above this size: small files cannot make a bomb
 MAX_ENTRIES = 100_000
+# Folders inside folders, and the bytes of one entry's path: a real photo zip is a few folders deep;
+# thousands of levels would recurse and pass PATH_MAX.
+MAX_DEPTH = 32
+MAX_ENTRY_NAME_BYTES = 1024
 # Bytes uploaded for one class in one "use these uploads" action (Streamlit's own server.maxUploadSize,
 # 500 MB in .streamlit/config.toml, caps each file).
 MAX_UPLOAD_BYTES = 2 * 1024**3
@@ -147,8 +152,8 @@ def save_uploads(
 
     A ``.zip`` is extracted there (see `extract_zip`, which takes `zip_limits`); other files are
     written under their sanitized base names. `session_dir` must be inside `uploads_dir()`, e.g. one
-    made by `new_upload_session`. Raises `BinclsError` for an unsafe or broken zip, after removing
-    what this call wrote.
+    made by `new_upload_session`. Raises `BinclsError` for an unsafe or broken zip (or a full disk),
+    after removing the whole session folder: what this call wrote and the classes saved before it.
     """
     total = sum(len(data) for _, data in files)
     if total > MAX_UPLOAD_BYTES:
@@ -159,10 +164,10 @@ def save_uploads(
         )
     session = _check_session_dir(session_dir)
     folder = session / safe_name(class_name, default="class")
-    folder.mkdir(exist_ok=True)
-    taken = {p.name.lower() for p in folder.iterdir()}
     out = SavedUpload(folder)
     try:
+        folder.mkdir(exist_ok=True)
+        taken = {p.name.lower() for p in folder.iterdir()}
         for name, data in files:
             base = re.split(r"[/\\]", name or "")[-1]
             if _is_junk_file(base):
@@ -173,11 +178,15 @@ def save_uploads(
                 out.files.extend(extract_zip(data, sub, name=base, **zip_limits))
                 continue
             target = folder / safe_name(base, taken)
-            _write_new(target, data)
+            try:
+                _write_new(target, data)
+            except OSError as exc:
+                raise BinclsError(f"Could not save the upload {base!r}: {exc.strerror or exc}.") from None
             out.files.append(target)
     except BaseException:
-        for p in out.files:
-            p.unlink(missing_ok=True)
+        # One session is one "use these uploads" action: when any of it fails, nothing of it is kept
+        # (the classes saved before this one included).
+        shutil.rmtree(session, ignore_errors=True)
         raise
     return out
 
@@ -198,7 +207,13 @@ def _entry_parts(zname: str, info: zipfile.ZipInfo) -> tuple[str, ...]:
         raise BinclsError(f"{where} has an absolute path; the zip is refused (it could write anywhere).")
     parts = tuple(p for p in re.split(r"[/\\]", raw) if p not in ("", "."))
     if ".." in parts:
-        raise BinclsError(f"{where} climbs out of its folder ('..'); the zip is refused.")
+        raise BinclsError(f"{where[:200]} climbs out of its folder ('..'); the zip is refused.")
+    if len(parts) - 1 > MAX_DEPTH or len(raw.encode("utf-8", "replace")) > MAX_ENTRY_NAME_BYTES:
+        raise BinclsError(
+            f"{zname}: entry {raw[:80]!r}... is nested {len(parts) - 1} folders deep in a path of "
+            f"{len(raw):,} characters (at most {MAX_DEPTH} folders and {MAX_ENTRY_NAME_BYTES} bytes); "
+            "the zip is refused."
+        )
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
         raise BinclsError(f"{where} is a symbolic link; the zip is refused (links can point anywhere).")
@@ -219,7 +234,7 @@ def _plan(
 ) -> list[_Entry]:
     """Check every entry before anything is written; return the files to extract."""
     infos = zf.infolist()
-    if len(infos) > max_entries:
+    if len(infos) > max_entries:  # `count_entries` saw this before ZipFile parsed them; never trust it
         raise BinclsError(
             f"{zname} has {len(infos):,} entries, more than the {max_entries:,} allowed; the zip is refused."
         )
@@ -266,26 +281,38 @@ def extract_zip(
     On any error, the files written so far are removed.
     """
     if isinstance(source, (str, os.PathLike)):
-        zname = name or os.fspath(source)
-    else:
-        zname = name or "the zip"
+        with open(source, "rb") as f:
+            return extract_zip(f, dest, name=name or os.fspath(source), max_total_bytes=max_total_bytes,
+                               max_ratio=max_ratio, max_entries=max_entries)  # fmt: skip
+    zname = name or "the zip"
     fileobj = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     dest = Path(dest)
     dest_existed = dest.exists()
     written: list[Path] = []
     dir_map: dict[tuple[str, ...], Path] = {(): dest}
     try:
+        # Counted from the zip's own directory first: ZipFile would build an object per entry (1,000,000
+        # entries cost 5 s and 435 MB) before its entries could be counted.
+        entries = count_entries(fileobj, max_entries)
+        if entries > max_entries:
+            raise BinclsError(
+                f"{zname} has {entries:,} entries, more than the {max_entries:,} allowed; the zip is refused."
+            )
         try:
             zf = zipfile.ZipFile(fileobj)
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
             raise BinclsError(f"{zname} is not a readable zip file ({exc}).") from None
         with zf:
             todo = _plan(zf, zname, max_total_bytes, max_ratio, max_entries)
             dest.mkdir(parents=True, exist_ok=True)
             taken_by_dir: dict[Path, set[str]] = {}
             for entry in todo:
-                folder = _make_dirs(dest, entry.parts[:-1], dir_map, taken_by_dir)
-                taken = taken_by_dir.setdefault(folder, {p.name.lower() for p in folder.iterdir()})
+                try:
+                    folder = _make_dirs(dest, entry.parts[:-1], dir_map, taken_by_dir)
+                    taken = taken_by_dir.setdefault(folder, {p.name.lower() for p in folder.iterdir()})
+                except OSError as exc:
+                    where = f"{zname}: entry {entry.info.filename[:200]!r}"
+                    raise BinclsError(f"{where} cannot be unpacked ({exc.strerror or exc}).") from None
                 target = folder / safe_name(entry.parts[-1], taken)
                 if not _inside(target.parent, dest):  # cannot happen after sanitizing; never trust it
                     raise BinclsError(f"{zname}: entry {entry.info.filename!r} would land outside {dest}.")
@@ -310,15 +337,18 @@ def _make_dirs(
     dir_map: dict[tuple[str, ...], Path],
     taken_by_dir: dict[Path, set[str]],
 ) -> Path:
-    """Create the sanitized folders for an entry's directory parts (memoized per raw path)."""
-    if parts in dir_map:
-        return dir_map[parts]
-    parent = _make_dirs(dest, parts[:-1], dir_map, taken_by_dir)
-    taken = taken_by_dir.setdefault(parent, {p.name.lower() for p in parent.iterdir()})
-    sub = parent / safe_name(parts[-1], taken, default="folder")
-    sub.mkdir()
-    dir_map[parts] = sub
-    return sub
+    """Create the sanitized folders for an entry's directory parts (memoized per raw path), one level
+    at a time (`MAX_DEPTH` bounds the levels)."""
+    for depth in range(1, len(parts) + 1):
+        key = parts[:depth]
+        if key in dir_map:
+            continue
+        parent = dir_map[parts[: depth - 1]]
+        taken = taken_by_dir.setdefault(parent, {p.name.lower() for p in parent.iterdir()})
+        sub = parent / safe_name(parts[depth - 1], taken, default="folder")
+        sub.mkdir()
+        dir_map[key] = sub
+    return dir_map[parts]
 
 
 def _copy_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, zname: str, limit: int) -> None:

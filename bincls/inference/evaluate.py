@@ -33,6 +33,7 @@ from bincls.inference.intervals import auroc_interval, proportion_intervals
 from bincls.inference.logits import predict_logits
 from bincls.inference.metrics import binary_metrics
 from bincls.inference.scoring import Scorer
+from bincls.inference.threshold import check_threshold
 from bincls.models.checkpoint import load_model, preprocess_of
 from bincls.training.run_folder import RunFolder
 
@@ -117,6 +118,8 @@ def evaluate(
     notes: list[str] = []
     if threshold is None:
         threshold = saved_threshold(run, ckpt)  # a hand-edited, unusable value falls back
+    else:
+        threshold = check_threshold(threshold)  # NaN would silently predict one class for everything
     if data:
         table, source = _table_for_folders(list(data), names), ", ".join(map(str, data))
     else:
@@ -187,8 +190,7 @@ THRESHOLD_FREE = ("auroc_ci", "ece", "ece_uncalibrated", "temperature", "logit_b
 
 def at_threshold(ev: Evaluation, threshold: float) -> Evaluation:
     """The same evaluation at another decision threshold, without running the model again."""
-    if not 0.0 <= threshold <= 1.0:
-        raise BinclsError(f"The threshold must be a probability in [0, 1], got {threshold}.")
+    threshold = check_threshold(threshold)
     logits, labels = _tensors(ev)
     metrics = binary_metrics(logits, labels, threshold=threshold)
     metrics.update(proportion_intervals(metrics["confusion_matrix"]))

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from bincls.errors import BinclsError
+
 FALSE_FLAG_RATE = 0.03  # share of validation images (of the training distribution) flagged as unlike it
 
 
@@ -75,4 +77,12 @@ def load_detector(state: dict | None) -> MahalanobisDetector | None:
     """The checkpoint's detector, or None when it has none (or one of a kind this release does not know)."""
     if not isinstance(state, dict) or state.get("kind") != "mahalanobis":
         return None
+    # An untrusted checkpoint's tensors are checked before anything is built from them.
+    means, chol, threshold = state.get("means"), state.get("chol"), state.get("threshold")
+    shapes_ok = (isinstance(means, torch.Tensor) and isinstance(chol, torch.Tensor) and means.ndim == 2
+                 and 1 <= means.shape[0] <= 2 and chol.shape == (means.shape[1], means.shape[1]))  # fmt: skip
+    finite = shapes_ok and bool(torch.isfinite(means).all() and torch.isfinite(chol).all())
+    if not (finite and isinstance(threshold, (int, float)) and not np.isnan(threshold)):
+        raise BinclsError("The checkpoint's out-of-distribution detector is damaged (its means, covariance "
+                          "factor or threshold have the wrong shape or are not numbers); retrain the run.")
     return MahalanobisDetector.from_state(state)

@@ -15,11 +15,13 @@ import torch
 from PIL import Image
 
 from bincls.compute import resolve_device
-from bincls.data.images import MAX_FILE_BYTES, ImageProblem, is_junk_name, load_rgb, to_rgb
+from bincls.data.file_access import walk_files
+from bincls.data.images import MAX_FILE_BYTES, ImageProblem, load_rgb, to_rgb
 from bincls.data.transforms import build_eval_transform
 from bincls.errors import BinclsError
 from bincls.inference.evaluate import saved_threshold
 from bincls.inference.scoring import Scorer
+from bincls.inference.threshold import check_threshold
 from bincls.models.checkpoint import load_model, preprocess_of
 from bincls.training.run_folder import RunFolder
 
@@ -80,7 +82,8 @@ class Predictor:
         self.transform = build_eval_transform(self.preprocess)
         folder = self.checkpoint.parent
         self.run = RunFolder(folder) if (folder / "status.json").exists() else None
-        self.threshold = float(threshold) if threshold is not None else saved_threshold(self.run, self.ckpt)
+        given = threshold is not None  # a NaN would silently predict the first class for every image
+        self.threshold = check_threshold(threshold) if given else saved_threshold(self.run, self.ckpt)
         self.scorer = Scorer.from_checkpoint(self.model, self.ckpt, tta)
         self._gradcam = None
         self._cam_lock = threading.Lock()
@@ -220,16 +223,20 @@ def thumbnail_data_uri(image: Image.Image, side: int = 96, quality: int = 80) ->
 
 
 def expand_inputs(paths: list[str | os.PathLike]) -> list[str]:
-    """Files as given, folders walked recursively (hidden and system files left out), in order."""
+    """Files as given, folders walked recursively (hidden and system files left out), in order.
+
+    Nothing else is left out silently: a folder that cannot be read, a link to a folder, a FIFO or device,
+    a link leading outside the data root is kept as an entry, so that it gets its reason like a bad file.
+    """
     out: list[str] = []
     for p in paths:
-        p = Path(p)
-        if p.is_dir():
-            for dirpath, dirnames, filenames in os.walk(p):
-                dirnames[:] = sorted(d for d in dirnames if not is_junk_name(d))
-                out.extend(os.path.join(dirpath, f) for f in sorted(filenames) if not is_junk_name(f))
-        elif p.exists() or p.is_symlink():
-            out.append(str(p))
+        p = os.fspath(p)
+        if os.path.isdir(p):
+            walk = walk_files(p, utf8_names=False)
+            out.extend(walk.files)
+            out.extend(path for path, reason in walk.skipped if not reason.startswith("hidden or system"))
+        elif os.path.lexists(p):
+            out.append(p)
         else:
             raise BinclsError(f"{p} does not exist.")
     return out

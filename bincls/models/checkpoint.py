@@ -16,6 +16,7 @@ import bincls
 from bincls.data.transforms import Preprocess
 from bincls.errors import BinclsError
 from bincls.models import ModelConfig, build_model
+from bincls.models.checkpoint_schema import validate_checkpoint
 
 FORMAT = "bincls-checkpoint/1"
 
@@ -69,13 +70,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             f"Refused to load {path}: it holds Python objects other than weights, which could run code "
             f"({what}). Only checkpoints made by bincls are loaded."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged file makes torch.load raise
         raise BinclsError(
-            f"Cannot read checkpoint {path}: it is damaged or not a checkpoint ({exc})."
+            f"Cannot read checkpoint {path}: it is damaged or not a checkpoint ({type(exc).__name__}: "
+            f"{str(exc)[:200]})."
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise BinclsError(f"{path} is not a bincls checkpoint (no '{FORMAT}' format tag).")
-    return ckpt
+    return validate_checkpoint(ckpt, path)  # before anything is built from it
 
 
 def model_config_of(ckpt: dict) -> ModelConfig:

@@ -7,8 +7,10 @@ callbacks do, so a resumed run carries on with the same best epoch and patience 
 from __future__ import annotations
 
 import math
+import os
 from typing import TYPE_CHECKING
 
+from bincls.errors import BinclsError
 from bincls.models.checkpoint import read_checkpoint
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ class BestCheckpoint(Callback):
         self.record: dict = {}  # its epoch record, as best.pt holds it
         self.improved = False
         self.pending = False  # improved since best.pt was last written (writes are throttled)
+        self.damaged: str | None = None  # why best.pt could not be restored on resume
 
     def on_validation(self, state: TrainingState, val: dict) -> None:
         self.improved = val["loss"] < self.val_loss - 1e-6
@@ -73,10 +76,21 @@ class BestCheckpoint(Callback):
         self.epoch, self.metrics = saved.get("epoch"), saved.get("metrics") or {}
 
     def restore(self, best_path, epochs_done: int) -> None:
-        """The best epoch as best.pt holds it (weights and validation metrics), for a resumed run."""
+        """The best epoch as best.pt holds it (weights and validation metrics), for a resumed run.
+
+        A damaged best.pt is set aside as best.pt.damaged (so that Evaluate and Predict use last.pt
+        meanwhile) and the best epoch is tracked again from the resumed epochs on."""
         if not best_path.exists():
             return
-        best = read_checkpoint(best_path)
+        try:
+            best = read_checkpoint(best_path)
+        except BinclsError as exc:
+            self.damaged = str(exc)
+            try:
+                os.replace(best_path, best_path.with_name(best_path.name + ".damaged"))
+            except OSError:
+                pass
+            return
         if (
             int(best.get("epoch") or 0) > epochs_done
         ):  # a best.pt from after last.pt cannot happen, but be sure

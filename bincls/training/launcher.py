@@ -35,8 +35,15 @@ class BusyError(BinclsError):
 @contextmanager
 def _runs_lock(base: Path):
     """Serialises "is anything running? then start" across browser tabs and processes."""
-    base.mkdir(parents=True, exist_ok=True)
-    with open(base / ".launch.lock", "w") as f:
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        f = open(base / ".launch.lock", "a")
+    except OSError as exc:
+        raise BinclsError(
+            f"Cannot start a run in {base}: {exc.strerror or exc}. Free disk space, or set BINCLS_RUNS_DIR "
+            "(--runs-dir on the command line) to a writable folder."
+        ) from None
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -44,12 +51,45 @@ def _runs_lock(base: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def active_run(runs_dir: str | os.PathLike | None = None) -> RunFolder | None:
-    """The run that is queued or running with a live process, if any."""
+def active_run(
+    runs_dir: str | os.PathLike | None = None, besides: RunFolder | None = None
+) -> RunFolder | None:
+    """The run that is queued or running with a live process, if any (other than `besides`)."""
     for run in list_runs(runs_dir):
+        if besides is not None and run.path == besides.path:
+            continue
         if run.status().get("state") in ACTIVE:
             return run
     return None
+
+
+def claim_new_run(cfg: TrainConfig, runs_dir: str | os.PathLike | None = None) -> RunFolder:
+    """The run folder for a training in this process (the `train` command), created only when no other
+    run is active in the runs folder, under the same lock as the app's launcher; raises `BusyError`."""
+    base = Path(runs_dir) if runs_dir else default_runs_dir()
+    with _runs_lock(base):
+        busy = active_run(base)
+        if busy is not None:
+            raise BusyError(busy)
+        # Queued, with this process's pid: busy from now. (The model may be the preset's to choose yet.)
+        run = RunFolder.create(base, label=cfg.name or cfg.model or cfg.preset)
+        run.write_config(cfg.to_dict())
+        return run
+
+
+def claim_resume(run: RunFolder) -> None:
+    """Check, under the launch lock, that `run` may be resumed in this process and no other run is
+    active in its runs folder; then mark it queued by this process. Raises `BinclsError` saying why."""
+    status = run.status()
+    if status.get("state") in ACTIVE and status.get("pid") in (os.getpid(), os.getppid()):
+        check_resumable(run)  # the app's launcher checked and claimed it for this process (or torchrun)
+        return
+    with _runs_lock(run.path.parent):
+        busy = active_run(run.path.parent, besides=run)
+        if busy is not None:
+            raise BusyError(busy)
+        check_resumable(run)
+        run.set_status(state="queued", **process_fields(os.getpid()))
 
 
 def start_training(
@@ -130,8 +170,12 @@ def _spawn(run: RunFolder, base: Path, args: list[str], processes: int) -> None:
 
 
 def stop_run(run: RunFolder) -> None:
-    """Ask a run to stop after its current batch; it saves a checkpoint and marks itself stopped."""
-    run.request_stop()
+    """Ask a run to stop after its current batch; it saves a checkpoint and marks itself stopped.
+
+    A run whose process is gone (killed, or the machine restarted, its pid maybe another program's now)
+    cannot answer: its status is cleared at once instead (see `RunFolder.clear_if_stale`)."""
+    if not run.clear_if_stale():
+        run.request_stop()
 
 
 def stop_and_wait(run: RunFolder, timeout: float = 300) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -24,7 +25,7 @@ from bincls.training.events import Emitter, Listener, RunFolderWriter
 from bincls.training.finish import finish_model
 from bincls.training.phases import enter_phase, head_epochs
 from bincls.training.recipes import is_resolved, resolve
-from bincls.training.run_folder import RunFolder
+from bincls.training.run_folder import RunFolder, remove_stale_temp_files, reserve_space
 from bincls.training.setup import FINISH_SHARE, TrainingState, setup
 from bincls.training.stopping import StopFlag, StopRequested
 
@@ -84,6 +85,10 @@ def train(
         )
         _failed(emit, msg)
         raise BinclsError(msg) from None
+    except OSError as exc:  # a full disk or a read-only folder while writing the run (or reading data)
+        msg = file_error(exc)
+        _failed(emit, msg)
+        raise BinclsError(msg) from None
     except Exception as exc:
         _failed(emit, _failure_message(exc, world))
         raise
@@ -93,11 +98,25 @@ def train(
 
 def _open_run(cfg: TrainConfig, runs_dir, run: RunFolder | None, resume: bool, resolved: bool) -> RunFolder:
     run = run or RunFolder.create(runs_dir, label=cfg.name or cfg.model)
-    if resume:
-        run.clear_stop()  # the stop that ended the last attempt is done with
-    if not resume or resolved:  # a resumed run's config is rewritten only when a preset completed it
-        run.write_config({**run.config(), **cfg.to_dict()})  # keeps a threshold saved in it
+    try:
+        remove_stale_temp_files(run.path)  # half-written saves of an attempt that was killed
+        reserve_space(run.path)  # given up on a full disk, so the run can still say why it failed
+        if resume:
+            run.clear_stop()  # the stop that ended the last attempt is done with
+        if not resume or resolved:  # a resumed run's config is rewritten only when a preset completed it
+            run.write_config({**run.config(), **cfg.to_dict()})  # keeps a threshold saved in it
+    except OSError as exc:
+        raise BinclsError(file_error(exc)) from None
     return run
+
+
+def file_error(exc: OSError) -> str:
+    """A sentence for a file-system error while training: what, where, and what to do."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    hint = ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = " Free disk space or make the runs folder writable, then resume the run."
+    return f"Could not write or read a file of the run: {exc.strerror or exc}{where}.{hint}"
 
 
 def _listeners(cfg: TrainConfig, run: RunFolder, extra: list[Listener] | None) -> list[Listener]:

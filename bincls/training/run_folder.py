@@ -7,9 +7,11 @@ any moment, never sees half a file. metrics.jsonl is only appended to and flushe
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import time
@@ -19,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import torch
 
 from bincls.errors import BinclsError
 from bincls.paths import runs_dir as default_runs_dir
+from bincls.training.run_records import MetricsLog, clean_status, parse_metrics
 
 STATES = ("queued", "running", "stopped", "finished", "failed")
 ACTIVE = ("queued", "running")
@@ -40,22 +42,95 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def json_text(obj: Any, **kwargs: Any) -> str:
+    """JSON that any reader can read back: NaN and inf as null; characters as they are, unless a name
+    holds bytes that are not UTF-8 (Python keeps them as lone surrogates), which are then escaped."""
+    safe = json_safe(obj)
+    text = json.dumps(safe, ensure_ascii=False, **kwargs)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(safe, ensure_ascii=True, **kwargs)
+    return text
+
+
+# Kept in every run folder and given up when the disk is full, so that the run can still record why
+# it failed: a status.json and a log line need a few kilobytes.
+RESERVE_NAME = ".space-reserve"
+RESERVE_BYTES = 128 * 1024
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def reserve_space(folder: str | os.PathLike) -> None:
+    """(Re)create the folder's space reserve; best effort (a full or read-only disk goes without)."""
+    target = Path(folder) / RESERVE_NAME
+    try:
+        if not target.exists() or target.stat().st_size < RESERVE_BYTES:
+            with open(target, "wb") as f:
+                f.write(b"\0" * RESERVE_BYTES)
+    except OSError:
+        pass
+
+
+def _with_space(folder: Path, write) -> None:
+    """Run `write()`; when the disk is full, give up the folder's reserve once and try again."""
+    try:
+        write()
+    except OSError as exc:
+        reserve = folder / RESERVE_NAME
+        if exc.errno not in _NO_SPACE or not reserve.exists():
+            raise
+        reserve.unlink()
+        write()
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(json_safe(obj), f, indent=1, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    text = json_text(obj, indent=1)
+
+    def write() -> None:
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    _with_space(path.parent, write)
 
 
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # also a file cut inside a character (UnicodeDecodeError)
         return default
+
+
+_TMP = re.compile(r"\.(\d+)\.tmp$")
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[str]:
+    """Delete the half-written `*.<pid>.tmp` files that a killed process left in `folder` (those of a
+    process that is still running are its saves in progress); returns their names."""
+    gone = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return gone
+    for name in names:
+        m = _TMP.search(name)
+        if m and not psutil.pid_exists(int(m.group(1))):
+            try:
+                os.unlink(os.path.join(folder, name))
+                gone.append(name)
+            except OSError:
+                pass
+    return gone
 
 
 def process_started(pid: int) -> float | None:
@@ -72,24 +147,35 @@ def process_fields(pid: int) -> dict:
     return {"pid": pid, "pid_started": process_started(pid)}
 
 
-def pid_alive(pid: int | None, started: float | None = None) -> bool:
-    """True while process `pid` runs and, when `started` is given, is the process that started then."""
-    if not pid:
-        return False
+# Words in the command line of a process that trains: `python -m bincls train`, torchrun.
+_TRAINING_COMMANDS = ("bincls", "torch.distributed.run", "torchrun")
+
+
+def pid_alive(pid: Any, started: Any = None) -> bool:
+    """True while process `pid` runs and is the one that was recorded: the process that started at
+    `started` (psutil's create_time) when that is known; without it (a status written by hand or by an
+    old release), a process whose command line says it trains. A pid reused by an unrelated program,
+    after a reboot or once pids wrap around, is not alive."""
+    if not (isinstance(pid, int) and not isinstance(pid, bool) and pid > 0):
+        return False  # never waitpid(-1) or (0): those mean "any child"
     try:
         # A finished child of this process stays a zombie until reaped: reap it, it is gone.
-        if os.waitpid(int(pid), os.WNOHANG)[0] == int(pid):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False
-    except (ChildProcessError, OSError, ValueError):
+    except (ChildProcessError, OSError, OverflowError):
         pass
     try:
-        proc = psutil.Process(int(pid))
+        proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
-        return started is None or abs(proc.create_time() - float(started)) < 1.0
+        if isinstance(started, (int, float)) and not isinstance(started, bool):
+            return abs(proc.create_time() - float(started)) < 1.0
+        command = proc.cmdline()
+        # A process that is exiting has no command line any more: it still counts until it is gone.
+        return not command or any(word in part for part in command for word in _TRAINING_COMMANDS)
     except psutil.AccessDenied:
         return True  # it exists; someone else's
-    except (psutil.Error, ValueError, TypeError):
+    except (psutil.Error, OverflowError, ValueError):
         return False
 
 
@@ -101,15 +187,30 @@ class RunFolder:
     @classmethod
     def create(cls, runs_dir: str | os.PathLike | None = None, label: str = "run") -> RunFolder:
         base = Path(runs_dir) if runs_dir else default_runs_dir()
-        base.mkdir(parents=True, exist_ok=True)
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BinclsError(
+                f"Cannot create the runs folder {base}: {exc.strerror or exc}. Set BINCLS_RUNS_DIR "
+                "(--runs-dir on the command line) to a writable folder."
+            ) from None
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in label)[:40]
+        label = label or "run"
+        safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "-" for ch in label)[:40]
         path = base / f"{stamp}-{safe}-{secrets.token_hex(2)}"
-        path.mkdir()
-        run = cls(path)
-        # The creator's pid: a run whose creator dies before training starts reads as interrupted,
-        # instead of staying "queued" forever and blocking every later launch.
-        run.set_status(state="queued", created=time.time(), **process_fields(os.getpid()))
+        try:
+            path.mkdir()
+            run = cls(path)
+            # The creator's pid: a run whose creator dies before training starts reads as interrupted,
+            # instead of staying "queued" forever and blocking every later launch.
+            run.set_status(state="queued", created=time.time(), **process_fields(os.getpid()))
+        except OSError as exc:
+            shutil.rmtree(path, ignore_errors=True)
+            raise BinclsError(
+                f"Cannot create a run folder in {base}: {exc.strerror or exc}. Free disk space, or set "
+                "BINCLS_RUNS_DIR (--runs-dir on the command line) to a writable folder."
+            ) from None
+        reserve_space(path)
         return run
 
     @classmethod
@@ -150,63 +251,79 @@ class RunFolder:
         write_json_atomic(self.path / "config.json", config)
 
     def status(self) -> dict:
-        """The status, with state "interrupted" when it says running but its process is gone."""
-        st = read_json(self.path / "status.json", {})
-        st = st if isinstance(st, dict) else {}
+        """The status, every known field of its type (see `run_records`), with state "interrupted" when it
+        says queued or running but no process of this run is alive (see `pid_alive`)."""
+        st = clean_status(read_json(self.path / "status.json", {}))
         st.setdefault("state", "unknown")
-        if st["state"] in ACTIVE and st.get("pid") and not pid_alive(st.get("pid"), st.get("pid_started")):
+        if st["state"] in ACTIVE and not pid_alive(st.get("pid"), st.get("pid_started")):
             st["state"] = "interrupted"
         return st
 
     def set_status(self, **fields: Any) -> dict:
-        if "pid" in fields:  # a new process: the old one's start time no longer identifies it
-            fields.setdefault("pid_started", None)
-        st = read_json(self.path / "status.json", {}) or {}
+        if "pid" in fields and "pid_started" not in fields:  # a new process: record who it is
+            fields["pid_started"] = process_started(fields["pid"]) if fields["pid"] else None
+        st = read_json(self.path / "status.json", {})
+        st = clean_status(st) if isinstance(st, dict) else {}  # a damaged status is rewritten whole
+        st.pop("damaged", None)
         st.update(fields, updated=time.time())
         write_json_atomic(self.path / "status.json", st)
         return st
 
     def append_metrics(self, record: dict) -> None:
-        line = json.dumps(json_safe(record), ensure_ascii=False)
-        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(line + "\n")
-            f.flush()
+        line = json_text(record) + "\n"
+
+        def write() -> None:
+            with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(line)
+                f.flush()
+
+        _with_space(self.path, write)
+
+    def metrics_log(self) -> MetricsLog:
+        """The usable lines of metrics.jsonl and the numbers of the damaged ones (see `run_records`)."""
+        try:
+            data = (self.path / "metrics.jsonl").read_bytes()
+        except OSError:
+            return MetricsLog()
+        return parse_metrics(data)
 
     def read_metrics(self) -> list[dict]:
-        """Every complete line; a line being written right now (no newline yet) is left for next time."""
-        try:
-            with open(self.path / "metrics.jsonl", encoding="utf-8") as f:
-                text = f.read()
-        except OSError:
-            return []
-        out = []
-        for line in text.split("\n")[:-1]:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and rec.get("kind") == "resumed":
-                out = _before_resume(out, rec)
-            elif isinstance(rec, dict):
-                out.append(rec)
-        return out
+        """Every complete, undamaged line; a line being written right now is left for next time."""
+        return self.metrics_log().records
 
     def log(self, message: str) -> None:
         stamp = datetime.now().strftime("%H:%M:%S")
-        with open(self.log_path, "a", encoding="utf-8") as f:
-            f.write(f"{stamp} {message}\n")
+
+        def write() -> None:  # a name that is not UTF-8 is shown escaped: the log is for people
+            with open(self.log_path, "a", encoding="utf-8", errors="backslashreplace") as f:
+                f.write(f"{stamp} {message}\n")
+
+        _with_space(self.path, write)
 
     def save_checkpoint(self, name: str, checkpoint: dict) -> Path:
-        """torch.save to a temp file, then rename: the previous checkpoint survives a failed save."""
+        """torch.save to a temp file, then rename: the previous checkpoint survives a failed save.
+
+        torch.save reports a failed write as a RuntimeError ("unexpected pos"); the file it writes to
+        keeps the operating system's own error, so the message can say "No space left on device".
+        """
+        import torch  # here, not at the top: reading run folders (the pages, a busy check) needs no torch
+
         final = self.path / name
         tmp = self.path / f".{name}.{os.getpid()}.tmp"
+        sink = None
         try:
-            torch.save(checkpoint, tmp)
+            with open(tmp, "wb") as f:
+                sink = _ErrorKeepingFile(f)
+                torch.save(checkpoint, sink)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, final)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
+            cause = (sink.error if sink else None) or exc
+            why = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
             kept = f"The previous {name} is kept. " if final.exists() else ""
             raise BinclsError(
-                f"Could not save the checkpoint {name} in {self.path}: {exc.strerror or exc}. {kept}"
+                f"Could not save the checkpoint {name} in {self.path}: {why}. {kept}"
                 "Free disk space or make the runs folder writable, then resume the run."
             ) from None
         finally:
@@ -218,13 +335,31 @@ class RunFolder:
 
     # Stopping -----------------------------------------------------------------------------------
     def request_stop(self) -> None:
-        (self.path / STOP_FILE).write_text(str(time.time()))
+        try:
+            (self.path / STOP_FILE).write_text(str(time.time()))
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise BinclsError(f"Cannot ask run {self.id} to stop: {why} ({self.path}).") from None
 
     def stop_requested(self) -> bool:
         return (self.path / STOP_FILE).exists()
 
     def clear_stop(self) -> None:
         (self.path / STOP_FILE).unlink(missing_ok=True)
+
+    def clear_if_stale(self) -> bool:
+        """A status that says queued or running while no process of the run is alive is rewritten as
+        failed, saying so; True when it was stale. (Readers already show it as interrupted.)"""
+        raw = clean_status(read_json(self.path / "status.json", {}))
+        if raw.get("state") not in ACTIVE or self.status()["state"] != "interrupted":
+            return False
+        pid = raw.get("pid")
+        self.set_status(
+            state="failed", finished=time.time(),
+            error=f"its training process{f' (pid {pid})' if pid else ''} is gone: it was killed, or the "
+            "machine restarted. Resume it to continue from its last checkpoint.",
+        )  # fmt: skip
+        return True
 
     def delete(self, runs_dir: str | os.PathLike | None = None) -> None:
         """Delete this run, refusing anything outside the runs folder."""
@@ -234,18 +369,29 @@ class RunFolder:
             raise BinclsError(f"Refusing to delete {self.path}: it is not a run folder inside {base}.")
         if self.status().get("state") in ACTIVE:
             raise BinclsError(f"Run {self.id} is still running; stop it before deleting it.")
-        shutil.rmtree(target)
+        try:
+            shutil.rmtree(target)
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise BinclsError(f"Could not delete run {self.id}: {why} ({exc.filename}).") from None
 
 
-def _before_resume(records: list[dict], marker: dict) -> list[dict]:
-    """Drop what a killed attempt logged after the checkpoint that the run resumed from."""
-    epoch, step = marker.get("epoch", 0), marker.get("global_step", 0)
-    return [
-        r
-        for r in records
-        if not (r.get("kind") == "step" and r.get("global_step", 0) > step)
-        and not (r.get("kind") == "epoch" and r.get("epoch", 0) > epoch)
-    ]
+class _ErrorKeepingFile:
+    """A file for torch.save that remembers the first OSError of a write (torch.save replaces it with a
+    RuntimeError of its own)."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunFolder]:

@@ -165,7 +165,10 @@ def setup(cfg: TrainConfig, run: RunFolder | None, emit: Emitter, world: World, 
 
         load_initial_weights(model, cfg.init_from)
     if last:
-        model.load_state_dict(last["state_dict"])
+        try:
+            model.load_state_dict(last["state_dict"])
+        except RuntimeError as exc:
+            raise BinclsError(f"{run.last_checkpoint} does not fit the model {cfg.model}: {exc}") from None
         started = time.time() - float(last.get("elapsed_s", 0.0))  # the budget counts earlier attempts
     summary = model_summary(model, mcfg.img_size)
     plan = plan_compute(device, cfg.model, cfg.precision)
@@ -181,7 +184,13 @@ def setup(cfg: TrainConfig, run: RunFolder | None, emit: Emitter, world: World, 
         _resume(state, last)
     enter_phase(state, first_phase(state, last))
     if resume and last is not None and last.get("optimizer"):
-        state.optimizer.load_state_dict(last["optimizer"])
+        try:
+            state.optimizer.load_state_dict(last["optimizer"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise BinclsError(
+                f"The optimizer state in {run.last_checkpoint} does not fit this run's settings ({exc}); "
+                "it cannot be resumed. Start a new run."
+            ) from None
         state.scheduler.step()
     emit("run_started", _run_info(state, summary))
     if resume:
@@ -238,15 +247,22 @@ def _resume(state: TrainingState, last: dict) -> None:
     if state.epoch >= state.epochs:
         raise BinclsError(f"Run {run.id} has already trained all {state.epochs} epochs: nothing to resume.")
     state.best.restore(run.best_checkpoint, state.epoch)
+    if state.best.damaged:
+        state.emit("message", f"best.pt was damaged and is set aside as best.pt.damaged "
+                   f"({state.best.damaged}); the best epoch is tracked again from epoch {state.epoch + 1}")
     saved = last.get("callbacks") or {}
     for callback in state.callbacks:
         if callback.name in saved and not isinstance(callback, BestCheckpoint):  # best.pt is the truth
             callback.load_state_dict(saved[callback.name])
         elif isinstance(callback, EarlyStopping):  # a last.pt from before callbacks kept their state
             callback.bad_epochs = state.epoch - (state.best.epoch or 0)
+    metrics = run.metrics_log()
+    if metrics.note():
+        state.emit("message", metrics.note())
     state.epoch_times = [
-        r["epoch_time"] for r in run.read_metrics() if r.get("kind") == "epoch" and r["epoch"] <= state.epoch
-    ]
+        r["epoch_time"] for r in metrics.records
+        if r["kind"] == "epoch" and r["epoch"] <= state.epoch and "epoch_time" in r
+    ]  # fmt: skip
 
 
 def _run_info(state: TrainingState, summary) -> dict:

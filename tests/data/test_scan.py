@@ -38,10 +38,10 @@ def decode_counter(monkeypatch):
     lock = threading.Lock()
     real = images._decode
 
-    def counting(im, name, max_side):
+    def counting(im, name, *args, **kwargs):
         with lock:
             calls.append(os.fspath(name))
-        return real(im, name, max_side)
+        return real(im, name, *args, **kwargs)
 
     monkeypatch.setattr(images, "_decode", counting)
     return calls

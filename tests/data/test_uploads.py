@@ -109,11 +109,11 @@ def test_save_uploads_extracts_a_zip_and_rolls_back_on_a_bad_one():
     assert sorted(p.relative_to(saved.folder).as_posix() for p in saved.files) == [
         "ants/ants/1.jpg", "ants/ants/2.png", "plain.jpg"
     ]
-    before = all_files(uploads_dir())
     bad = make_zip([("ok.jpg", JPEG), ("../evil.txt", b"evil")])
     with pytest.raises(BinclsError, match="bad.zip"):
         save_uploads(session, "bees", [("b.jpg", JPEG), ("bad.zip", bad)])
-    assert all_files(uploads_dir()) == before  # b.jpg written before the zip failed is gone too
+    # One session is one "use these uploads": nothing of it is kept, b.jpg and the ants class included.
+    assert all_files(uploads_dir()) == set() and not session.exists()
 
 
 # extract_zip -------------------------------------------------------------------------------------

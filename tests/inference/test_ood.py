@@ -1,4 +1,4 @@
-"""Out-of-distribution detection: the k-NN detector, its calibration, and "unlike the training images"."""
+"""Out-of-distribution detection: the Mahalanobis detector, its calibration, and "unlike the training images"."""
 
 from __future__ import annotations
 
@@ -36,6 +36,25 @@ def test_the_detector_is_calibrated_on_validation_and_flags_what_is_far():
 
 
 @pytest.mark.slow
+def test_a_damaged_detector_in_a_checkpoint_is_refused_with_a_reason():
+    from bincls.errors import BinclsError
+
+    g = torch.Generator().manual_seed(1)
+    feats, labels = torch.randn(40, 8, generator=g), torch.arange(40) % 2
+    good = fit_detector(feats, labels, feats[:10]).state()
+    assert load_detector(good) is not None
+    damaged = [
+        {**good, "chol": torch.zeros(3, 3)},  # covariance factor of another size
+        {**good, "means": torch.full((2, 8), float("nan"))},
+        {**good, "threshold": float("nan")},
+        {**good, "means": "not a tensor"},
+    ]
+    for state in damaged:
+        with pytest.raises(BinclsError, match="detector is damaged"):
+            load_detector(state)
+    assert load_detector({"kind": "from a later release"}) is None
+
+
 def test_a_model_of_insects_says_faces_are_unlike_its_training_images(hymenoptera, face_mask, imagenet_hub,
                                                                        tmp_path):  # fmt: skip
     def bincls(*args: str) -> str:

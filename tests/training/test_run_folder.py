@@ -19,10 +19,11 @@ def test_status_and_metrics_files(tmp_path):
     run.set_status(state="running", epoch=1, loss=float("nan"))
     st = json.loads((run.path / "status.json").read_text())  # NaN is written as null: still valid JSON
     assert st["epoch"] == 1 and st["loss"] is None
-    run.append_metrics({"kind": "step", "loss": 1.0})
+    step = {"kind": "step", "epoch": 1, "step": 1, "steps_per_epoch": 2, "global_step": 1, "loss": 1.0}
+    run.append_metrics(step)
     with open(run.path / "metrics.jsonl", "a") as f:
         f.write('{"kind": "step", "lo')  # a line still being written by another process
-    assert run.read_metrics() == [{"kind": "step", "loss": 1.0}]
+    assert run.read_metrics() == [step]
     assert not list(run.path.glob("*.tmp")) and not list(run.path.glob(".*.tmp"))
 
 
