@@ -1,4 +1,4 @@
-"""Out-of-distribution detection: the Mahalanobis detector, its calibration, and "unlike the training images"."""
+"""Out-of-distribution detection: the Mahalanobis detector, its calibration, "unlike the training images"."""
 
 from __future__ import annotations
 
