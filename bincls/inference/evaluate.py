@@ -34,6 +34,7 @@ from bincls.inference.metrics import binary_metrics
 from bincls.inference.scoring import Scorer
 from bincls.models.checkpoint import load_model, preprocess_of
 from bincls.training.run_folder import RunFolder
+from bincls.training.run_summary import keep_test_result
 
 
 @dataclass
@@ -114,6 +115,7 @@ def evaluate(
     model, ckpt = load_model(ckpt_path, dev)
     names = ckpt["class_names"]
     notes: list[str] = []
+    own_threshold = threshold is None
     if threshold is None:
         threshold = saved_threshold(run, ckpt)  # a hand-edited, unusable value falls back
     if data:
@@ -159,6 +161,8 @@ def evaluate(
             "loss": losses.numpy(),
         }
     )
+    if run is not None and not data and split == "test" and own_threshold and tta is None:
+        keep_test_result(run, Path(ckpt_path), metrics)  # the Runs table's test accuracy
     return Evaluation(
         metrics,
         out,
@@ -231,8 +235,10 @@ def calibration(ev: Evaluation, bins: int = 10) -> tuple[pd.DataFrame, float]:
 
 
 def most_wrong(ev: Evaluation, k: int = 12) -> pd.DataFrame:
-    """The k images with the highest loss: the ones the model was most confidently wrong (or unsure) about."""
-    return ev.table.sort_values("loss", ascending=False).head(k).reset_index(drop=True)
+    """The k misclassified images with the highest loss: the ones the model was most confidently wrong
+    about (a right answer is never listed, however unsure)."""
+    wrong = ev.table[ev.table["true"] != ev.table["predicted"]]
+    return wrong.sort_values("loss", ascending=False).head(k).reset_index(drop=True)
 
 
 def cell_images(ev: Evaluation, true: str, predicted: str) -> pd.DataFrame:
