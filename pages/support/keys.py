@@ -12,6 +12,10 @@ CURRENT_RUN = "current_run"  # run id last started or picked
 PREVIEW_SEED = "preview_seed"  # changes on "new batch"
 APP_BOOTED = "app_booted"  # app.py has set up the navigation in this session
 WANTED_PAGE = "wanted_page"  # page asked for by a direct link before app.py had run
+USER_ID = "user_id"  # this browser's id (its cookie): names its state file (pages.support.memory)
+USER_COOKIE_SENT = "user_cookie_sent"  # the browser has the id cookie (it sent it, or it was set now)
+USER_RESTORED = "user_restored"  # this session has read the state file
+USER_SAVED = "user_saved"  # what the state file holds now
 
 # Data page ---------------------------------------------------------------------------------------------
 BROWSE_PICKS = "browse_picks"  # {"A": str | None, "B": str | None}: class folders picked while browsing

@@ -9,12 +9,13 @@ import streamlit as st
 from bincls.data.split import SplitConfig
 from bincls.paths import SAMPLE_DATA, runs_dir
 from bincls.training.run_folder import RunFolder, list_runs
-from pages.support import keys
+from pages.support import keys, memory
 
 
 def init_state() -> None:
-    """Defaults on first start: the bundled sample is preselected."""
+    """What this browser chose last time (pages.support.memory), else the defaults: the bundled sample."""
     ss = st.session_state
+    memory.restore()
     ss.setdefault(keys.DATA_PATHS, [str(SAMPLE_DATA)])
     ss.setdefault(keys.CLASS_NAMES, None)
     ss.setdefault(keys.SPLIT_RATIOS, (0.7, 0.2, 0.1))
