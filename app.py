@@ -1,8 +1,12 @@
 """bincls: the Streamlit app. `streamlit run app.py`"""
 
+from pathlib import Path
+
 import streamlit as st
 
-st.set_page_config(page_title="bincls: binary image classifier", page_icon=":material/pets:", layout="wide")
+# A local image: a material-icon favicon is fetched from Google's font server, which fails offline.
+ICON = Path(__file__).resolve().parent / "assets" / "favicon.png"
+st.set_page_config(page_title="bincls: binary image classifier", page_icon=str(ICON), layout="wide")
 
 from pages.support import keys, memory  # noqa: E402  (set_page_config must come first)
 from pages.support.sidebar import sidebar  # noqa: E402

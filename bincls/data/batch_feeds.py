@@ -199,11 +199,8 @@ def prepare_training_data(
     ty, vy = _labels(train_t), _labels(val_t)
     eval_tf = BatchTransform(pre, None)
     if frozen_model is not None and not aug.enabled:
-        infer = plan_inference(device, model_name)
-        total, told = len(tx) + len(vx), _told(progress, "computing the backbone's features")
-        feats_t = _features(frozen_model, tx, eval_tf, batch_size, infer, told and (lambda n: told(n, total)))
-        feats_v = _features(frozen_model, vx, eval_tf, batch_size, infer,
-                            told and (lambda n: told(len(tx) + n, total)))  # fmt: skip
+        feats_t, feats_v = _all_features(frozen_model, tx, vx, eval_tf, batch_size,
+                                         plan_inference(device, model_name), progress)  # fmt: skip
         return TrainingData(
             TensorBatches(feats_t, ty, batch_size, device, shuffle=True, generator=gen),
             TensorBatches(feats_v, vy, batch_size, device),
@@ -226,6 +223,14 @@ def prepare_training_data(
         val, "memory", note, _full_forward, val,
         TensorBatches(tx, ty, batch_size, device, eval_tf, channels_last=channels_last),
     )  # fmt: skip
+
+
+def _all_features(model, tx, vx, tf, batch_size, infer, progress) -> tuple[torch.Tensor, torch.Tensor]:
+    """The backbone's features of the training and validation images, with one count over both."""
+    total, told = len(tx) + len(vx), _told(progress, "computing the backbone's features")
+    feats_t = _features(model, tx, tf, batch_size, infer, told and (lambda n: told(n, total)))
+    feats_v = _features(model, vx, tf, batch_size, infer, told and (lambda n: told(len(tx) + n, total)))
+    return feats_t, feats_v
 
 
 def _told(progress: Callable[[str, int, int], None] | None, what: str) -> Callable[[int, int], None] | None:

@@ -57,5 +57,10 @@ def data_label(paths: list[str]) -> str:
 
 
 def run_label(run: RunSummary) -> str:
-    """A run in a picker: model, date, state and the end of its id."""
-    return f"{run.model} · {when(run.created)} · {run.state} · {run.id.rsplit('-', 1)[-1]}"
+    """A run in a picker, told apart from the others: its name (else model and weights), how it trained,
+    its best validation accuracy, its date, and a mark when it learned nothing."""
+    how = ("frozen" if run.frozen else "fine-tuned") if run.frozen is not None else ""
+    parts = [run.title, how if run.name is None else "", f"val {pct(run.best_val_accuracy)}",
+             when(run.created), run.state if run.state != "finished" else ""]  # fmt: skip
+    mark = "⚠ learned nothing · " if run.learned_nothing else ""
+    return mark + " · ".join(p for p in parts if p)

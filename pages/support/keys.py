@@ -50,9 +50,11 @@ TRAIN_KEYS = {
 TRAIN_PRESET_SHOWN = "train_preset_shown"  # {setting: value}: what the preset last put in each widget
 TRAIN_SETTINGS_OPEN = "train_settings_open"  # the Train page's settings expander is open
 TRAIN_COLLAPSED_FOR = "train_collapsed_for"  # run id the settings were folded away for, once
+TRAIN_LIVE_FIGURES = "train_live_figures"  # the live panel's charts and what they were built from
 TRAIN_SAVED = "train_saved"  # {widget key: value}: the Train settings, kept while on other pages
 RUNS_TABLE = "runs_table"  # the Runs table's row selection
 RUNS_TABLE_IDS = "runs_table_ids"  # run ids in table order when that selection was made
+RUNS_NEW_NAME = "w_runs_new_name"  # the rename dialog's text input
 RUNS_MESSAGE = "runs_message"  # [(kind, text)]: engine errors from the last deletion, shown once
 
 # Evaluate and Predict pages ----------------------------------------------------------------------------

@@ -150,6 +150,11 @@ def show_command(data_ok: bool) -> None:
         st.code(shlex.join(to_command(cfg, max(2, settings.processes()))), language="bash", wrap_lines=True)
 
 
+def params(n: int) -> str:
+    """A parameter count short enough for a metric tile: 2.23 M, 1,281."""
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n:,}"
+
+
 @st.cache_data(show_spinner="Building the model summary…", max_entries=32)
 def summary_table(model: str, img_size: int, pretrained: bool, freeze: bool) -> tuple[pd.DataFrame, dict]:
     # The architecture only (load_weights=False): the same layers, and nothing is downloaded.
@@ -184,8 +189,8 @@ def show_summary() -> None:
         show_error(BinclsError(f"{model} cannot take {size} px images: {exc}"))
         return
     c1, c2, c3 = st.columns(3)
-    c1.metric("Total params", f"{totals['total']:,}")
-    c2.metric("Trainable", f"{totals['trainable']:,}")
+    c1.metric("Total params", params(totals["total"]), help=f"{totals['total']:,} parameters")
+    c2.metric("Trainable", params(totals["trainable"]), help=f"{totals['trainable']:,} parameters")
     c3.metric("Size", f"{totals['size_mb']:.1f} MB")
     st.caption(f"Input 3 × {size} × {size}; output shapes without the batch dimension.")
     st.dataframe(rows, hide_index=True, height=420,
