@@ -128,5 +128,7 @@ def run_comparison(curves: list[tuple[str, list[dict]]]) -> tuple[go.Figure, go.
     for fig in (loss, acc):
         fig.update_layout(showlegend=True, hovermode="x unified")
         fig.update_xaxes(rangemode="tozero")
-    return (style(loss, "Validation loss", "epoch", "val loss (BCE)", 380),
-            as_share(style(acc, "Validation accuracy", "epoch", "val accuracy", 380)))  # fmt: skip
+    # The legend below the plot: run names are long, and above it they ran over the chart's title.
+    below = {"height": 420, "legend": "bottom"}
+    return (style(loss, "Validation loss", "epoch", "val loss (BCE)", **below),
+            as_share(style(acc, "Validation accuracy", "epoch", "val accuracy", **below)))  # fmt: skip

@@ -37,23 +37,25 @@ def state_mark(s: RunSummary) -> str:
 
 
 def run_row(s: RunSummary) -> dict:
+    # How it went first, then what it tried: the table is wider than the page, and the outcome must be in
+    # view without scrolling sideways.
     return {
         "Name": s.name or "",
-        "Date": when(s.created),
-        "Data": " + ".join(Path(p).name for p in s.data),
+        "State": state_mark(s),
+        "Best val acc": s.best_val_accuracy,
+        "Test acc": s.test_accuracy,
         "Model": s.model,
         "Weights": s.weights_label,
         "Backbone": backbone(s),
         "Preset": s.preset or "",
         "Augment": {True: "on", False: "off"}.get(s.augment, ""),
         "Image size": s.img_size,
+        "Duration": duration(s.duration_s) if s.duration_s is not None else "",
+        "Epochs": f"{s.epochs_done}/{s.epochs_asked or '?'}",
         "Optimizer": s.optimizer,
         "LR": s.lr,
-        "Epochs": f"{s.epochs_done}/{s.epochs_asked or '?'}",
-        "Duration": duration(s.duration_s) if s.duration_s is not None else "",
-        "Best val acc": s.best_val_accuracy,
-        "Test acc": s.test_accuracy,
-        "State": state_mark(s),
+        "Date": when(s.created),
+        "Data": " + ".join(Path(p).name for p in s.data),
         "Run": s.id,
     }
 
@@ -65,10 +67,11 @@ def table(summaries: list[RunSummary]) -> pd.DataFrame:
     return frame
 
 
+LEGEND_FACETS = 3  # more makes a legend entry longer than the chart is wide
 # What differs between runs, in the order a person would name it.
 _FACETS = (
     ("model", lambda s: s.model), ("weights", lambda s: s.weights_label), ("backbone", backbone),
-    ("preset", lambda s: s.preset or ""), ("optimizer", lambda s: s.optimizer),
+    ("preset", lambda s: f"{s.preset} recipe" if s.preset else ""), ("optimizer", lambda s: s.optimizer),
     ("lr", lambda s: f"lr {s.lr:g}" if s.lr else ""),
     ("size", lambda s: f"{s.img_size} px" if s.img_size else ""),
     ("augment", lambda s: {True: "augmented", False: "no augmentation"}.get(s.augment, "")),
@@ -77,9 +80,9 @@ _FACETS = (
 
 
 def legend_names(selected: list[RunSummary]) -> list[str]:
-    """One distinct name per run: its own name, else the settings in which the compared runs differ (the
-    model when none do), each with the end of its id, so two lines never share a name."""
-    varying = [get for _, get in _FACETS if len({get(s) for s in selected}) > 1]
+    """One distinct name per run: its own name, else the (first three) settings in which the compared runs
+    differ (the model when none do), each with the end of its id, so two lines never share a name."""
+    varying = [get for _, get in _FACETS if len({get(s) for s in selected}) > 1][:LEGEND_FACETS]
     names = []
     for s in selected:
         label = s.name or " · ".join(v for get in varying if (v := get(s))) or s.model or "?"

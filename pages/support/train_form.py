@@ -17,6 +17,7 @@ from bincls.training.config import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, t
 from bincls.training.recipes import Resolved
 from pages.support import keys
 from pages.support import train_settings as settings
+from pages.support.formatting import count
 from pages.support.messages import show_error
 
 K = keys.TRAIN_KEYS
@@ -36,7 +37,7 @@ def _choice_note(result: Resolved | BinclsError) -> None:
     lead = f"Auto chose **{cfg.preset}**" if ss[K["preset"]] == "auto" else f"Preset **{cfg.preset}**"
     icon = ":material/auto_awesome:" if cfg.preset != "scratch" else ":material/info:"
     size = cfg.img_size or MODELS[cfg.model].default_img_size
-    st.info(f"{lead}: {result.why}. It trains {cfg.model} at {size} px for up to {cfg.epochs} epochs"
+    st.info(f"{lead}: {result.why}. It trains {cfg.model} at {size} px for up to {count(cfg.epochs, 'epoch')}"
             f"{budget}.", icon=icon)  # fmt: skip
     if cfg.preset == "scratch" and ss[K["preset"]] == "auto" and cfg.weights == "none":
         st.caption("To start from a pretrained network instead (far better on photos), put torchvision's "

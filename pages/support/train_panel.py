@@ -15,7 +15,7 @@ from bincls.training.preflight import preflight
 from bincls.training.run_folder import RunFolder
 from bincls.training.run_summary import RunSummary, console_tail, epoch_records, summarize
 from pages.support import keys, run_pieces, train_live, train_settings
-from pages.support.formatting import duration, num, pct
+from pages.support.formatting import count, duration, num, pct
 from pages.support.messages import page_words, show_error
 from pages.support.state import current_run, run_by_id
 
@@ -121,13 +121,13 @@ def _outcome(s: RunSummary) -> None:
                    "The checkpoints saved until then are kept.", icon=":material/warning:")
     elif s.state == "stopped":
         saved = "its last checkpoint is saved" if s.has_last_checkpoint else "it saved no checkpoint"
-        st.info(f"Stopped on request after {s.epochs_done} of {asked} epochs ({took}); {saved}.",
+        st.info(f"Stopped on request after {s.epochs_done} of {count(asked, 'epoch')} ({took}); {saved}.",
                 icon=":material/stop_circle:")
     elif s.state == "finished" and s.learned_nothing:
-        st.warning(f"Finished {s.epochs_done} of {asked} epochs in {took}, but it learned nothing.",
+        st.warning(f"Finished {s.epochs_done} of {count(asked, 'epoch')} in {took}, but it learned nothing.",
                    icon=":material/warning:")
     elif s.state == "finished":
         early = " (early stopping)" if s.early_stopped else ""
-        st.success(f"Finished {s.epochs_done} of {asked} epochs in {took}{early}.",
+        st.success(f"Finished {s.epochs_done} of {count(asked, 'epoch')} in {took}{early}.",
                    icon=":material/check_circle:")
     run_pieces.learned_nothing_warning(s)
