@@ -1,10 +1,14 @@
 """bincls: the Streamlit app. `streamlit run app.py`"""
 
+from pathlib import Path
+
 import streamlit as st
 
-st.set_page_config(page_title="bincls: binary image classifier", page_icon=":material/pets:", layout="wide")
+# A local image: a material-icon favicon is fetched from Google's font server, which fails offline.
+ICON = Path(__file__).resolve().parent / "assets" / "favicon.png"
+st.set_page_config(page_title="bincls: binary image classifier", page_icon=str(ICON), layout="wide")
 
-from pages.support import keys  # noqa: E402  (set_page_config must come first)
+from pages.support import keys, memory  # noqa: E402  (set_page_config must come first)
 from pages.support.sidebar import sidebar  # noqa: E402
 from pages.support.state import init_state  # noqa: E402
 
@@ -25,4 +29,9 @@ wanted = st.session_state.pop(keys.WANTED_PAGE, None)
 if wanted:
     st.switch_page(wanted)  # the page a direct link asked for (see pages.support.state.require_app)
 sidebar(live=nav.title not in ("Data", "Predict"))  # the pages with file uploaders
-nav.run()
+with st.sidebar:
+    memory.remember_browser()  # a first visit: give the browser its id cookie
+try:
+    nav.run()
+finally:  # also when a page ends with st.stop, st.rerun or st.switch_page
+    memory.save()

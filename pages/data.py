@@ -109,7 +109,8 @@ for i in range(2):
         "dropping extra copies and label conflicts.",
     )  # fmt: skip
 m[2].metric("Skipped files", len(scan.skipped), border=True, help="Not images, broken, hidden or system.")
-m[3].metric("Duplicates", len(scan.duplicates), border=True, help="Groups of byte-identical files.")
+within = len(scan.duplicates) - len(scan.conflicts)  # scan.duplicates holds the conflicts' groups too
+m[3].metric("Duplicates", within, border=True, help="Groups of byte-identical files within a class.")
 m[4].metric("Label conflicts", len(scan.conflicts), border=True, help="The same image in both classes.")
 
 st.caption("Per class: usable / found images.")
@@ -173,3 +174,8 @@ c_dl.download_button(
     mime="text/csv", icon=":material/download:", on_click="ignore",
     help="path, class, label, split for every usable image; a run saves the same table.",
 )  # fmt: skip
+
+st.divider()
+n1, n2 = st.columns(2)
+n1.page_link("pages/preview.py", label="Next: see a batch as the model gets it", icon=":material/grid_view:")
+n2.page_link("pages/train.py", label="Or go straight to training", icon=":material/model_training:")

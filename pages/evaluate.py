@@ -62,6 +62,7 @@ with stop_on_error():
 
 names = ev.class_names
 negative, positive = names
+views.chance_warnings(run, ev)
 saved = saved_threshold(run)
 if ss.get(keys.EVAL_THRESHOLD_FOR) != run.id or keys.EVAL_THRESHOLD not in ss:
     ss[keys.EVAL_THRESHOLD] = saved
@@ -105,10 +106,14 @@ c1, c2 = st.columns(2)
 with c1:
     st.plotly_chart(charts.confusion_matrix(m["confusion_matrix"], names, cell), key=keys.EVAL_MATRIX,
                     on_select=views.remember_cell, selection_mode="points", config={"displayModeBar": False})
-curves = both_classes(ev)
+curves = both_classes(ev) and not views.tied(ev)
 with c2:
     if curves:
         st.plotly_chart(charts.roc(ev, m), config={"displaylogo": False})
+    elif views.tied(ev):
+        st.info("No ROC, precision-recall or calibration curve: the model gave every image the same "
+                "probability, so no threshold separates anything and the curves would only draw the "
+                "diagonal.", icon=":material/info:")  # fmt: skip
     else:
         st.info("ROC and precision-recall curves need images of both classes.", icon=":material/info:")
 if curves:
@@ -135,8 +140,13 @@ else:
     st.caption("Click a cell of the confusion matrix to see its images here.")
 
 st.subheader("Most wrong", anchor=False)
-st.caption("The images with the highest loss: confidently wrong ones first; often mislabeled, odd or hard.")
-result_gallery(most_wrong(cur, k=GALLERY_COLUMNS * 2), positive)
+wrong = most_wrong(cur, k=GALLERY_COLUMNS * 2)
+if wrong.empty:
+    st.caption("No image is wrong at this threshold.")
+else:
+    st.caption("The misclassified images with the highest loss, confidently wrong ones first: often "
+               "mislabeled, odd or hard.")  # fmt: skip
+    result_gallery(wrong, positive)
 
 st.subheader("Download", anchor=False)
 d1, d2 = st.columns(2)
@@ -148,3 +158,5 @@ with d1:
     st.caption(f"Columns: path, true, predicted, probability (of {positive}).")
 with d2:
     views.export_panel(run, ckpt)
+st.page_link("pages/predict.py", label="Next: predict new images with this model",
+             icon=":material/image_search:")

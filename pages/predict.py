@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from bincls import BinclsError
-from bincls.inference.batch_predict import FULL_VIEWS
+from bincls.inference.batch_predict import FULL_VIEWS, class_counts
 from bincls.inference.predict import thumbnail_data_uri
 from pages.support import keys, loaders
 from pages.support.messages import show_error, stop_on_error
@@ -79,7 +79,10 @@ def show_results(results: list, names: list[str], heatmaps: bool, source: str, l
 
 def table_of(results: list, names: list[str], source: str, label: str, good: int) -> None:
     table = results_table(results, names)
-    st.markdown(f"**All {len(results)} files** ({good} predicted): click a column header to sort.")
+    counts = class_counts([r.prediction for r in results], names)
+    per_class = " · ".join(f"**{n}**: {c:,}" for n, c in counts.items() if n != "unreadable" or c)
+    st.markdown(f"**All {len(results):,} files** ({good:,} predicted): {per_class}. Click a column header to "
+                "sort.")  # fmt: skip
     st.dataframe(
         table, hide_index=True, width="stretch", row_height=70, height=min(40 + 70 * len(table), 600),
         column_config={
@@ -162,3 +165,6 @@ with folder_tab:
             if not results:
                 st.info(f"{folder} holds no files.", icon=":material/info:")
             show_results(results, names, heatmaps, "folder", Path(folder).name or "folder")
+
+st.page_link("pages/runs.py", label="Next: compare your runs, name them, download a model",
+             icon=":material/history:")

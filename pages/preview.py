@@ -177,3 +177,5 @@ captions = ["eval"] + [f"train #{i + 1}" for i in range(len(views))]
 for col, tile, caption in zip(st.columns(len(tiles)), tiles, captions):
     col.image(tile, caption=caption, width="stretch")
 st.caption("\"New batch\" also draws new random transforms.")
+
+st.page_link("pages/train.py", label="Next: train a model on these images", icon=":material/model_training:")

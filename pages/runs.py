@@ -1,38 +1,20 @@
-"""Runs page: every training run in one table; compare runs' curves, open one, or delete some."""
+"""Runs page: every training run in one table that tells them apart; compare runs' curves, rename one,
+download its model, open it in Train, or delete some."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pandas as pd
 import streamlit as st
 
 from bincls import BinclsError
 from bincls.paths import runs_dir
-from bincls.training.run_folder import RunFolder
-from bincls.training.run_summary import RunSummary, config_problem, epoch_records, summarize
-from pages.support import charts, keys, loaders
-from pages.support.formatting import STATE_MARKS, when
+from bincls.training.run_summary import config_problem, summarize
+from pages.support import keys, loaders, run_pieces, runs_table
 from pages.support.messages import flash, show_flashed
 from pages.support.state import require_app, run_by_id
 
 require_app(__file__)
 
 ss = st.session_state
-
-
-def run_row(s: RunSummary) -> dict:
-    return {
-        "Date": when(s.created),
-        "Data": " + ".join(Path(p).name for p in s.data),
-        "Model": s.model,
-        "Optimizer": s.optimizer,
-        "LR": s.lr,
-        "Epochs": f"{s.epochs_done}/{s.epochs_asked or '?'}",
-        "Best val acc": s.best_val_accuracy,
-        "State": STATE_MARKS.get(s.state, s.state),
-        "Run": s.id,
-    }
 
 
 def keep_selection(ids: list[str]) -> None:
@@ -43,18 +25,6 @@ def keep_selection(ids: list[str]) -> None:
     rows = (state.get("selection") or {}).get("rows") or []
     picked = [old_ids[i] for i in rows if i < len(old_ids)]
     ss[keys.RUNS_TABLE] = {"selection": {"rows": [ids.index(r) for r in picked if r in ids], "columns": []}}
-
-
-def compare(selected: list[RunSummary], folders: dict[str, RunFolder]) -> None:
-    """The validation curves of the selected runs, one colour per run in both charts."""
-    curves = [(f"{s.model or '?'}/{s.optimizer or '?'}/{s.id.rsplit('-', 1)[-1]}",
-               epoch_records(folders[s.id].read_metrics())) for s in selected]  # fmt: skip
-    loss, acc = charts.run_comparison(curves)
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(loss)
-    c2.plotly_chart(acc)
-    if empty := [s.id for s, (_, epochs) in zip(selected, curves) if not epochs]:
-        st.caption(f"No finished epoch yet, so no curve: {', '.join(empty)}.")
 
 
 def delete_runs(ids: list[str]) -> None:
@@ -92,39 +62,44 @@ if not all_runs:
     st.stop()
 
 summaries = [summarize(r) for r in all_runs]
+folders = {r.id: r for r in all_runs}
 ids = [s.id for s in summaries]
 keep_selection(ids)
 st.caption(f"{len(all_runs)} run{'s' if len(all_runs) > 1 else ''} in {runs_dir()}, newest first. "
-           "Tick rows to compare their curves, open one in Train, or delete.")
-table = pd.DataFrame([run_row(s) for s in summaries])
-for column in ("LR", "Best val acc"):
-    table[column] = pd.to_numeric(table[column], errors="coerce")  # None -> NaN: an empty cell
-event = st.dataframe(
-    table, key=keys.RUNS_TABLE, on_select="rerun", selection_mode="multi-row", hide_index=True,
-    placeholder="–",
-    column_config={
-        "LR": st.column_config.NumberColumn(format="%g"),
-        "Best val acc": st.column_config.NumberColumn(format="percent"),
-        "Run": st.column_config.TextColumn(width="medium"),
-    },
-)  # fmt: skip
+           "Tick rows to compare their curves, rename one, download its model, open it in Train, or delete.")
+event = st.dataframe(runs_table.table(summaries), key=keys.RUNS_TABLE, on_select="rerun",
+                     selection_mode="multi-row", hide_index=True, placeholder="–",
+                     column_config=runs_table.COLUMNS)  # fmt: skip
 ss[keys.RUNS_TABLE_IDS] = ids
 for r in all_runs:
     if (problem := config_problem(r)) is not None:
         st.warning(f"Run {r.id}: {problem}", icon=":material/warning:")
+if nothing := sum(1 for s in summaries if s.learned_nothing):
+    st.caption(f"⚠ {nothing} run{'s' if nothing > 1 else ''} learned nothing (validation no better than "
+               "guessing): tick one to see the likely cause.")  # fmt: skip
 selected = [summaries[i] for i in event.selection.rows if i < len(summaries)]
 
-c1, c2, _ = st.columns([1, 1, 3])
-if c1.button("Open in Train", icon=":material/model_training:", disabled=len(selected) != 1, width="stretch",
+one = len(selected) == 1
+c1, c2, c3, _ = st.columns([1, 1, 1, 2])
+if c1.button("Open in Train", icon=":material/model_training:", disabled=not one, width="stretch",
              help="Show this run's curves and results on the Train page"):
     ss[keys.CURRENT_RUN] = selected[0].id
     st.switch_page("pages/train.py")
-if c2.button("Delete…", icon=":material/delete:", disabled=not selected, width="stretch",
+if c2.button("Rename…", icon=":material/edit:", disabled=not one, width="stretch",
+             help="Give the run a name that says what it tried"):
+    ss[keys.RUNS_NEW_NAME] = selected[0].name or ""
+    runs_table.rename_dialog(selected[0], folders[selected[0].id])
+if c3.button("Delete…", icon=":material/delete:", disabled=not selected, width="stretch",
              help="Asks first; a running run must be stopped before it can be deleted"):
     confirm_delete([s.id for s in selected])
 
+if one:
+    s = selected[0]
+    st.subheader(f"{s.title} · {s.id}", anchor=False)
+    run_pieces.learned_nothing_warning(s)
+    run_pieces.model_download(folders[s.id], key=f"runs_download_{s.id}")
 if selected:
-    compare(selected, {r.id: r for r in all_runs})
+    runs_table.compare(selected, folders)
 else:
     st.caption("Select runs in the table (the boxes at the left of the rows) to compare their validation "
                "curves, for example the same model trained with different optimizers.")

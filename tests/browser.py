@@ -168,11 +168,15 @@ def no_errors(page) -> None:
 
 
 def open_train_settings(page) -> None:
-    """Unfold the Train page's "All settings" (the recipe leads; the details start folded)."""
-    size = page.get_by_role("spinbutton", name="Image size (px)")
-    if not size.is_visible():
-        page.get_by_text("All settings").first.click()
-    size.wait_for(state="visible")
+    """Unfold the Train page's "All settings" (the recipe leads; the details start folded). The page keeps
+    the fold's state across pages and reloads: look at it once the page has run, so a click made while it
+    was still drawing never folds away what was open."""
+    wait_idle(page)
+    fold = page.locator("[data-testid='stExpander'] details").filter(has_text="All settings").first
+    fold.wait_for(state="attached")
+    if fold.get_attribute("open") is None:
+        fold.locator("summary").first.click()
+    page.get_by_role("spinbutton", name="Image size (px)").wait_for(state="visible")
 
 
 def set_number(page, label: str, value) -> None:

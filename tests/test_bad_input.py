@@ -215,9 +215,11 @@ def test_1x1_and_10000_px_images_train_and_predict(tmp_path):
 
     root = extreme_sizes(tmp_path / "d")
     scan = scan_folders([root])
-    assert scan.skipped == [] and scan.class_counts() == [8, 7]
-    sizes = {(r.width, r.height) for r in scan.images}
-    assert {(1, 1), (10_000, 10_000), (10_000, 1)} <= sizes
+    # Nothing to learn from in a 1 x 1 pixel or a 1 px line: listed with the reason, not trained on.
+    too_small = sorted(Path(s.path).name for s in scan.skipped if s.reason.startswith("too small to learn"))
+    assert too_small == ["dot.png", "panorama.png", "pixel.jpg", "pixel.png"] and len(scan.skipped) == 4
+    assert scan.class_counts() == [5, 6]
+    assert (10_000, 10_000) in {(r.width, r.height) for r in scan.images}
     result = train(TrainConfig(data=[str(root)], split=[0.6, 0.2, 0.2], **TINY), runs_dir=tmp_path / "runs")
     assert result.run.status()["state"] == "finished"
     clf = Predictor(result.run.best_checkpoint)
@@ -327,12 +329,14 @@ def test_the_data_page_lists_every_bad_file_with_its_reason_and_keeps_the_rest(t
     assert split_table(at).loc["total", "total"] == 8  # the rest is split and usable
 
 
-def test_the_data_page_shows_1x1_and_10000_px_images_as_usable(tmp_path):
+def test_the_data_page_lists_1x1_images_as_skipped_and_10000_px_images_as_usable(tmp_path):
     root = extreme_sizes(tmp_path / "d")
     at = data_page(**{keys.DATA_PATHS: [str(root)]})
     assert not at.error
-    assert metrics(at)["a"] == "8 / 8" and metrics(at)["b"] == "7 / 7"
-    assert any("Width 1..10000 px, height 1..10000 px" in c.value for c in at.caption)
+    assert metrics(at)["a"] == "5 / 5" and metrics(at)["b"] == "6 / 6"
+    assert metrics(at)["Skipped files"] == "4"  # the 1 x 1 pixels and the 1 px lines, with the reason
+    assert any("Width 24..10000 px, height 16..10000 px" in c.value for c in at.caption), [
+        c.value for c in at.caption]
 
 
 def upload(name: str, data: bytes, mime: str = "image/jpeg") -> tuple[str, bytes, str]:

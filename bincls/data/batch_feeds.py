@@ -154,10 +154,12 @@ def prepare_training_data(
     frozen_model: nn.Module | None = None,
     model_name: str = "",
     channels_last: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
     budget: int | None = None,
 ) -> TrainingData:
-    """Choose the fastest way to feed this run that fits the memory budget, and say which."""
+    """Choose the fastest way to feed this run that fits the memory budget, and say which.
+
+    `progress(what, done, total)` tells of the work before the first step (decoding, features)."""
     train_t, val_t = data.part("train"), data.part("val")
     margin = train_margin(pre, aug)
     need = dataset_bytes(len(train_t), margin) + dataset_bytes(len(val_t), pre.img_size)
@@ -178,8 +180,8 @@ def prepare_training_data(
             f"{need / 2**20:,.0f} MB, above the memory budget of {budget / 2**20:,.0f} MB "
             f"(BINCLS_MEMORY_BUDGET).",
         )
-    train_imgs = load_or_decode(train_t["path"].tolist(), margin, progress)
-    val_imgs = load_or_decode(val_t["path"].tolist(), pre.img_size)
+    train_imgs = load_or_decode(train_t["path"].tolist(), margin, _told(progress, "decoding training images"))
+    val_imgs = load_or_decode(val_t["path"].tolist(), pre.img_size, _told(progress, "decoding val images"))
     cached = train_imgs.from_cache and val_imgs.from_cache
     where = f"{need / 2**20:,.0f} MB" + (", from the decode cache" if cached else ", decoded once and cached")
     if device.type == "cuda" and need < torch.cuda.mem_get_info(device)[0] // 2:
@@ -197,9 +199,8 @@ def prepare_training_data(
     ty, vy = _labels(train_t), _labels(val_t)
     eval_tf = BatchTransform(pre, None)
     if frozen_model is not None and not aug.enabled:
-        infer = plan_inference(device, model_name)
-        feats_t = _features(frozen_model, tx, eval_tf, batch_size, infer)
-        feats_v = _features(frozen_model, vx, eval_tf, batch_size, infer)
+        feats_t, feats_v = _all_features(frozen_model, tx, vx, eval_tf, batch_size,
+                                         plan_inference(device, model_name), progress)  # fmt: skip
         return TrainingData(
             TensorBatches(feats_t, ty, batch_size, device, shuffle=True, generator=gen),
             TensorBatches(feats_v, vy, batch_size, device),
@@ -224,19 +225,37 @@ def prepare_training_data(
     )  # fmt: skip
 
 
+def _all_features(model, tx, vx, tf, batch_size, infer, progress) -> tuple[torch.Tensor, torch.Tensor]:
+    """The backbone's features of the training and validation images, with one count over both."""
+    total, told = len(tx) + len(vx), _told(progress, "computing the backbone's features")
+    feats_t = _features(model, tx, tf, batch_size, infer, told and (lambda n: told(n, total)))
+    feats_v = _features(model, vx, tf, batch_size, infer, told and (lambda n: told(len(tx) + n, total)))
+    return feats_t, feats_v
+
+
+def _told(progress: Callable[[str, int, int], None] | None, what: str) -> Callable[[int, int], None] | None:
+    """`progress` for one piece of work, as the (done, total) callback that piece takes."""
+    return (lambda done, total: progress(what, done, total)) if progress else None
+
+
 @torch.no_grad()
 def _features(
-    model: nn.Module, images: torch.Tensor, tf: BatchTransform, batch_size: int, infer: ComputePlan
-) -> torch.Tensor:
+    model: nn.Module, images: torch.Tensor, tf: BatchTransform, batch_size: int, infer: ComputePlan,
+    done: Callable[[int], None] | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """The backbone's pooled features of `images`; `done(n)` after each batch, with the images so far."""
     model.eval()
     if infer.channels_last:
         model.to(memory_format=torch.channels_last)
-    out = []
+    out, n = [], 0
     for x, _ in TensorBatches(
         images, torch.zeros(len(images)), batch_size * 2, infer.device, tf, channels_last=infer.channels_last
     ):
         with infer.autocast():
             out.append(model.forward_features(x).float())
+        n += len(x)
+        if done:
+            done(n)
     return torch.cat(out) if out else torch.empty(0)
 
 

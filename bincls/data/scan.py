@@ -27,6 +27,9 @@ Progress = Callable[[int, int], None]
 
 
 # Slots: a scan of 100,000 files holds 100,000 records, and a __dict__ per record would double them.
+# An image this thin holds nothing to learn from (a 1 x 1 pixel, a 1 px line): it is listed, not trained on.
+MIN_SIDE = 8
+
 @dataclass(frozen=True, slots=True)
 class ImageRecord:
     """One valid image file."""
@@ -318,6 +321,10 @@ def scan_layout(layout: Layout, progress: Progress | None = None, use_cache: boo
         hits += from_cache
         if not res["ok"]:
             skipped.append(SkippedFile(path, res["reason"]))
+            continue
+        if min(res["width"], res["height"]) < MIN_SIDE:
+            skipped.append(SkippedFile(path, f"too small to learn from ({res['width']} x {res['height']} px; "
+                                             f"at least {MIN_SIDE} px a side)"))  # fmt: skip
             continue
         # Interned: thousands of records share a handful of mode and format names.
         mode, fmt = sys.intern(res["mode"]), sys.intern(res["format"])

@@ -13,6 +13,7 @@ from bincls.inference.predict import Explained, ImageSource, Predictor
 
 FULL_VIEWS = 12  # images shown in full (display size and heat map); the rest get a small image only
 CHUNK = 32  # images per chunk: progress is reported after each
+FULL_CHUNK = 4  # full views (with heat maps) are slower: progress after every few
 SMALL_SIDE = 96  # display side of the images not shown in full
 
 
@@ -37,16 +38,28 @@ def explain_many(
     others go on. The first `full_views` get a display-size image and (when `heatmaps`) a heat map;
     `progress(done, total)` is called after each chunk."""
     out: list[Explained] = []
+    total = len(items)
+    if progress:
+        progress(0, total)  # the count is shown before the first (slowest) images
     with cpu_threads(prediction_threads(predictor.device, runs_dir)):
-        for start in range(0, len(items), CHUNK):
-            chunk = items[start : start + CHUNK]
-            full = max(full_views - start, 0)
-            names, sources = [n for n, _ in chunk], [s for _, s in chunk]
-            if full:
-                out += predictor.predict_explained(sources[:full], names[:full], heatmaps=heatmaps)
-            if chunk[full:]:
-                out += predictor.predict_explained(sources[full:], names[full:], heatmaps=False,
-                                                   display_side=SMALL_SIDE)  # fmt: skip
+        # The full views (heat maps) a few at a time, so the count moves from the start; then chunks.
+        for start in range(0, min(full_views, total), FULL_CHUNK):
+            part = items[start : min(start + FULL_CHUNK, full_views, total)]
+            out += predictor.predict_explained([s for _, s in part], [n for n, _ in part], heatmaps=heatmaps)
             if progress:
-                progress(min(start + CHUNK, len(items)), len(items))
+                progress(len(out), total)
+        for start in range(len(out), total, CHUNK):
+            chunk = items[start : start + CHUNK]
+            out += predictor.predict_explained([s for _, s in chunk], [n for n, _ in chunk], heatmaps=False,
+                                               display_side=SMALL_SIDE)  # fmt: skip
+            if progress:
+                progress(len(out), total)
     return out
+
+
+def class_counts(predictions: list, class_names: list[str]) -> dict[str, int]:
+    """How many images each class got, and how many files could not be read ("unreadable")."""
+    counts = dict.fromkeys(class_names, 0) | {"unreadable": 0}
+    for p in predictions:
+        counts[p.class_name if not p.error and p.class_name in counts else "unreadable"] += 1
+    return counts

@@ -36,6 +36,7 @@ from bincls.inference.scoring import Scorer
 from bincls.inference.threshold import check_threshold
 from bincls.models.checkpoint import load_model, preprocess_of
 from bincls.training.run_folder import RunFolder
+from bincls.training.run_summary import keep_test_result
 
 
 @dataclass
@@ -97,6 +98,19 @@ def _table_for_folders(paths: list[str], class_names: list[str]) -> pd.DataFrame
     return pd.DataFrame(rows, columns=["path", "class", "label"])
 
 
+def _table_for_split(run, ckpt_path, split: str, notes: list[str]) -> tuple[pd.DataFrame, str]:
+    """The run's images of `split`, and the split used: val when the data came without a test split."""
+    if run is None or not run.split_path.exists():
+        raise BinclsError(f"{ckpt_path} is not inside a run folder with a split.csv; pass --data FOLDERS.")
+    full = load_split(run.split_path)
+    table = full[full["split"] == split]
+    if table.empty and split == "test":
+        split = "val"
+        table = full[full["split"] == "val"]
+        notes.append("This run has no test split (the data came with train/val only): evaluated on val.")
+    return table, split
+
+
 def evaluate(
     run_or_ckpt: str | os.PathLike,
     data: list[str] | None = None,
@@ -116,6 +130,7 @@ def evaluate(
     model, ckpt = load_model(ckpt_path, dev)
     names = ckpt["class_names"]
     notes: list[str] = []
+    own_threshold = threshold is None
     if threshold is None:
         threshold = saved_threshold(run, ckpt)  # a hand-edited, unusable value falls back
     else:
@@ -123,16 +138,7 @@ def evaluate(
     if data:
         table, source = _table_for_folders(list(data), names), ", ".join(map(str, data))
     else:
-        if run is None or not run.split_path.exists():
-            raise BinclsError(
-                f"{ckpt_path} is not inside a run folder with a split.csv; pass --data FOLDERS."
-            )
-        full = load_split(run.split_path)
-        table = full[full["split"] == split]
-        if table.empty and split == "test":
-            split = "val"
-            table = full[full["split"] == "val"]
-            notes.append("This run has no test split (the data came with train/val only): evaluated on val.")
+        table, split = _table_for_split(run, ckpt_path, split, notes)
         source = f"{split} split"
     if table.empty:
         raise BinclsError(f"There are no images to evaluate in {source}.")
@@ -166,6 +172,8 @@ def evaluate(
             "loss": losses.numpy(),
         }
     )
+    if run is not None and not data and split == "test" and own_threshold and tta is None:
+        keep_test_result(run, Path(ckpt_path), metrics)  # the Runs table's test accuracy
     return Evaluation(
         metrics,
         out,
@@ -242,8 +250,10 @@ def calibration(ev: Evaluation, bins: int = 10) -> tuple[pd.DataFrame, float]:
 
 
 def most_wrong(ev: Evaluation, k: int = 12) -> pd.DataFrame:
-    """The k images with the highest loss: the ones the model was most confidently wrong (or unsure) about."""
-    return ev.table.sort_values("loss", ascending=False).head(k).reset_index(drop=True)
+    """The k misclassified images with the highest loss: the ones the model was most confidently wrong
+    about (a right answer is never listed, however unsure)."""
+    wrong = ev.table[ev.table["true"] != ev.table["predicted"]]
+    return wrong.sort_values("loss", ascending=False).head(k).reset_index(drop=True)
 
 
 def cell_images(ev: Evaluation, true: str, predicted: str) -> pd.DataFrame:

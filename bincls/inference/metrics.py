@@ -15,11 +15,14 @@ from torchmetrics.functional.classification import (
     binary_recall,
 )
 
+TIED_STD = 1e-5  # probabilities this close together are one answer for every image (a dead network)
+
 
 def binary_metrics(
     logits: torch.Tensor, labels: torch.Tensor, threshold: float = 0.5, pos_weight: float | None = None
 ) -> dict:
-    """accuracy, balanced accuracy, precision, recall, f1, auroc, loss, n and the confusion matrix
+    """accuracy, balanced accuracy, precision, recall, f1, auroc, loss, n, the spread of the
+    probabilities (`p_std`: 0 when the model gives every image the same one) and the confusion matrix
     [[tn, fp], [fn, tp]].
 
     The loss is plain (unweighted) BCE unless `pos_weight` is given, so runs with different class
@@ -46,6 +49,24 @@ def binary_metrics(
         "recall": binary_recall(probs, target, threshold=threshold).item(),
         "f1": binary_f1_score(probs, target, threshold=threshold).item(),
         "auroc": binary_auroc(probs, target).item() if both else math.nan,
+        "p_std": probs.std(unbiased=False).item(),
         "confusion_matrix": cm.tolist(),
         "threshold": threshold,
     }
+
+
+def chance_verdict(auroc: float | None, p_std: float | None, n_neg: int, n_pos: int) -> str | None:
+    """Why these validation or test results cannot be told from guessing, or None when they can.
+
+    Tied: every image got the same probability (`p_std` ~ 0). At chance: the AUROC is within one standard
+    error of 0.5 (its spread under guessing, by Hanley & McNeil's formula, at least 0.05), so a ranking
+    by the model is no better than a random one.
+    """
+    if p_std is not None and p_std < TIED_STD:
+        return "it gives every image the same probability"
+    if auroc is None or auroc != auroc or not n_neg or not n_pos:
+        return None
+    band = max(0.05, math.sqrt((n_neg + n_pos + 1) / (12 * n_neg * n_pos)))
+    if abs(auroc - 0.5) <= band:
+        return f"its AUROC ({auroc:.2f}) is within {band:.2f} of 0.5, what guessing gives"
+    return None

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from bincls.inference.metrics import chance_verdict
 from bincls.training.run_folder import RunFolder, process_fields
 
 
@@ -21,6 +22,8 @@ class Listener:
     def run_started(self, info: dict) -> None: ...
 
     def message(self, text: str) -> None: ...
+
+    def preparing(self, what: str, done: int, total: int) -> None: ...
 
     def resumed(self, info: dict) -> None: ...
 
@@ -61,6 +64,7 @@ class RunFolderWriter(Listener):
     def __init__(self, run: RunFolder):
         self.run = run
         self._last_status = 0.0
+        self._beat_chance = run.status().get("beat_chance_epoch")  # kept over a resume
 
     def run_started(self, info: dict) -> None:
         self.run.set_status(state="running", **process_fields(os.getpid()), started=time.time(), **info)
@@ -68,7 +72,15 @@ class RunFolderWriter(Listener):
 
     def message(self, text: str) -> None:
         self.run.log(text)
-        self.run.set_status(message=text)
+        self.run.set_status(message=text, preparing=None)
+
+    def preparing(self, what: str, done: int, total: int) -> None:
+        """Work before the first step (decoding, the backbone's features), as a count for a progress bar."""
+        now = time.monotonic()
+        if done < total and now - self._last_status < self.STATUS_EVERY_S:
+            return
+        self._last_status = now
+        self.run.set_status(preparing={"what": what, "done": done, "total": total})
 
     def resumed(self, info: dict) -> None:
         # The marker tells readers that steps logged after this point of the killed attempt are void.
@@ -93,7 +105,13 @@ class RunFolderWriter(Listener):
 
     def epoch_end(self, record: dict) -> None:
         self.run.append_metrics(record)
+        cm = record.get("val_confusion_matrix") or [[0, 0], [0, 0]]
+        if chance_verdict(record.get("val_auroc"), record.get("val_p_std"), sum(cm[0]), sum(cm[1])) is None:
+            # The first epoch that did better than guessing: `run_summary.learned_nothing` reads it.
+            self._beat_chance = self._beat_chance or record["epoch"]
         self.run.set_status(
+            beat_chance_epoch=self._beat_chance,
+            preparing=None,
             epoch=record["epoch"],
             eta_s=record.get("eta_s"),
             best_epoch=record.get("best_epoch"),

@@ -307,9 +307,24 @@ def _step(state: TrainingState, loss: torch.Tensor) -> None:
 
 
 def _eta(state: TrainingState, epoch: int, step: int, per_step: float) -> float:
-    times = state.epoch_times
-    per_epoch = (sum(times) / len(times)) if times else per_step * state.steps_per_epoch
-    return per_step * (state.steps_per_epoch - step) + per_epoch * (state.epochs - epoch)
+    """Seconds left: this epoch's remaining steps, then the planned epochs at the pace of this phase's
+    last few epochs (validation included), never past the time budget.
+
+    Only this phase's epochs count: the head phase's epochs on cached features are far faster than the
+    fine-tune's, and an average over both made the estimate swing."""
+    steps = state.steps_per_epoch
+    return _remaining(state, epoch, epoch - 1, per_step * (steps - step), per_step * steps)
+
+
+def _remaining(state: TrainingState, epoch: int, done: int, this_epoch: float, per_epoch: float) -> float:
+    """After `epoch` (`done` epochs finished, `this_epoch` seconds left in the one running)."""
+    in_phase = done - (head_epochs(state) if state.phase == "main" else 0)
+    recent = state.epoch_times[-min(in_phase, 3) :] if in_phase > 0 else []
+    per_epoch = sum(recent) / len(recent) if recent else per_epoch
+    left = this_epoch + per_epoch * max(state.epochs - epoch, 0)
+    if state.deadline is not None:
+        left = min(left, max(state.deadline - time.time(), 0.0))
+    return left
 
 
 def validate(state: TrainingState) -> dict:
@@ -322,7 +337,6 @@ def validate(state: TrainingState) -> dict:
 
 def _epoch_record(state: TrainingState, train: dict, val: dict, epoch_time: float) -> dict:
     state.epoch_times.append(epoch_time)
-    times = state.epoch_times
     return {
         "kind": "epoch",
         "epoch": state.epoch,
@@ -334,7 +348,7 @@ def _epoch_record(state: TrainingState, train: dict, val: dict, epoch_time: floa
         "lr": state.optimizer.param_groups[-1]["lr"],
         "epoch_time": epoch_time,
         "images_per_s": train["seen"] / max(epoch_time, 1e-9),
-        "eta_s": (sum(times) / len(times)) * (state.epochs - state.epoch),
+        "eta_s": _remaining(state, state.epoch, state.epoch, 0.0, epoch_time),
         "best_epoch": state.best.epoch,
         "best_val_loss": state.best.val_loss,
         "time": time.time(),

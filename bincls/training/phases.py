@@ -96,6 +96,7 @@ def enter_phase(state: TrainingState, phase: str) -> None:
         _sharded(state.data, world, cfg.seed), pre, _augment(state, phase), batch_size,
         cfg.seed + world.rank + (1000 if phase == "main" else 0), state.device, workers=cfg.workers,
         frozen_model=extractor, model_name=cfg.model, channels_last=state.plan.channels_last, budget=budget,
+        progress=lambda what, done, total: emit("preparing", what, done, total),
     )  # fmt: skip
     emit("message", state.feed.message)
     if world.active:

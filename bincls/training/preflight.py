@@ -31,5 +31,22 @@ def preflight(cfg: TrainConfig) -> Resolved:
     resolved = resolve(cfg)
     full = resolved.config
     model_config(full.model, full.img_size, full.weights, bool(full.freeze_backbone))
+    if full.weights == "imagenet" and not full.init_from:
+        _imagenet_at_hand(full.model)
     resolve_device(full.device)
     return resolved
+
+
+def _imagenet_at_hand(model: str) -> None:
+    """ImageNet weights asked for by name must be here (torch hub cache) or downloadable, or the run would
+    fail a few seconds after it started."""
+    import torch
+
+    from bincls.training.recipes import weights_at_hand
+
+    if weights_at_hand(model) is None:
+        raise BinclsError(
+            f"There are no ImageNet weights for {model} here: they are not in the torch hub cache "
+            f"({torch.hub.get_dir()}/checkpoints) and torchvision's server cannot be reached. Give a local "
+            "weights file with --weights FILE, or train from scratch with --weights none."
+        )

@@ -1,4 +1,5 @@
-"""What a run folder says about its run, in one place: state, epochs done of asked, duration, best epoch.
+"""What a run folder says about its run, in one place: state, name, settings, epochs done of asked,
+duration, best epoch, test accuracy, and whether it learned anything.
 
 The Runs table, the Train page's run panel, the sidebar and the run pickers all read runs through
 `summarize`, so they never disagree about a run; it reads only the run folder, never a trainer.
@@ -11,10 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bincls.errors import BinclsError
+from bincls.inference.metrics import TIED_STD, chance_verdict
 from bincls.training.config import DEFAULT_LR, read_run_config
-from bincls.training.run_folder import ACTIVE, RunFolder, list_runs
+from bincls.training.run_folder import ACTIVE, RunFolder, list_runs, read_json, write_json_atomic
 
 ENDED_EARLY = ("failed", "interrupted", "stopped")  # states a run can be resumed from
+# A name given after the run started: a file of its own, so that it never races the trainer's writes of
+# status.json, and config.json stays what repeats the run.
+NAME_FILE = "name.txt"
+MAX_NAME = 200
+# The run's own test split, evaluated at its saved threshold (written by `inference.evaluate`).
+TEST_RESULT_FILE = "test_result.json"
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,12 @@ class RunSummary:
     optimizer: str
     lr: float | None  # the one set, else the optimizer's default
     data: list[str] = field(default_factory=list)
+    name: str | None = None  # given on the Train page (config) or later (name.txt)
+    preset: str | None = None  # the recipe that filled in the settings
+    weights: str | None = None  # "imagenet", "none" or a weights file
+    frozen: bool | None = None  # the pretrained backbone stayed fixed (None: no pretrained backbone)
+    augment: bool | None = None
+    img_size: int | None = None
     created: float | None = None  # seconds since the epoch
     epoch: int | None = None  # the epoch in progress, while the run trains
     epochs_done: int = 0
@@ -35,6 +49,8 @@ class RunSummary:
     best_record: dict | None = None  # the best epoch's metrics line, when the epochs were given
     error: str | None = None  # why it failed
     has_last_checkpoint: bool = False
+    test_accuracy: float | None = None  # on its test split, once evaluated (TEST_RESULT_FILE)
+    learned_nothing: str | None = None  # why its validation results are those of guessing, with the cause
 
     @property
     def active(self) -> bool:
@@ -49,6 +65,18 @@ class RunSummary:
     def early_stopped(self) -> bool:
         return self.state == "finished" and self.epochs_done < (self.epochs_asked or 0)
 
+    @property
+    def weights_label(self) -> str:
+        """How the model started: ImageNet, random (from scratch) or a weights file's name."""
+        if self.weights in (None, "", "none"):
+            return "from scratch"
+        return "ImageNet" if self.weights == "imagenet" else Path(self.weights).name
+
+    @property
+    def title(self) -> str:
+        """The run in one short line: its name, else model and weights."""
+        return self.name or f"{self.model} · {self.weights_label}"
+
 
 def epoch_records(records: list[dict]) -> list[dict]:
     """The per-epoch lines of a run's metrics (the others are per step)."""
@@ -59,8 +87,8 @@ def summarize(run: RunFolder, epochs: list[dict] | None = None) -> RunSummary:
     """The run as its folder describes it.
 
     `epochs`: the run's epoch lines from metrics.jsonl, when the caller has read them (to draw curves):
-    epochs done and the best epoch's metrics then come from them. Without them, only status.json and
-    config.json are read, which keeps a table of many runs fast.
+    epochs done and the best epoch's metrics then come from them. Without them, only small files
+    (status.json, config.json, name.txt, the test result) are read, which keeps a table of many runs fast.
     """
     status, cfg = run.status(), run.config()
     optimizer = cfg.get("optimizer", "")
@@ -70,28 +98,147 @@ def summarize(run: RunFolder, epochs: list[dict] | None = None) -> RunSummary:
             done = (status.get("last_epoch_metrics") or {}).get("epoch", 0)
     else:
         done = len(epochs)
-    started, finished = status.get("started"), status.get("finished")
     best_epoch = status.get("best_epoch")
+    weights = cfg.get("weights")
+    pretrained = weights not in (None, "", "none")
+    state = status.get("state", "unknown")
     return RunSummary(
         id=run.id,
-        state=status.get("state", "unknown"),
+        state=state,
         model=cfg.get("model") or status.get("model", ""),
         optimizer=optimizer,
         lr=cfg.get("lr") or DEFAULT_LR.get(optimizer),
         data=[str(p) for p in cfg.get("data", [])],
+        name=run_name(run, cfg),
+        preset=cfg.get("preset") or status.get("preset"),
+        weights=weights,
+        frozen=bool(cfg.get("freeze_backbone")) if pretrained else None,
+        augment=cfg.get("augment"),
+        img_size=cfg.get("img_size") or status.get("img_size"),
         created=status.get("created") or status.get("started"),
         epoch=status.get("epoch"),
         epochs_done=int(done or 0),
         epochs_asked=cfg.get("epochs") or status.get("epochs"),
-        duration_s=finished - started if started and finished else None,
+        duration_s=_duration(status),
         best_epoch=best_epoch,
         best_val_accuracy=status.get("best_val_accuracy"),
         best_record=next((r for r in epochs or [] if r.get("epoch") == best_epoch), None),
         error=status.get("error"),
         has_last_checkpoint=run.last_checkpoint.exists(),
+        test_accuracy=(saved_test_result(run) or {}).get("accuracy"),
+        learned_nothing=None if state in ACTIVE else learned_nothing(status, cfg, epochs),
     )
 
 
+def _duration(status: dict) -> float | None:
+    """Training time over every attempt: a resumed run's `elapsed_s` counts the earlier ones (from its
+    checkpoint); runs written before that field existed give their last attempt's start to end."""
+    started, finished = status.get("started"), status.get("finished")
+    if not (started and finished):
+        return None
+    return max(status.get("elapsed_s") or 0.0, finished - started)
+
+
+def run_name(run: RunFolder, cfg: dict | None = None) -> str | None:
+    """The name given later (name.txt), else the one the run started with (config.json), else None."""
+    try:
+        given = (run.path / NAME_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        given = ""
+    return given or (cfg if cfg is not None else run.config()).get("name") or None
+
+
+def set_run_name(run: RunFolder, name: str) -> str | None:
+    """Name (or rename) a run; an empty name goes back to the one it started with. Returns the name."""
+    clean = " ".join("".join(ch if ch.isprintable() else " " for ch in name).split())
+    if len(clean) > MAX_NAME:
+        raise BinclsError(f"A run name has at most {MAX_NAME} characters; this one has {len(clean)}.")
+    path = run.path / NAME_FILE
+    try:
+        if clean:
+            tmp = path.with_name(f".{NAME_FILE}.{os.getpid()}.tmp")
+            tmp.write_text(clean + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise BinclsError(f"Could not write the name into {path}: {exc.strerror or exc}. "
+                          "Make the runs folder writable.") from None  # fmt: skip
+    return run_name(run)
+
+
+def saved_test_result(run: RunFolder) -> dict | None:
+    """The run's last evaluation on its own test split, when it is of the checkpoint the run has now."""
+    result = read_json(run.path / TEST_RESULT_FILE)
+    if not isinstance(result, dict):
+        return None
+    ckpt = run.path / str(result.get("checkpoint", ""))
+    try:
+        current = ckpt.is_file() and abs(ckpt.stat().st_mtime - float(result.get("checkpoint_mtime"))) < 1e-3
+    except (TypeError, ValueError):
+        return None
+    return result if current else None
+
+
+def keep_test_result(run: RunFolder, checkpoint: Path, metrics: dict) -> None:
+    """Record an evaluation of the run's test split beside it (the Runs table shows it); a runs folder that
+    cannot be written only loses the record."""
+    keys = ("n", "accuracy", "balanced_accuracy", "auroc", "f1", "loss", "threshold", "p_std")
+    record = {k: metrics.get(k) for k in keys} | {
+        "checkpoint": checkpoint.name, "checkpoint_mtime": checkpoint.stat().st_mtime,
+        "negatives": sum(metrics["confusion_matrix"][0]), "positives": sum(metrics["confusion_matrix"][1]),
+    }  # fmt: skip
+    try:
+        write_json_atomic(run.path / TEST_RESULT_FILE, record)
+    except OSError:
+        pass
+
+
+def learned_nothing(status: dict, cfg: dict, epochs: list[dict] | None = None) -> str | None:
+    """Why the run's validation results are those of guessing at every epoch, with the likely cause; None
+    when some epoch did better (or no epoch was validated)."""
+    if epochs is None and status.get("beat_chance_epoch"):
+        return None
+    lines = [r for r in epochs or [] if r.get("val_loss") is not None] or [
+        m for m in (status.get("last_epoch_metrics"), _as_epoch(status.get("best_metrics"))) if m
+    ]
+    if not lines:
+        return None
+    verdicts = []
+    for line in lines:
+        cm = line.get("val_confusion_matrix") or [[0, 0], [0, 0]]
+        verdict = chance_verdict(line.get("val_auroc"), line.get("val_p_std"), sum(cm[0]), sum(cm[1]))
+        if verdict is None:
+            return None
+        verdicts.append(verdict)
+    n_val = status.get("val_images") or sum(map(sum, lines[-1].get("val_confusion_matrix") or []))
+    spread = lines[-1].get("val_p_std")
+    tied = spread is not None and spread < TIED_STD
+    return (f"This run learned nothing: on its {n_val} validation images {verdicts[-1]}, at every "
+            f"epoch. Likely cause: {likely_cause(status, cfg, tied)}")  # fmt: skip
+
+
+def _as_epoch(best: dict | None) -> dict | None:
+    """status.json's best_metrics (names without val_) as an epoch line."""
+    return {f"val_{k}": v for k, v in best.items()} if best else None
+
+
+def likely_cause(status: dict, cfg: dict, tied: bool) -> str:
+    """The most likely reason a run learned nothing, from its settings and data, with what to try."""
+    n_train, done = status.get("train_images") or 0, status.get("epochs_done") or 0
+    lr = cfg.get("lr") or DEFAULT_LR.get(cfg.get("optimizer", ""))
+    if tied:
+        return (f"the learning rate ({lr:g}) is too high for this model, so its units stopped responding; "
+                "try a 10x lower one, or the Auto recipe.") if lr else "the training diverged."  # fmt: skip
+    if cfg.get("weights") in (None, "", "none"):
+        return (f"a network trained from scratch on {n_train} images for {done} epoch"
+                f"{'s' if done != 1 else ''} has not learned to tell the classes apart yet. A pretrained "
+                "network learns this from a few hundred photos: choose the Fast recipe with ImageNet "
+                "weights, or Weights: Local file under All settings. From scratch needs many more epochs "
+                "and images.")  # fmt: skip
+    return ("the pretrained features do not separate the two classes: check on the Data page that the "
+            "folders hold what their names say (mixed-up labels look like this), or fine-tune the whole "
+            "network (the Best recipe).")
 def config_problem(run: RunFolder) -> str | None:
     """Why the run's config.json does not read back as settings (edited by hand), or None."""
     try:

@@ -158,8 +158,8 @@ def setup(cfg: TrainConfig, run: RunFolder | None, emit: Emitter, world: World, 
     data = _data(cfg, run, emit, world, resume)
     mcfg = model_config(cfg.model, img_size=cfg.img_size, weights=cfg.weights,
                         freeze_backbone=bool(cfg.freeze_backbone))  # fmt: skip
-    # A continued run's weights come from its checkpoint: the pretrained ones need not be at hand.
-    model = build_model(mcfg, load_weights=not cfg.init_from).to(device)
+    # A continued or resumed run's weights come from its checkpoint: the pretrained ones need not be at hand.
+    model = build_model(mcfg, load_weights=not (cfg.init_from or last)).to(device)
     if cfg.init_from and not last:
         from bincls.training.continuation import load_initial_weights
 

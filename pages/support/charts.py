@@ -15,6 +15,7 @@ TRAIN_COLOR, VAL_COLOR, STEP_COLOR, CHANCE_COLOR = "#2563eb", "#ea580c", "#93c5f
 # Distinct colours, one per compared run and the same in both charts.
 RUN_COLORS = ("#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777",
               "#4b5563")  # fmt: skip
+RUN_DASHES = ("solid", "dash", "dot", "dashdot")
 MAX_STEP_POINTS = 3000  # per-step loss points drawn; longer runs are thinned evenly
 HISTOGRAM_BINS = 60
 SCATTER_CAP = 5000  # points per class in the size scatter
@@ -119,11 +120,15 @@ def run_comparison(curves: list[tuple[str, list[dict]]]) -> tuple[go.Figure, go.
     loss, acc = go.Figure(), go.Figure()
     for i, (name, epochs) in enumerate(curves):
         x = [r["epoch"] for r in epochs]
-        line = {"mode": "lines+markers", "name": name, "line": {"color": RUN_COLORS[i % len(RUN_COLORS)]}}
+        dash = RUN_DASHES[i // len(RUN_COLORS) % len(RUN_DASHES)]  # past the palette: dashed
+        line = {"mode": "lines+markers", "name": name,
+                "line": {"color": RUN_COLORS[i % len(RUN_COLORS)], "dash": dash}}  # fmt: skip
         loss.add_scatter(x=x, y=[r.get("val_loss") for r in epochs], **line)
         acc.add_scatter(x=x, y=[r.get("val_accuracy") for r in epochs], **line)
     for fig in (loss, acc):
-        fig.update_layout(showlegend=True)
+        fig.update_layout(showlegend=True, hovermode="x unified")
         fig.update_xaxes(rangemode="tozero")
-    return (style(loss, "Validation loss", "epoch", "val loss (BCE)", 380),
-            as_share(style(acc, "Validation accuracy", "epoch", "val accuracy", 380)))  # fmt: skip
+    # The legend below the plot: run names are long, and above it they ran over the chart's title.
+    below = {"height": 420, "legend": "bottom"}
+    return (style(loss, "Validation loss", "epoch", "val loss (BCE)", **below),
+            as_share(style(acc, "Validation accuracy", "epoch", "val accuracy", **below)))  # fmt: skip

@@ -60,16 +60,34 @@ def use_data(paths: list[str], what: str, confined: bool = True) -> None:
         return
     ss[keys.DATA_PATHS] = paths
     ss[keys.CLASS_NAMES] = None
+    _show_in_fields(paths if confined else [])
     kind = LAYOUT_KINDS.get(layout.kind, layout.kind)
     _say("success", f"Now using {what}: {' vs '.join(layout.class_names)} ({kind}).")
 
 
+def _show_in_fields(paths: list[str]) -> None:
+    """The "Type a path" fields show the data in use (a stale path left in them would mislead): the root
+    in "Dataset folder", two class folders in "Class A/B"; empty for the sample and uploads."""
+    one, two = (paths, ["", ""]) if len(paths) == 1 else ([""], paths or ["", ""])
+    ss[keys.DATA_ROOT_INPUT] = one[0]
+    ss[keys.DATA_CLASS_A_INPUT], ss[keys.DATA_CLASS_B_INPUT] = two
+
+
 def use_typed_root() -> None:
     use_data([ss.get(keys.DATA_ROOT_INPUT, "")], "the folder")
+    _browse_beside()
 
 
 def use_typed_pair() -> None:
     use_data([ss.get(keys.DATA_CLASS_A_INPUT, ""), ss.get(keys.DATA_CLASS_B_INPUT, "")], "the two folders")
+    _browse_beside()
+
+
+def _browse_beside() -> None:
+    """After a typed path, the folder browser opens beside the data in use (not where it last was)."""
+    parent = Path(ss[keys.DATA_PATHS][0]).parent
+    if ss[keys.DATA_PATHS] != [str(SAMPLE_DATA)] and parent.is_dir() and data_root.allowed(parent):
+        ss[keys.BROWSE_DIR] = str(parent)
 
 
 def use_sample() -> None:

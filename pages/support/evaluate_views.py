@@ -11,7 +11,9 @@ import streamlit as st
 from bincls import BinclsError
 from bincls.data.browse import file_stamp
 from bincls.inference.evaluate import saved_threshold
-from pages.support import keys
+from bincls.inference.metrics import TIED_STD, chance_verdict
+from bincls.training.run_summary import summarize
+from pages.support import keys, run_pieces
 from pages.support.formatting import num
 from pages.support.messages import flash
 
@@ -50,9 +52,27 @@ def metrics_row(m: dict, base: dict | None) -> None:
         delta = None
         moves = base is not None and key not in ("auroc", "loss")
         if moves and np.isfinite(m[key]) and np.isfinite(base[key]):
-            d = m[key] - base[key]
-            delta = f"{d:+.3f} vs saved" if abs(d) > 1e-9 else None
+            d = round(m[key] - base[key], 3)  # as shown: a change below the last digit is no change
+            delta = f"{d:+.3f} vs saved" if d != 0 else None
         col.metric(label, num(m[key]), delta=delta)
+
+
+def tied(ev) -> bool:
+    """The model gave every image (nearly) the same probability: no curve means anything."""
+    return (ev.metrics.get("p_std") or 0.0) < TIED_STD if ev.metrics.get("n") else False
+
+
+def chance_warnings(run, ev) -> None:
+    """A run that learned nothing on validation, and results on these images no better than guessing."""
+    summary = summarize(run)
+    if run_pieces.learned_nothing_warning(summary):
+        return
+    (tn, fp), (fn, tp) = ev.metrics["confusion_matrix"]
+    verdict = chance_verdict(ev.metrics.get("auroc"), ev.metrics.get("p_std"), tn + fp, fn + tp)
+    if verdict:
+        st.warning(f"On these {ev.metrics['n']} images the model is no better than guessing: {verdict}. "
+                   "Check that the folders hold what their names say, or train longer, with more images, or "
+                   "from pretrained weights (the Train page's Fast recipe).", icon=":material/warning:")
 
 
 def remember_cell() -> None:

@@ -74,9 +74,11 @@ def _actions(here: Path, image_counts: dict[str, str]) -> None:
             st.button("As dataset", on_click=data_choice.use_selected,
                       help="Use this subfolder as the dataset folder (it holds the two classes)")
     st.markdown(f"**This folder** ({here.name or here})")
+    # The primary action only where it fits: a folder with at least two subfolders of images.
+    dataset_like = sum(1 for n in image_counts.values() if n not in ("0", "")) >= 2
     with st.container(horizontal=True):
         st.button("Use as dataset", on_click=data_choice.use_data, args=([str(here)], "this folder"),
-                  type="primary",
+                  type="primary" if dataset_like else "secondary",
                   help="This folder holds two class folders, or train / val [/ test] folders.")
         st.button("Use as class A", on_click=data_choice.pick, args=("A", str(here)))
         st.button("Use as class B", on_click=data_choice.pick, args=("B", str(here)))

@@ -44,8 +44,19 @@ def pct(v: float | None) -> str:
 
 
 def num(v: float | None, digits: int = 3) -> str:
-    """A number, or a dash when there is none (None, NaN, infinite)."""
-    return "–" if v is None or v != v or v in (float("inf"), float("-inf")) else f"{v:.{digits}f}"
+    """A number, or a dash when there is none (None, NaN, infinite). Large values in scientific notation:
+    a metric tile holds about eight characters, and a diverged run's loss (74057224.0000) was cut off."""
+    if v is None or v != v or v in (float("inf"), float("-inf")):
+        return "–"
+    if abs(v) >= 1e4:
+        return f"{v:.3g}"
+    text = f"{v:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # never -0.000
+
+
+def count(n: int, word: str) -> str:
+    """`n` and the word, plural unless n is 1: 1 epoch, 3 epochs."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def data_label(paths: list[str]) -> str:
@@ -57,5 +68,10 @@ def data_label(paths: list[str]) -> str:
 
 
 def run_label(run: RunSummary) -> str:
-    """A run in a picker: model, date, state and the end of its id."""
-    return f"{run.model} · {when(run.created)} · {run.state} · {run.id.rsplit('-', 1)[-1]}"
+    """A run in a picker, told apart from the others: its name (else model and weights), how it trained,
+    its best validation accuracy, its date, and a mark when it learned nothing."""
+    how = ("frozen" if run.frozen else "fine-tuned") if run.frozen is not None else ""
+    parts = [run.title, how if run.name is None else "", f"val {pct(run.best_val_accuracy)}",
+             when(run.created), run.state if run.state != "finished" else ""]  # fmt: skip
+    mark = "⚠ learned nothing · " if run.learned_nothing else ""
+    return mark + " · ".join(p for p in parts if p)

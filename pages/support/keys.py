@@ -12,6 +12,10 @@ CURRENT_RUN = "current_run"  # run id last started or picked
 PREVIEW_SEED = "preview_seed"  # changes on "new batch"
 APP_BOOTED = "app_booted"  # app.py has set up the navigation in this session
 WANTED_PAGE = "wanted_page"  # page asked for by a direct link before app.py had run
+USER_ID = "user_id"  # this browser's id (its cookie): names its state file (pages.support.memory)
+USER_COOKIE_SENT = "user_cookie_sent"  # the browser has the id cookie (it sent it, or it was set now)
+USER_RESTORED = "user_restored"  # this session has read the state file
+USER_SAVED = "user_saved"  # what the state file holds now
 
 # Data page ---------------------------------------------------------------------------------------------
 BROWSE_PICKS = "browse_picks"  # {"A": str | None, "B": str | None}: class folders picked while browsing
@@ -46,9 +50,11 @@ TRAIN_KEYS = {
 TRAIN_PRESET_SHOWN = "train_preset_shown"  # {setting: value}: what the preset last put in each widget
 TRAIN_SETTINGS_OPEN = "train_settings_open"  # the Train page's settings expander is open
 TRAIN_COLLAPSED_FOR = "train_collapsed_for"  # run id the settings were folded away for, once
+TRAIN_LIVE_FIGURES = "train_live_figures"  # the live panel's charts and what they were built from
 TRAIN_SAVED = "train_saved"  # {widget key: value}: the Train settings, kept while on other pages
 RUNS_TABLE = "runs_table"  # the Runs table's row selection
 RUNS_TABLE_IDS = "runs_table_ids"  # run ids in table order when that selection was made
+RUNS_NEW_NAME = "w_runs_new_name"  # the rename dialog's text input
 RUNS_MESSAGE = "runs_message"  # [(kind, text)]: engine errors from the last deletion, shown once
 
 # Evaluate and Predict pages ----------------------------------------------------------------------------

@@ -144,12 +144,12 @@ def _predict_folder(run_path: str, stamps: tuple, folder: str, fingerprint: tupl
     from bincls.inference.batch_predict import explain_many
     from bincls.inference.predict import expand_inputs
 
-    files = expand_inputs([folder])
     slot = st.empty()  # made in here: see _scan
+    slot.progress(0.0, text=f"Finding the images in {folder}…")
+    files = expand_inputs([folder])
 
     def progress(done: int, total: int) -> None:
-        if total > 32:
-            slot.progress(done / total, text=f"Predicting: {done:,} of {total:,} files")
+        slot.progress(done / max(total, 1), text=f"Predicting: {done:,} of {total:,} files")
 
     try:
         pred = predictor(RunFolder(Path(run_path)))

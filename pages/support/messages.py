@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 
 import streamlit as st
@@ -16,6 +17,40 @@ ICONS = {
     "info": ":material/info:",
 }
 _SHOW = {"error": st.error, "warning": st.warning, "success": st.success, "info": st.info}
+# The engine's messages serve the command line too, and name its flags; on a page they name its settings.
+PAGE_NAMES = {
+    "--weights FILE": "Weights: Local file (under All settings)",
+    "--weights none": "Weights: None (random init)",
+    "--weights": "Weights",
+    "--model": "Model",
+    "--img-size": "Image size",
+    "--time-budget": "Time budget",
+    "--epochs": "Epochs",
+    "--lr": "Learning rate",
+    "--batch-size": "Batch size",
+    "--preset": "Recipe",
+    "--freeze-backbone": "Training: Freeze backbone",
+    "--memory-budget": "Memory budget",
+    "--device": "Device",
+}
+_FLAG = re.compile(r"`?(--[a-z][a-z-]*)(?: (FILE|none|/[^\s`]+))?`?(?=[\s.,;:)]|$)")
+_APP_NOTE = re.compile(r" ?\(the app: [^)]*\)")
+_PRESETS = re.compile(r"\b([Uu]se )?preset scratch\b")
+
+
+def page_words(text: str) -> str:
+    """An engine message as the pages say it: the page's setting where the command line's flag was."""
+
+    def name(m: re.Match) -> str:
+        flag, arg = m.group(1), m.group(2)
+        arg = "FILE" if arg and arg.startswith("/") else arg
+        return PAGE_NAMES.get(f"{flag} {arg}") or PAGE_NAMES.get(flag, m.group(0))
+
+    def recipe(m: re.Match) -> str:
+        verb = {"Use ": "Choose ", "use ": "choose "}.get(m.group(1) or "", "")
+        return f"{verb}the From scratch recipe"
+
+    return _FLAG.sub(name, _PRESETS.sub(recipe, _APP_NOTE.sub("", text)))
 
 
 def show(kind: str, text: str, icon: str | None = None) -> None:
@@ -24,8 +59,8 @@ def show(kind: str, text: str, icon: str | None = None) -> None:
 
 
 def show_error(exc: BaseException | str) -> None:
-    """Engine errors are shown as messages, never as tracebacks."""
-    show("error", str(exc))
+    """Engine errors are shown as messages (in the pages' words), never as tracebacks."""
+    show("error", page_words(str(exc)))
 
 
 def flash(key: str, kind: str, text: str) -> None:

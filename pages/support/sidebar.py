@@ -33,7 +33,7 @@ def sidebar(live: bool = True) -> None:
             _run()
 
 
-@st.fragment(run_every=2.0)
+@st.fragment(run_every=5.0)  # the Train page's own panel follows the run closely; this is a glance
 def _run_live() -> None:
     if active_run(runs_dir()) is None:
         st.rerun()  # the run ended: redraw once with the static state, and stop refreshing
@@ -47,8 +47,10 @@ def _run() -> None:
         st.caption("No runs yet.")
         return
     s = summarize(run)
-    st.markdown(f"{STATE_ICONS.get(s.state, '')} **{s.state}** · {s.model}")
+    st.markdown(f"{STATE_ICONS.get(s.state, '')} **{s.state}** · {s.title}")
     detail = run.id
     if s.state == "running" and s.epoch:
-        detail += f" · epoch {s.epoch}/{s.epochs_asked or '?'}"
+        detail += f" · epoch {s.epoch}/{run.status().get('epochs') or s.epochs_asked or '?'}"
     st.caption(detail)
+    if s.learned_nothing:
+        st.caption(":orange[⚠ learned nothing: see Train or Runs]")

@@ -6,22 +6,33 @@ from pathlib import Path
 
 import streamlit as st
 
+from bincls.data import data_root
 from bincls.data.split import SplitConfig
 from bincls.paths import SAMPLE_DATA, runs_dir
 from bincls.training.run_folder import RunFolder, list_runs
-from pages.support import keys
+from pages.support import keys, memory
 
 
 def init_state() -> None:
-    """Defaults on first start: the bundled sample is preselected."""
+    """What this browser chose last time (pages.support.memory), else the defaults: the bundled sample."""
     ss = st.session_state
+    memory.restore()
     ss.setdefault(keys.DATA_PATHS, [str(SAMPLE_DATA)])
     ss.setdefault(keys.CLASS_NAMES, None)
     ss.setdefault(keys.SPLIT_RATIOS, (0.7, 0.2, 0.1))
     ss.setdefault(keys.SPLIT_SEED, 0)
-    ss.setdefault(keys.BROWSE_DIR, str(Path.home()))
+    ss.setdefault(keys.BROWSE_DIR, browse_start(ss[keys.DATA_PATHS]))
     ss.setdefault(keys.CURRENT_RUN, None)
     ss.setdefault(keys.PREVIEW_SEED, 0)
+
+
+def browse_start(paths: list[str]) -> str:
+    """Where the folder browser first opens: beside the data in use, else the root or home folder."""
+    if paths and paths != [str(SAMPLE_DATA)]:
+        parent = Path(paths[0]).parent
+        if parent.is_dir() and data_root.allowed(parent):
+            return str(parent)
+    return str(data_root.browse_home())
 
 
 def split_config() -> SplitConfig:

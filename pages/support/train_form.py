@@ -17,11 +17,15 @@ from bincls.training.config import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, t
 from bincls.training.recipes import Resolved
 from pages.support import keys
 from pages.support import train_settings as settings
+from pages.support.formatting import count
 from pages.support.messages import show_error
 
 K = keys.TRAIN_KEYS
 ss = st.session_state
 MODELS = settings.MODELS
+# Every setting keeps its value while the user is on other pages (and while it is hidden, like the weights
+# file's path under another Weights choice); pages.support.memory keeps them over a reload.
+KEEP = {"persist_state": "session"}
 
 
 def _choice_note(result: Resolved | BinclsError) -> None:
@@ -33,7 +37,7 @@ def _choice_note(result: Resolved | BinclsError) -> None:
     lead = f"Auto chose **{cfg.preset}**" if ss[K["preset"]] == "auto" else f"Preset **{cfg.preset}**"
     icon = ":material/auto_awesome:" if cfg.preset != "scratch" else ":material/info:"
     size = cfg.img_size or MODELS[cfg.model].default_img_size
-    st.info(f"{lead}: {result.why}. It trains {cfg.model} at {size} px for up to {cfg.epochs} epochs"
+    st.info(f"{lead}: {result.why}. It trains {cfg.model} at {size} px for up to {count(cfg.epochs, 'epoch')}"
             f"{budget}.", icon=icon)  # fmt: skip
     if cfg.preset == "scratch" and ss[K["preset"]] == "auto" and cfg.weights == "none":
         st.caption("To start from a pretrained network instead (far better on photos), put torchvision's "
@@ -44,16 +48,16 @@ def preset_section(data_ok: bool) -> bool:
     """The preset, what it chose, the time budget, a run name and the Train button; True when pressed."""
     c1, c2 = st.columns([3, 2], vertical_alignment="top")
     with c1:
-        st.radio("Recipe", list(settings.PRESETS), format_func=settings.PRESETS.get, key=K["preset"],
+        st.radio("Recipe", list(settings.PRESETS), format_func=settings.PRESETS.get, key=K["preset"], **KEEP,
                  horizontal=True)  # fmt: skip
         st.caption(settings.PRESET_HELP[ss[K["preset"]]])
     c2.number_input("Time budget (minutes, 0: none)", min_value=0.0, max_value=24 * 60.0, step=0.5,
-                    key=K["time_budget"], help="Training stops when it is spent, keeping the best "
+                    key=K["time_budget"], **KEEP, help="Training stops when it is spent, keeping the best "
                     "checkpoint; the recipe plans its epochs to fit.")  # fmt: skip
     result = settings.resolved()
     _choice_note(result)
     c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
-    c1.text_input("Run name (optional)", key=K["name"], placeholder="e.g. first try, more images",
+    c1.text_input("Run name (optional)", key=K["name"], **KEEP, placeholder="e.g. first try, more images",
                   max_chars=200)  # fmt: skip
     pressed = c2.button("Train", type="primary", icon=":material/play_arrow:", width="stretch",
                         disabled=not data_ok or isinstance(result, BinclsError))  # fmt: skip
@@ -66,21 +70,21 @@ def model_settings() -> None:
     """Model, weights and how the backbone trains."""
     entry = MODELS[ss[K["model"]]]
     st.selectbox(
-        "Model", list(MODELS), key=K["model"],
+        "Model", list(MODELS), key=K["model"], **KEEP,
         format_func=lambda n: f"{n}  ·  {'pretrainable' if MODELS[n].pretrainable else 'from scratch'}",
     )  # fmt: skip
     st.caption(entry.description)
     if entry.pretrainable:
         st.radio("Weights", list(settings.WEIGHTS), format_func=settings.WEIGHTS.get, key=K["weights"],
-                 horizontal=True)  # fmt: skip
+                 horizontal=True, **KEEP)  # fmt: skip
         if ss[K["weights"]] == "file":
-            st.text_input("Weights file (a torchvision state_dict)", key=K["weights_file"],
+            st.text_input("Weights file (a torchvision state_dict)", key=K["weights_file"], **KEEP,
                           placeholder="/path/to/mobilenet_v2_imagenet.pth")  # fmt: skip
         disabled = ss[K["weights"]] == "none"
-        st.radio("Training", list(settings.TUNING), format_func=settings.TUNING.get, key=K["tuning"],
+        st.radio("Training", list(settings.TUNING), format_func=settings.TUNING.get, key=K["tuning"], **KEEP,
                  horizontal=True, disabled=disabled, help="Freezing needs pretrained weights.")  # fmt: skip
         if ss[K["tuning"]] == "finetune" and not disabled:
-            st.number_input("Head epochs first", min_value=0, max_value=100, key=K["head_epochs"],
+            st.number_input("Head epochs first", min_value=0, max_value=100, key=K["head_epochs"], **KEEP,
                             help="Epochs that train only the new head on the frozen backbone before the "
                             "whole network is fine-tuned.")  # fmt: skip
 
@@ -90,33 +94,37 @@ def training_settings() -> None:
     entry = MODELS[ss[K["model"]]]
     c1, c2, c3 = st.columns(3)
     c1.number_input(
-        "Image size (px)", min_value=MIN_IMG_SIZE, max_value=1024, step=16, key=K["img_size"],
+        "Image size (px)", min_value=MIN_IMG_SIZE, max_value=1024, step=16, key=K["img_size"], **KEEP,
         help=f"{entry.name} default: {entry.default_img_size}. "
         + ("Its dense layer is sized from this, so the model only takes this size."
            if entry.fixed_input else "Images are resized to a square of this side."),
     )  # fmt: skip
-    c2.number_input("Epochs (at most)", min_value=1, max_value=1000, key=K["epochs"])
-    c3.number_input("Batch size", min_value=1, max_value=1024, key=K["batch_size"])
-    c1.selectbox("Optimizer", OPTIMIZERS, key=K["optimizer"])
+    c2.number_input("Epochs (at most)", min_value=1, max_value=1000, key=K["epochs"], **KEEP)
+    c3.number_input("Batch size", min_value=1, max_value=1024, key=K["batch_size"], **KEEP)
+    c1.selectbox("Optimizer", OPTIMIZERS, key=K["optimizer"], **KEEP)
     c2.number_input("Learning rate", min_value=1e-6, max_value=5.0, step=1e-4, format="%g", key=K["lr"],
-                    help="Of the head; a fine-tuned pretrained backbone learns at a tenth of it at most.")
+                    help="Of the head; a fine-tuned pretrained backbone learns at a tenth of it at most.",
+                    **KEEP)  # fmt: skip
     c3.number_input("Weight decay", min_value=0.0, max_value=1.0, step=0.01, format="%g",
-                    key=K["weight_decay"])  # fmt: skip
-    c1.selectbox("LR schedule", SCHEDULES, key=K["schedule"])
-    c2.number_input("Warm-up epochs", min_value=0.0, max_value=100.0, step=0.5, key=K["warmup_epochs"])
-    c3.number_input("Label smoothing", min_value=0.0, max_value=0.49, step=0.05, key=K["label_smoothing"])
-    c1.number_input("Patience", min_value=0, max_value=1000, key=K["patience"],
+                    key=K["weight_decay"], **KEEP)  # fmt: skip
+    c1.selectbox("LR schedule", SCHEDULES, key=K["schedule"], **KEEP)
+    c2.number_input("Warm-up epochs", min_value=0.0, max_value=100.0, step=0.5, key=K["warmup_epochs"],
+                    **KEEP)  # fmt: skip
+    c3.number_input("Label smoothing", min_value=0.0, max_value=0.49, step=0.05, key=K["label_smoothing"],
+                    **KEEP)  # fmt: skip
+    c1.number_input("Patience", min_value=0, max_value=1000, key=K["patience"], **KEEP,
                     help="Early stopping: epochs without a better val loss before it stops; 0: off.")
-    c2.number_input("Seed", step=1, key=K["seed"], help="Seeds the train/val/test split and training.")
-    c3.toggle("Augmentation", key=K["augment"], help="Random flips, crops and colour jitter in training.")
+    c2.number_input("Seed", step=1, key=K["seed"], help="Seeds the split and the training.", **KEEP)
+    c3.toggle("Augmentation", key=K["augment"], help="Random flips, crops and colour jitter in training.",
+              **KEEP)  # fmt: skip
     c1, c2, c3 = st.columns(3)
-    c1.selectbox("Device", DEVICES, format_func=settings.device_labels().get, key=K["device"])
-    c2.selectbox("Precision", PRECISIONS, key=K["precision"],
+    c1.selectbox("Device", DEVICES, format_func=settings.device_labels().get, key=K["device"], **KEEP)
+    c2.selectbox("Precision", PRECISIONS, key=K["precision"], **KEEP,
                  help="auto: what measured fastest for this device and model (bench/compute_plan.py).")
-    c3.text_input("Memory budget", key=K["memory_budget"], placeholder="auto: half of the free RAM",
+    c3.text_input("Memory budget", key=K["memory_budget"], **KEEP, placeholder="auto: half of the free RAM",
                   help="A size like 4G or 512M. Above it, images stream from disk instead of memory.")
     if settings.gpu_count() > 1:
-        st.toggle(f"Use all {settings.gpu_count()} GPUs", key=K["all_gpus"],
+        st.toggle(f"Use all {settings.gpu_count()} GPUs", key=K["all_gpus"], **KEEP,
                   help="One training process per GPU with torchrun (DistributedDataParallel); the batch "
                   "size is the total over all GPUs.")  # fmt: skip
     split_seed = ss[keys.SPLIT_SEED]
@@ -141,6 +149,11 @@ def show_command(data_ok: bool) -> None:
         st.caption("On several GPUs or machines, run it under torchrun (README: Training on several GPUs "
                    "or machines):")
         st.code(shlex.join(to_command(cfg, max(2, settings.processes()))), language="bash", wrap_lines=True)
+
+
+def params(n: int) -> str:
+    """A parameter count short enough for a metric tile: 2.23 M, 1,281."""
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n:,}"
 
 
 @st.cache_data(show_spinner="Building the model summary…", max_entries=32)
@@ -177,8 +190,8 @@ def show_summary() -> None:
         show_error(BinclsError(f"{model} cannot take {size} px images: {exc}"))
         return
     c1, c2, c3 = st.columns(3)
-    c1.metric("Total params", f"{totals['total']:,}")
-    c2.metric("Trainable", f"{totals['trainable']:,}")
+    c1.metric("Total params", params(totals["total"]), help=f"{totals['total']:,} parameters")
+    c2.metric("Trainable", params(totals["trainable"]), help=f"{totals['trainable']:,} parameters")
     c3.metric("Size", f"{totals['size_mb']:.1f} MB")
     st.caption(f"Input 3 × {size} × {size}; output shapes without the batch dimension.")
     st.dataframe(rows, hide_index=True, height=420,

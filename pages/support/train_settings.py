@@ -10,6 +10,7 @@ user's own settings, so the run resolves exactly as the page showed.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import streamlit as st
 import torch
@@ -18,8 +19,11 @@ from bincls import BinclsError
 from bincls.compute import device_info, resolve_device
 from bincls.models import list_models
 from bincls.training.config import DEVICES, TrainConfig
-from bincls.training.recipes import Resolved, resolve
+from bincls.training.preflight import preflight
+from bincls.training.recipes import Resolved, weights_at_hand
+from bincls.training.run_folder import RunFolder
 from pages.support import keys
+from pages.support.messages import page_words
 
 K = keys.TRAIN_KEYS
 ss = st.session_state
@@ -41,6 +45,8 @@ PRESET_HELP = {
 }
 WEIGHTS = {"imagenet": "ImageNet", "none": "None (random init)", "file": "Local file"}
 TUNING = {"freeze": "Freeze backbone, train the head", "finetune": "Fine-tune everything"}
+NO_WEIGHTS_FILE = ("Weights is set to Local file: give the path of the weights file (a torchvision "
+                   "state_dict) under All settings, or choose ImageNet or None.")
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # Settings whose widget holds the value itself (weights, freezing and the budgets are shaped by their
 # widgets; the preset, the name and the seed are always the page's own).
@@ -74,7 +80,9 @@ def _own_settings() -> dict[str, object]:
     out = {n: _CASTS.get(str(_FIELDS[n].type), lambda v: v)(v) for n, v in own.items() if n in DIRECT}
     if "weights" in own or "weights_file" in own:
         choice = ss[K["weights"]]
-        out["weights"] = ss[K["weights_file"]].strip() if choice == "file" else choice
+        out["weights"] = ss[K["weights_file"]].strip().strip("'\"") if choice == "file" else choice
+        if not out["weights"]:
+            raise BinclsError(NO_WEIGHTS_FILE)
     if "tuning" in own:
         out["freeze_backbone"] = ss[K["tuning"]] == "freeze"
     if "memory_budget" in own:
@@ -95,16 +103,40 @@ def form_config() -> TrainConfig:
 
 @st.cache_data(show_spinner=False, ttl=60)
 def _resolved(cfg_dict: dict) -> Resolved:
-    """The preset's complete config (cached a minute: it looks for weights files and the network)."""
-    return resolve(TrainConfig.from_dict(cfg_dict))
+    """The preset's complete config, checked as the Train button will check it (cached a minute: it looks
+    for weights files and the network)."""
+    return preflight(TrainConfig.from_dict(cfg_dict))
 
 
 def resolved() -> Resolved | BinclsError:
-    """What the run will train with, or why it cannot (e.g. a pretrained preset with no weights here)."""
+    """What the run will train with, or why it cannot (e.g. ImageNet weights asked for and none here), in
+    the page's words."""
     try:
         return _resolved(form_config().to_dict())
     except BinclsError as exc:
-        return exc
+        return BinclsError(page_words(str(exc)))
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def _weights_at_hand(model: str) -> str | None:
+    return weights_at_hand(model)
+
+
+def resume_problem(run: RunFolder) -> str | None:
+    """Why Resume would fail here for want of the weights the run starts from, or None. With a last.pt
+    the weights come from it; without one, the run starts over from its pretrained weights."""
+    if run.last_checkpoint.is_file():
+        return None
+    cfg = run.config()
+    weights, model = cfg.get("weights"), cfg.get("model") or ""
+    if weights == "imagenet" and model in MODELS and _weights_at_hand(model) is None:
+        return (f"it saved no checkpoint, so it would start again from {model}'s ImageNet weights, and there "
+                "are none here (no torch hub cache file, no network). Start a new run with Weights: Local "
+                "file, or from scratch.")  # fmt: skip
+    if weights not in (None, "", "none", "imagenet", "auto") and not Path(weights).is_file():
+        return (f"it saved no checkpoint, so it would start again from its weights file {weights}, which is "
+                "gone. Start a new run with another weights file.")  # fmt: skip
+    return None
 
 
 def init_settings() -> None:

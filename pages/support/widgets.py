@@ -69,14 +69,23 @@ def checkpoint_runs_or_stop() -> list[RunFolder]:
     return candidates
 
 
+def best_run_id(candidates: list[RunFolder], data: list[str]) -> str | None:
+    """The run to open on: the best finished run of the current dataset (best validation accuracy; a run
+    that learned nothing last, then the newest), else of any dataset, else the newest."""
+    summaries = [summarize(r) for r in candidates]
+    same = [s for s in summaries if [str(Path(p)) for p in s.data] == [str(Path(p)) for p in data]]
+    pool = [s for s in same or summaries if s.state == "finished"] or same or summaries
+    ranked = sorted(pool, key=lambda s: (not s.learned_nothing, s.best_val_accuracy or 0, s.id), reverse=True)
+    return ranked[0].id if ranked else None
+
+
 def _default_run_id(candidates: list[RunFolder]) -> str | None:
-    """The current run when it can be used, else the newest finished one, else the newest."""
-    ids = [r.id for r in candidates]
+    """The run this session follows (started, picked, or opened in Train) when it can be used here, else the
+    best finished run of the current dataset."""
     cur = st.session_state.get(keys.CURRENT_RUN)
-    if cur in ids:
+    if cur in {r.id for r in candidates}:
         return cur
-    finished = [r.id for r in candidates if r.status().get("state") == "finished"]
-    return (finished or ids or [None])[0]
+    return best_run_id(candidates, st.session_state[keys.DATA_PATHS])
 
 
 def pick_run(key: str, candidates: list[RunFolder], label: str = "Run") -> RunFolder:

@@ -242,7 +242,8 @@ def test_skipped_files_duplicates_and_conflicts_are_shown(tmp_path):
     at = data_page(**{keys.DATA_PATHS: [str(root)]})
     m = metrics(at)
     assert m["cats"] == "7 / 9" and m["dogs"] == "8 / 9"
-    assert (m["Skipped files"], m["Duplicates"], m["Label conflicts"]) == ("1", "2", "1")
+    # The conflict's group is counted once, as a conflict, not also as a duplicate (issue 17, item 9)
+    assert (m["Skipped files"], m["Duplicates"], m["Label conflicts"]) == ("1", "1", "1")
     skipped = next(d.value for d in at.dataframe if list(d.value.columns) == ["file", "reason"])
     assert "notes.txt" in skipped["file"].iloc[0] and "not an image" in skipped["reason"].iloc[0]
     captions = [im.captions for im in at.image]

@@ -55,6 +55,12 @@ def test_table_lists_every_run_newest_first(runs):
     assert set(table["Epochs"]) == {"1/1"} and set(table["Data"]) == {"sample_data"}
     assert all("finished" in s for s in table["State"])
     assert table["Best val acc"].between(0, 1).all()
+    # How each run went leads (the table is wider than the page), then what tells the runs apart.
+    assert list(table.columns[:4]) == ["Name", "State", "Best val acc", "Test acc"]
+    assert {"Weights", "Backbone", "Preset", "Augment", "Image size", "Duration"} <= set(table.columns)
+    assert set(table["Weights"]) == {"from scratch"} and set(table["Image size"]) == {32}
+    assert set(table["Augment"]) == {"on"} and all(d.endswith("s") for d in table["Duration"])
+    assert table["Test acc"].isna().all(), "no test accuracy before an evaluation"
     assert not at.get("plotly_chart"), "no curves before a selection"
 
 
@@ -67,8 +73,13 @@ def test_selected_runs_are_overlaid_and_one_opens_in_train(runs):
         spec = json.loads(chart.proto.spec)
         assert spec["layout"]["title"]["text"] == title
         assert spec["layout"]["xaxis"]["title"]["text"] == "epoch"
+        # Named by what differs between them (the optimizer, so its default learning rate), with the end of
+        # the id; one colour each.
         names = [d["name"] for d in spec["data"]]
-        assert names == [f"small-cnn/{r.config()['optimizer']}/{r.id.rsplit('-', 1)[-1]}" for r in runs]
+        differs = {"adam": "adam · lr 0.001", "sgd": "sgd · lr 0.01"}
+        assert names == [f"{differs[r.config()['optimizer']]} ({r.id.rsplit('-', 1)[-1]})" for r in runs]
+        colours = [d["line"]["color"] for d in spec["data"]]
+        assert len(set(colours)) == len(colours), colours
     assert _button(at, "Open in Train").disabled, "opening needs exactly one run"
     _select(at, [1])
     _button(at, "Open in Train").click().run()

@@ -6,7 +6,13 @@ import os
 
 import torch
 
-from bincls.inference.batch_predict import CHUNK, SMALL_SIDE, explain_many, prediction_threads
+from bincls.inference.batch_predict import (
+    CHUNK,
+    SMALL_SIDE,
+    class_counts,
+    explain_many,
+    prediction_threads,
+)
 from bincls.inference.predict import Predictor
 from bincls.paths import SAMPLE_DATA
 from bincls.training.run_folder import RunFolder
@@ -25,7 +31,8 @@ def test_order_full_views_small_views_and_progress(trained_sample_run, tmp_path)
     out = explain_many(pred, items, heatmaps=True, full_views=3, progress=lambda d, t: calls.append((d, t)),
                        runs_dir=tmp_path)  # fmt: skip
     assert [e.prediction.source for e in out] == [name for name, _ in items]
-    assert calls == [(CHUNK, CHUNK + 8), (CHUNK + 8, CHUNK + 8)]
+    # A count from the start (0 of n), after the slow full views, then after each chunk: never a silent wait.
+    assert calls == [(0, CHUNK + 8), (3, CHUNK + 8), (CHUNK + 3, CHUNK + 8), (CHUNK + 8, CHUNK + 8)]
     assert all(e.heatmap is not None and max(e.image.size) > SMALL_SIDE for e in out[:3])
     good_rest = [e for e in out[3:] if e.prediction.error is None]
     assert len(good_rest) == len(items) - 4
@@ -33,6 +40,9 @@ def test_order_full_views_small_views_and_progress(trained_sample_run, tmp_path)
     assert out[5].prediction.error and out[5].image is None
     same = pred.predict_many([s for _, s in items[:3]])  # the same model output as a plain prediction
     assert [round(e.prediction.p_class1, 5) for e in out[:3]] == [round(p.p_class1, 5) for p in same]
+    counts = class_counts([e.prediction for e in out], pred.class_names)
+    assert counts["unreadable"] == 1 and sum(counts.values()) == len(items)
+    assert counts[pred.class_names[0]] == sum(e.prediction.class_name == pred.class_names[0] for e in out)
 
 
 def test_one_thread_on_the_cpu_while_a_run_trains(trained_sample_run, tmp_path):

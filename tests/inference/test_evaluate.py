@@ -108,9 +108,15 @@ def test_calibration_bins_cover_every_image(ev):
 
 
 def test_most_wrong_and_confusion_cells(ev):
+    wrong = ev.table[ev.table["true"] != ev.table["predicted"]]
     worst = most_wrong(ev, k=3)
-    assert len(worst) == min(3, len(ev.table))
-    assert worst["loss"].is_monotonic_decreasing and worst["loss"].iloc[0] == ev.table["loss"].max()
+    assert len(worst) == min(3, len(wrong))
+    assert (worst["true"] != worst["predicted"]).all()  # a right answer is never "most wrong"
+    if len(worst):
+        assert worst["loss"].is_monotonic_decreasing and worst["loss"].iloc[0] == wrong["loss"].max()
+    everything_right = at_threshold(ev, ev.threshold)
+    everything_right.table["predicted"] = everything_right.table["true"]
+    assert most_wrong(everything_right).empty
     a, b = ev.class_names
     cells = [cell_images(ev, t, p) for t in (a, b) for p in (a, b)]
     assert sum(len(c) for c in cells) == len(ev.table)
@@ -172,3 +178,15 @@ def test_predict_explained_reports_bad_files_and_predicts_the_rest(run):
 def test_thumbnail_data_uri():
     uri = thumbnail_data_uri(Image.new("RGB", (300, 200), "red"), side=64)
     assert uri.startswith("data:image/jpeg;base64,") and len(uri) < 5000
+
+
+def test_evaluating_a_runs_test_split_is_kept_for_the_runs_table(run):
+    from bincls.training.run_summary import TEST_RESULT_FILE, saved_test_result, summarize
+
+    (run.path / TEST_RESULT_FILE).unlink(missing_ok=True)  # the module's evaluation of the original
+    assert summarize(run).test_accuracy is None
+    ev = evaluate(run.path, threshold=0.3)  # not at the saved threshold: not the run's test accuracy
+    assert saved_test_result(run) is None
+    ev = evaluate(run.path)
+    assert summarize(run).test_accuracy == pytest.approx(ev.metrics["accuracy"])
+    assert saved_test_result(run)["n"] == ev.metrics["n"]
