@@ -8,10 +8,10 @@ replaced or a resumed attempt voided some of its lines.
 
 from __future__ import annotations
 
-import json
 import threading
 
-from bincls.training.run_folder import RunFolder, _before_resume
+from bincls.training.run_folder import RunFolder
+from bincls.training.run_records import parse_metrics
 
 
 class MetricsTail:
@@ -48,14 +48,6 @@ class MetricsTail:
             chunk = f.read()
         complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written now is left for next time
         self._offset += len(complete)
-        for line in complete.splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(record, dict):
-                continue
-            if record.get("kind") == "resumed":  # what the killed attempt logged after its checkpoint is void
-                self._records = _before_resume(self._records, record)
-            else:
-                self._records.append(record)
+        # The same checks as read_metrics (damaged lines skipped), and a "resumed" marker voids what the
+        # killed attempt logged after its checkpoint, in the records read before as well.
+        self._records = parse_metrics(complete, self._records).records

@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import os
 
-from bincls.training import metrics_tail
+from bincls.training import run_records
 from bincls.training.metrics_tail import MetricsTail
 from bincls.training.run_folder import RunFolder
 
 
 def _steps(run: RunFolder, first: int, last: int) -> None:
     for s in range(first, last + 1):
-        run.append_metrics({"kind": "step", "global_step": s, "loss": 1.0 / s})
+        run.append_metrics({"kind": "step", "epoch": 1, "step": s, "steps_per_epoch": 100, "global_step": s,
+                            "loss": 1.0 / s})
 
 
 def test_it_gives_what_read_metrics_gives_and_parses_each_line_once(tmp_path, monkeypatch):
@@ -22,7 +23,7 @@ def test_it_gives_what_read_metrics_gives_and_parses_each_line_once(tmp_path, mo
     assert tail.read() == []  # no metrics file yet
     parsed = []
     real_loads = json.loads
-    monkeypatch.setattr(metrics_tail.json, "loads", lambda s: parsed.append(s) or real_loads(s))
+    monkeypatch.setattr(run_records.json, "loads", lambda s: parsed.append(s) or real_loads(s))
     _steps(run, 1, 50)
     got = tail.read()
     assert len(parsed) == 50
@@ -36,11 +37,23 @@ def test_it_gives_what_read_metrics_gives_and_parses_each_line_once(tmp_path, mo
     parsed.clear()
     assert tail.read() == got and parsed == []  # nothing new: nothing parsed
 
+def test_a_damaged_line_is_skipped_as_read_metrics_skips_it(tmp_path):
+    run = RunFolder.create(tmp_path)
+    tail = MetricsTail(run)
+    _steps(run, 1, 2)
+    with open(run.path / "metrics.jsonl", "ab") as f:
+        f.write(b'{"kind": "step", "epoch": "one"}\n\xff\xfe\n')  # a hand-edited line, bytes not UTF-8
+    _steps(run, 3, 3)
+    assert [r["global_step"] for r in tail.read()] == [1, 2, 3]
+    assert tail.read() == run.read_metrics()
+
+
 def test_a_line_being_written_waits_for_its_end(tmp_path):
     run = RunFolder.create(tmp_path)
     _steps(run, 1, 2)
     with open(run.path / "metrics.jsonl", "a") as f:
-        f.write('{"kind": "step", "global_s')  # the trainer is in the middle of this line
+        # the trainer is in the middle of this line
+        f.write('{"kind": "step", "epoch": 1, "step": 3, "steps_per_epoch": 9, "loss": 1, "global_s')
     tail = MetricsTail(run)
     assert [r["global_step"] for r in tail.read()] == [1, 2]
     with open(run.path / "metrics.jsonl", "a") as f:
@@ -68,8 +81,9 @@ def test_a_replaced_or_shortened_file_is_read_from_the_start(tmp_path):
     _steps(run, 1, 5)
     assert len(tail.read()) == 5
     fresh = run.path / "metrics.new"
-    fresh.write_text(json.dumps({"kind": "step", "global_step": 1}) + "\n")
+    one = {"kind": "step", "epoch": 1, "step": 1, "steps_per_epoch": 9, "global_step": 1, "loss": 0.5}
+    fresh.write_text(json.dumps(one) + "\n")
     os.replace(fresh, run.path / "metrics.jsonl")  # another file under the same name
-    assert tail.read() == run.read_metrics() == [{"kind": "step", "global_step": 1}]
+    assert tail.read() == run.read_metrics() == [one]
     (run.path / "metrics.jsonl").unlink()
     assert tail.read() == []
