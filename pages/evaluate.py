@@ -115,8 +115,7 @@ if curves:
     c3, c4 = st.columns(2)
     c3.plotly_chart(charts.precision_recall(ev, m, positive), config={"displaylogo": False})
     c4.plotly_chart(charts.calibration_curve(ev, positive), config={"displaylogo": False})
-    c4.caption("Images grouped by predicted probability (10 bins): a calibrated model's points sit on the "
-               "diagonal. Marker size shows how many images a bin holds.")
+    c4.caption(views.calibration_note(ev.metrics))
 
 if cell:
     rows = cell_images(cur, *cell)

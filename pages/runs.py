@@ -11,7 +11,7 @@ from bincls import BinclsError
 from bincls.paths import runs_dir
 from bincls.training.run_folder import RunFolder
 from bincls.training.run_summary import RunSummary, config_problem, epoch_records, summarize
-from pages.support import charts, keys, loaders
+from pages.support import charts, keys, loaders, trust_views
 from pages.support.formatting import STATE_MARKS, when
 from pages.support.messages import flash, show_flashed
 from pages.support.state import require_app, run_by_id
@@ -125,6 +125,7 @@ if c2.button("Delete…", icon=":material/delete:", disabled=not selected, width
 
 if selected:
     compare(selected, {r.id: r for r in all_runs})
+    trust_views.paired_test([r for s in selected for r in all_runs if r.id == s.id])  # when two are ticked
 else:
     st.caption("Select runs in the table (the boxes at the left of the rows) to compare their validation "
                "curves, for example the same model trained with different optimizers.")
