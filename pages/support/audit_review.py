@@ -103,18 +103,16 @@ def audit_section() -> None:
         "decide below is kept in bincls' own folder and applied by the next training run."
     )
     if not asked.get(dataset):
-        if st.button("Run the label audit", icon=":material/plagiarism:", type="primary",
-                     help="A minute or so for a few thousand images on a CPU; the result is kept."):
-            asked[dataset] = True
-        else:
-            _decisions_line(paths)
-            return
+        _audit_button(asked, dataset)
+        _decisions_line(paths)
+        return
     try:
         with st.spinner("Auditing the labels…"):
             result = _audit(tuple(paths), names, folder_fingerprint(paths))
     except BinclsError as exc:
-        asked.pop(dataset, None)  # the button comes back, to try again once the cause is fixed
+        asked.pop(dataset, None)
         show_error(exc)
+        _audit_button(asked, dataset)  # to try again once the cause is fixed
         return
     show_flashed(keys.AUDIT_MESSAGE)
     counts = {k: sum(1 for r in result.rows if r.kind == k) for k in KINDS}
@@ -132,6 +130,13 @@ def audit_section() -> None:
                    icon=":material/check_circle:")
         return
     review_grid(paths, result.rows, counts)
+
+
+def _audit_button(asked: dict, dataset: str) -> None:
+    # A callback, so that the run it starts no longer draws the button above the results
+    st.button("Run the label audit", icon=":material/plagiarism:", type="primary",
+              on_click=asked.__setitem__, args=(dataset, True),
+              help="A minute or so for a few thousand images on a CPU; the result is kept.")
 
 
 def _decisions_line(data: list[str], shown_paths: list[str] | None = None) -> None:
