@@ -145,7 +145,7 @@ def _decisions_line(data: list[str], shown_paths: list[str] | None = None) -> No
     if not total:
         st.caption("No decisions yet: a run trains on the images as they are filed.")
         return
-    left, right = st.columns([5, 1], vertical_alignment="center")
+    left, right = st.columns([4, 1], vertical_alignment="center")
     left.info(
         f"**{total} decision{'s' if total != 1 else ''} in force** for this dataset: {n['exclude']} "
         f"excluded, {n['relabel']} relabelled, {n['keep']} kept as they are. The next training run "
@@ -154,7 +154,8 @@ def _decisions_line(data: list[str], shown_paths: list[str] | None = None) -> No
         icon=":material/rule:",
     )
     right.button("Forget all decisions", icon=":material/undo:", on_click=_forget_all,
-                 args=(data, shown_paths or []), width="stretch")
+                 args=(data, shown_paths or []), width="stretch",
+                 help="Train on the images as they are filed (drops the decisions, never the files)")
 
 
 def review_grid(data: list[str], rows: list, counts: dict[str, int]) -> None:

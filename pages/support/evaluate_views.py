@@ -66,7 +66,7 @@ def metrics_row(m: dict, base: dict | None) -> None:
 
 def calibration_note(m: dict) -> str:
     """Under the reliability diagram: what calibration did to this model's probabilities."""
-    t, b = m.get("temperature", 1.0), m.get("logit_bias", 0.0)
+    t, b = m.get("temperature", 1.0), round(m.get("logit_bias", 0.0), 2) + 0.0  # + 0.0: no "-0.00"
     how = (
         "Calibration left this model's probabilities as they were (there was no validation split large "
         "enough to fit it on, or fitting did not help there)."
