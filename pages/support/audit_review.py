@@ -96,23 +96,22 @@ def audit_section() -> None:
     """The whole section: the button, the audit's summary, the decisions in force, the review grid."""
     paths, names = _dataset()
     dataset = _key(paths, names)
-    asked = ss.setdefault(keys.AUDIT_ASKED, {})
     st.caption(
         "The audit looks at every image with a pretrained network and lists the ones worth a look: "
         "labels it believes are wrong, outliers and near-duplicates. It only reads your files; what you "
         "decide below is kept in bincls' own folder and applied by the next training run."
     )
-    if not asked.get(dataset):
-        _audit_button(asked, dataset)
+    if not (ss.get(keys.AUDIT_ASKED) or {}).get(dataset):
+        _audit_button(dataset)
         _decisions_line(paths)
         return
     try:
         with st.spinner("Auditing the labels…"):
             result = _audit(tuple(paths), names, folder_fingerprint(paths))
     except BinclsError as exc:
-        asked.pop(dataset, None)
+        _ask(dataset, False)
         show_error(exc)
-        _audit_button(asked, dataset)  # to try again once the cause is fixed
+        _audit_button(dataset)  # to try again once the cause is fixed
         return
     show_flashed(keys.AUDIT_MESSAGE)
     counts = {k: sum(1 for r in result.rows if r.kind == k) for k in KINDS}
@@ -132,11 +131,15 @@ def audit_section() -> None:
     review_grid(paths, result.rows, counts)
 
 
-def _audit_button(asked: dict, dataset: str) -> None:
+def _ask(dataset: str, yes: bool = True) -> None:
+    asked = {k: v for k, v in (ss.get(keys.AUDIT_ASKED) or {}).items() if k != dataset}
+    ss[keys.AUDIT_ASKED] = {**asked, dataset: True} if yes else asked
+
+
+def _audit_button(dataset: str) -> None:
     # A callback, so that the run it starts no longer draws the button above the results
-    st.button("Run the label audit", icon=":material/plagiarism:", type="primary",
-              on_click=asked.__setitem__, args=(dataset, True),
-              help="A minute or so for a few thousand images on a CPU; the result is kept.")
+    st.button("Run the label audit", icon=":material/plagiarism:", type="primary", on_click=_ask,
+              args=(dataset,), help="A minute or so for a few thousand images on a CPU; the result is kept.")
 
 
 def _decisions_line(data: list[str], shown_paths: list[str] | None = None) -> None:

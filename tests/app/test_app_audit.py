@@ -38,6 +38,7 @@ def test_audit_rows_are_reviewed_and_decisions_saved_beside_not_in_the_data(imag
     button(at, "Run the label audit").click().run(timeout=300)
     assert not at.exception, [e.value for e in at.exception]
     summary = next(m.value for m in at.markdown if "worth a look" in m.value)
+    assert not [b for b in at.button if b.label == "Run the label audit"], "done: no button above the rows"
     rows = _decisions(at)
     assert rows and summary.startswith(f"**{len(rows)} of 60 images are worth a look**")
     infos = [m.value for m in at.markdown if m.value.startswith(("**Likely wrong label**", "**Outlier**",
