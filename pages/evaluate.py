@@ -62,7 +62,8 @@ with stop_on_error():
 
 names = ev.class_names
 negative, positive = names
-saved = saved_threshold(run)
+# The run's saved threshold, else the one training chose (the evaluation was made at it), as Predict uses
+saved = saved_threshold(run) if run.config().get("threshold") is not None else ev.threshold
 if ss.get(keys.EVAL_THRESHOLD_FOR) != run.id or keys.EVAL_THRESHOLD not in ss:
     ss[keys.EVAL_THRESHOLD] = saved
     ss[keys.EVAL_THRESHOLD_FOR] = run.id

@@ -36,7 +36,7 @@ def ood_cells(p) -> dict:
 
 OOD_COLUMNS = {
     UNLIKE: st.column_config.TextColumn(
-        UNLIKE, width="small",
+        UNLIKE, width="medium",
         help="The out-of-distribution detector found the image unlike every training image: the prediction "
              "means little."),
     "OOD score": st.column_config.NumberColumn(

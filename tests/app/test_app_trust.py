@@ -146,3 +146,18 @@ def test_runs_on_other_test_images_are_not_compared(paired_runs):
     at = _select(open_page("runs"), [seeds.index(0), seeds.index(1)])
     assert any("tested on different images" in i.value for i in at.info)
     assert not [b for b in at.button if b.label.startswith("Compare them")]
+
+
+def test_evaluate_starts_at_the_threshold_training_chose_as_predict_does(sample_run):
+    import torch
+
+    from bincls.models.checkpoint import read_checkpoint
+    from pages.support.keys import EVAL_THRESHOLD
+
+    ckpt = read_checkpoint(sample_run.best_checkpoint)
+    ckpt["threshold"] = 0.3  # as training's calibration places it on a larger validation split
+    torch.save(ckpt, sample_run.best_checkpoint)
+    assert Predictor(sample_run.best_checkpoint).threshold == 0.3
+    at = open_page("evaluate")
+    assert at.slider(key=EVAL_THRESHOLD).value == pytest.approx(0.3)
+    assert any("threshold 0.30 (saved)" in c.value for c in at.caption)
