@@ -99,10 +99,11 @@ def paired_test(runs: list[RunFolder]) -> None:
     if tuple(ss.get(keys.RUNS_PAIR) or ()) != pair:
         st.caption(f"Both were tested on the same {len(images_a)} images: McNemar's test can say whether one "
                    "is really better, from the images only one of them gets right.")
-        if not st.button(f"Compare them on the {len(images_a)} test images", icon=":material/balance:",
-                         help="Runs both models on their test images (Evaluate's results are reused)"):
-            return
-        ss[keys.RUNS_PAIR] = pair
+        # A callback, so that the run it starts shows the answer without the button above it
+        st.button(f"Compare them on the {len(images_a)} test images", icon=":material/balance:",
+                  on_click=_test_pair, args=(pair,),
+                  help="Runs both models on their test images (Evaluate's results are reused)")
+        return
     from bincls.inference.compare import compare_runs
 
     try:
@@ -111,6 +112,10 @@ def paired_test(runs: list[RunFolder]) -> None:
         show_error(exc)
         return
     st.markdown(verdict(c, _short(a), _short(b)))
+
+
+def _test_pair(pair: tuple[str, str]) -> None:
+    ss[keys.RUNS_PAIR] = pair
 
 
 def _short(run: RunFolder) -> str:
@@ -125,8 +130,9 @@ def verdict(c, name_a: str, name_b: str) -> str:
             f"{c.right_b} right.")  # fmt: skip
     if c.a_only + c.b_only == 0:
         return f"{head} They get exactly the same images right and wrong: nothing tells them apart."
-    split = (f"Only {name_a} gets {c.a_only} of them right, only {name_b} gets {c.b_only} "
-             f"(McNemar's exact test: p = {c.p_value:.3g}).")  # fmt: skip
+    p = "p < 0.001" if c.p_value < 0.001 else f"p = {c.p_value:.3f}"
+    split = (f"{c.a_only} image{'s' if c.a_only != 1 else ''} only {name_a} gets right, {c.b_only} only "
+             f"{name_b} gets right (McNemar's exact test: {p}).")  # fmt: skip
     if c.real:
         better = name_a if c.a_only > c.b_only else name_b
         return f"{head} {split}  \n:green[**The difference is real**]: {better} is better on these images."

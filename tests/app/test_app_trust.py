@@ -133,6 +133,7 @@ def test_runs_tests_two_runs_on_the_same_images_with_mcnemar(paired_runs):
     assert "Is the difference real?" in [h.value for h in at.subheader]
     button(at, "Compare them on the 6 test images").click().run()
     assert not at.exception, [e.value for e in at.exception]
+    assert not [b for b in at.button if b.label.startswith("Compare them")], "answered: the button goes"
     expected = compare_runs(evaluate(a.path), evaluate(b.path))
     said = next(m.value for m in at.markdown if m.value.startswith("On the same 6 test images"))
     short = [f"`{r.id.rsplit('-', 1)[-1]}` (small-cnn)" for r in (a, b)]
