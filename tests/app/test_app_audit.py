@@ -64,3 +64,26 @@ def test_audit_rows_are_reviewed_and_decisions_saved_beside_not_in_the_data(imag
     button(again, "Forget all decisions").click().run()
     assert load_decisions(data) == {} and _decisions(again)[0].value is None
     assert _digest(SAMPLE_DATA) == before, "the user's files are never changed"
+
+
+@pytest.mark.slow
+def test_a_long_review_is_paged_and_decisions_on_later_pages_are_saved(hymenoptera, imagenet_hub):
+    from pages.support.audit_review import ROWS_PER_PAGE
+    from pages.support.keys import AUDIT_PAGE, DATA_PATHS
+
+    data = [str(hymenoptera)]
+    at = data_page(**{DATA_PATHS: data})
+    button(at, "Run the label audit").click().run(timeout=600)
+    assert not at.exception, [e.value for e in at.exception]
+    total = int(next(m.value for m in at.markdown if "worth a look" in m.value).split()[0].strip("*"))
+    assert total > ROWS_PER_PAGE, "ants vs bees at about 90% out-of-sample accuracy: dozens to look at"
+    pager = at.number_input(key=AUDIT_PAGE)
+    assert pager.label == f"Page (of {-(-total // ROWS_PER_PAGE)})"
+    first_page = [s.label for s in _decisions(at)]
+    assert len(first_page) == ROWS_PER_PAGE
+    pager.set_value(2).run()
+    second_page = _decisions(at)
+    assert second_page and not {s.label for s in second_page} & set(first_page)
+    second_page[0].set_value("keep").run()
+    assert list(load_decisions(data).values()) == ["keep"]
+    assert any("0 excluded, 0 relabelled, 1 kept" in i.value for i in at.info)
