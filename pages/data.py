@@ -7,7 +7,7 @@ import streamlit as st
 
 from bincls.data.browse import IMAGE_EXTENSIONS
 from bincls.paths import SAMPLE_DATA, uploads_dir
-from pages.support import data_choice, data_report, keys, loaders
+from pages.support import audit_review, data_choice, data_report, keys, loaders
 from pages.support.folder_browser import folder_browser
 from pages.support.messages import show_flashed, stop_on_error
 from pages.support.state import require_app
@@ -174,6 +174,10 @@ c_dl.download_button(
     mime="text/csv", icon=":material/download:", on_click="ignore",
     help="path, class, label, split for every usable image; a run saves the same table.",
 )  # fmt: skip
+
+# 4. Audit ---------------------------------------------------------------------------------------------
+st.subheader("4. Review the labels")
+audit_review.audit_section()
 
 st.divider()
 n1, n2 = st.columns(2)

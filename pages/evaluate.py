@@ -63,7 +63,8 @@ with stop_on_error():
 names = ev.class_names
 negative, positive = names
 views.chance_warnings(run, ev)
-saved = saved_threshold(run)
+# The run's saved threshold, else the one training chose (the evaluation was made at it), as Predict uses
+saved = saved_threshold(run) if run.config().get("threshold") is not None else ev.threshold
 if ss.get(keys.EVAL_THRESHOLD_FOR) != run.id or keys.EVAL_THRESHOLD not in ss:
     ss[keys.EVAL_THRESHOLD] = saved
     ss[keys.EVAL_THRESHOLD_FOR] = run.id
@@ -120,8 +121,7 @@ if curves:
     c3, c4 = st.columns(2)
     c3.plotly_chart(charts.precision_recall(ev, m, positive), config={"displaylogo": False})
     c4.plotly_chart(charts.calibration_curve(ev, positive), config={"displaylogo": False})
-    c4.caption("Images grouped by predicted probability (10 bins): a calibrated model's points sit on the "
-               "diagonal. Marker size shows how many images a bin holds.")
+    c4.caption(views.calibration_note(ev.metrics))
 
 if cell:
     rows = cell_images(cur, *cell)

@@ -10,7 +10,7 @@ import streamlit as st
 from bincls import BinclsError
 from bincls.inference.batch_predict import FULL_VIEWS, class_counts
 from bincls.inference.predict import thumbnail_data_uri
-from pages.support import keys, loaders
+from pages.support import keys, loaders, trust_views
 from pages.support.messages import show_error, stop_on_error
 from pages.support.state import keep_widget_state, require_app
 from pages.support.widgets import checkpoint_runs_or_stop, pick_run
@@ -24,6 +24,7 @@ def card(item, names: list[str], heatmaps: bool) -> None:
     p = item.prediction
     with st.container(border=True):
         st.markdown(f"**{p.class_name}** · {p.probability:.0%} sure  \n:gray[{Path(p.source).name}]")
+        trust_views.ood_badge(p)
         cols = st.columns(2 if heatmaps else 1)
         cols[0].image(item.image, caption="image", width="stretch")
         if heatmaps:
@@ -43,6 +44,7 @@ def results_table(results: list, names: list[str]) -> pd.DataFrame:
             "Predicted": p.class_name or "",
             "Probability": p.probability,
             f"P({names[1]})": p.p_class1,
+            **trust_views.ood_cells(p),
             "Problem": p.error or "",
         })  # fmt: skip
     return pd.DataFrame(rows)
@@ -93,6 +95,7 @@ def table_of(results: list, names: list[str], source: str, label: str, good: int
                 "Probability", help="of the predicted class", min_value=0.0, max_value=1.0,
                 format="percent"),
             f"P({names[1]})": st.column_config.NumberColumn(format="%.3f"),
+            **trust_views.OOD_COLUMNS,
         },
     )  # fmt: skip
     csv = table.drop(columns=["Image"]).to_csv(index=False).encode("utf-8")
@@ -119,7 +122,7 @@ heatmaps = top[1].toggle("Heat maps (Grad-CAM)", key=keys.PREDICT_HEATMAPS,
 origin = "saved on the Evaluate page" if run.config().get("threshold") is not None else "default"
 top[2].caption(f"Classes: **{names[0]}** / **{names[1]}** · says {names[1]} when P({names[1]}) ≥ "
                f"**{predictor.threshold:.2f}** ({origin}) · model {predictor.ckpt['model_config']['name']}, "
-               f"{predictor.preprocess.img_size} px")
+               f"{predictor.preprocess.img_size} px · {trust_views.detector_note(predictor)}")
 
 upload_tab, camera_tab, folder_tab = st.tabs(["Upload images", "Webcam", "Folder"])
 

@@ -8,7 +8,7 @@ import streamlit as st
 from bincls import BinclsError
 from bincls.paths import runs_dir
 from bincls.training.run_summary import config_problem, summarize
-from pages.support import keys, loaders, run_pieces, runs_table
+from pages.support import keys, loaders, run_pieces, runs_table, trust_views
 from pages.support.messages import flash, show_flashed
 from pages.support.state import require_app, run_by_id
 
@@ -100,6 +100,7 @@ if one:
     run_pieces.model_download(folders[s.id], key=f"runs_download_{s.id}")
 if selected:
     runs_table.compare(selected, folders)
+    trust_views.paired_test([folders[s.id] for s in selected])  # when two are ticked
 else:
     st.caption("Select runs in the table (the boxes at the left of the rows) to compare their validation "
                "curves, for example the same model trained with different optimizers.")

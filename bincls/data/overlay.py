@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
 from bincls.data.scan import ScanResult
@@ -43,14 +44,26 @@ def save_decisions(data: list[str], decisions: dict[str, str]) -> Path:
     bad = {p: a for p, a in decisions.items() if a not in ACTIONS}
     if bad:
         raise BinclsError(f"Unknown audit decision(s) {bad}: use one of {', '.join(ACTIONS)}.")
-    merged = {**load_decisions(data), **decisions}
+    return _write(data, {**load_decisions(data), **decisions})
+
+
+def _write(data: list[str], decisions: dict[str, str]) -> Path:
     path = overlay_path(data)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    body = {"data": [os.path.abspath(str(p)) for p in data], "decisions": merged}
+    # one temporary file per thread: the app's sessions are threads of one process
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    body = {"data": [os.path.abspath(str(p)) for p in data], "decisions": decisions}
     tmp.write_text(json.dumps(body, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    os.replace(tmp, path)  # atomic: training may read the overlay while a page writes it
     return path
+
+
+def forget_decisions(data: list[str], paths: list[str] | None = None) -> Path:
+    """Drop the decisions on `paths` (all of them when None): those images train as they are filed."""
+    if paths is None:
+        return _write(data, {})
+    drop = set(paths)
+    return _write(data, {p: a for p, a in load_decisions(data).items() if p not in drop})
 
 
 def apply_overlay(scan: ScanResult, decisions: dict[str, str]) -> ScanResult:

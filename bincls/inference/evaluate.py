@@ -228,10 +228,14 @@ def pr_curve(ev: Evaluation) -> pd.DataFrame:
     return pd.DataFrame({"recall": recall.numpy(), "precision": precision.numpy(), "threshold": thresholds})
 
 
-def calibration(ev: Evaluation, bins: int = 10) -> tuple[pd.DataFrame, float]:
+def calibration(ev: Evaluation, bins: int = 10, calibrated: bool = True) -> tuple[pd.DataFrame, float]:
     """Reliability table (equal-width bins of P(second class) vs how often it really was that class)
-    and the expected calibration error (torchmetrics, same bins)."""
+    and the expected calibration error (torchmetrics, same bins). `calibrated=False`: of the model's
+    raw probabilities, before the checkpoint's temperature and bias."""
     logits, labels = _tensors(ev)
+    if not calibrated:  # undo Scorer.calibrate: the saved logits are raw / temperature + bias
+        m = ev.metrics
+        logits = (logits - float(m.get("logit_bias", 0.0))) * float(m.get("temperature", 1.0))
     probs = torch.sigmoid(logits).numpy()
     y = labels.numpy()
     edges = np.linspace(0.0, 1.0, bins + 1)

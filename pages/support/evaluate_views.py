@@ -16,6 +16,7 @@ from bincls.training.run_summary import summarize
 from pages.support import keys, run_pieces
 from pages.support.formatting import num
 from pages.support.messages import flash
+from pages.support.trust_views import metric_intervals
 
 ss = st.session_state
 FORMULA_ROWS = [  # metric, formula (LaTeX), in words; {pos}/{neg} are the class names
@@ -47,7 +48,9 @@ def formulas(pos: str, neg: str) -> str:
 
 
 def metrics_row(m: dict, base: dict | None) -> None:
-    """The metrics at the threshold, with their change against the saved threshold's (`base`)."""
+    """The metrics at the threshold, with their change against the saved threshold's (`base`), and
+    under each its 95% interval: on a few dozen test images a metric is only known to a range."""
+    intervals = metric_intervals(m)
     for col, (label, key) in zip(st.columns(len(METRICS)), METRICS):
         delta = None
         moves = base is not None and key not in ("auroc", "loss")
@@ -55,6 +58,27 @@ def metrics_row(m: dict, base: dict | None) -> None:
             d = round(m[key] - base[key], 3)  # as shown: a change below the last digit is no change
             delta = f"{d:+.3f} vs saved" if d != 0 else None
         col.metric(label, num(m[key]), delta=delta)
+        col.caption(intervals[key])
+    st.caption(
+        "In brackets, the 95% interval: where the metric on all images like these probably lies (Wilson "
+        "intervals; a bootstrap for ROC-AUC). A narrow one needs many test images; two runs whose "
+        "intervals overlap may not really differ (the Runs page can test that)."
+    )
+
+
+def calibration_note(m: dict) -> str:
+    """Under the reliability diagram: what calibration did to this model's probabilities."""
+    t, b = m.get("temperature", 1.0), round(m.get("logit_bias", 0.0), 2) + 0.0  # + 0.0: no "-0.00"
+    how = (
+        "Calibration left this model's probabilities as they were (there was no validation split large "
+        "enough to fit it on, or fitting did not help there)."
+        if abs(t - 1) < 1e-9 and abs(b) < 1e-9
+        else f"Calibration divides the model's logit by a temperature of {t:.2f} and adds {b:+.2f}, fitted "
+        "on the validation split; the ranking (ROC-AUC) stays the same."
+    )
+    return ("Images grouped by predicted probability: a calibrated model's points sit on the diagonal; "
+            f"marker size shows how many images a bin holds. {how} Expected calibration error "
+            f"{num(m.get('ece_uncalibrated'))} before, {num(m.get('ece'))} after.")
 
 
 def tied(ev) -> bool:

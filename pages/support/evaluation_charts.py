@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from bincls.inference.calibration import ECE_BINS
 from bincls.inference.evaluate import calibration, pr_curve, roc_curve
 from pages.support.charts import CHANCE_COLOR, style
 from pages.support.formatting import num
@@ -84,17 +85,23 @@ def precision_recall(ev, m: dict, positive: str) -> go.Figure:
 
 
 def calibration_curve(ev, positive: str) -> go.Figure:
-    table, ece = calibration(ev, bins=10)
-    used = table[table["count"] > 0]
+    """Reliability diagram of the probabilities before and after the checkpoint's calibration, with
+    the expected calibration error of each (the bins the engine's ECE uses)."""
     fig = go.Figure()
     _chance(fig, [0, 1], "perfectly calibrated")
-    fig.add_scatter(
-        x=used["mean_probability"], y=used["observed"], mode="lines+markers", name="model",
-        marker={"size": 7 + 13 * np.sqrt(used["count"] / used["count"].max())},
-        customdata=np.stack([used["count"], used["bin_low"], used["bin_high"]], axis=-1),
-        hovertemplate="P %{customdata[1]:.1f}–%{customdata[2]:.1f}: %{customdata[0]} images<br>"
-                      "mean predicted %{x:.2f}, observed %{y:.2f}<extra></extra>",
-    )  # fmt: skip
-    style(fig, f"Calibration (expected calibration error {ece:.3f})", f"predicted P({positive}), binned",
-          f"observed share of {positive}", HEIGHT, legend="bottom")
+    eces = {}
+    for calibrated, name, colour, dash in ((False, "before calibration", "#9ca3af", "dash"),
+                                           (True, "after", "#2563eb", "solid")):  # fmt: skip
+        table, eces[calibrated] = calibration(ev, bins=ECE_BINS, calibrated=calibrated)
+        used = table[table["count"] > 0]
+        fig.add_scatter(
+            x=used["mean_probability"], y=used["observed"], mode="lines+markers",
+            name=f"{name} (ECE {eces[calibrated]:.3f})", line={"color": colour, "dash": dash},
+            marker={"size": 7 + 13 * np.sqrt(used["count"] / used["count"].max()), "color": colour},
+            customdata=np.stack([used["count"], used["bin_low"], used["bin_high"]], axis=-1),
+            hovertemplate=f"{name}<br>P %{{customdata[1]:.2f}}–%{{customdata[2]:.2f}}: %{{customdata[0]}} "
+                          "images<br>mean predicted %{x:.2f}, observed %{y:.2f}<extra></extra>",
+        )  # fmt: skip
+    style(fig, f"Calibration: error {eces[False]:.3f} before, {eces[True]:.3f} after",
+          f"predicted P({positive}), binned", f"observed share of {positive}", HEIGHT, legend="bottom")
     return _probability_axes(fig)

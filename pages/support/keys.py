@@ -32,6 +32,11 @@ SPLIT_TEST_PCT = "w_split_test"
 SPLIT_SEED_INPUT = "w_split_seed"
 DATA_SKIPPED_PAGE = "w_data_skipped_page"  # page of the skipped-files table
 DATA_EXCLUDED_PAGE = "w_data_excluded_page"  # page of the left-out-of-training table
+AUDIT_ASKED = "audit_asked"  # {dataset key: True}: the label audit was run for these datasets this session
+AUDIT_PAGE = "w_audit_page"  # page of the audit's review grid
+AUDIT_SHOW = "w_audit_show"  # which kind of row the review grid shows ("all", "label", ...)
+AUDIT_DECISION = "w_audit_decision_"  # + a hash of the image path: one decision widget per reviewed image
+AUDIT_MESSAGE = "audit_message"  # [(kind, text)] after saving or forgetting decisions, shown once
 
 # Preview page ------------------------------------------------------------------------------------------
 PREVIEW_MODEL = "preview_model"  # registry name whose img_size/mean/std the preview uses
@@ -56,6 +61,7 @@ RUNS_TABLE = "runs_table"  # the Runs table's row selection
 RUNS_TABLE_IDS = "runs_table_ids"  # run ids in table order when that selection was made
 RUNS_NEW_NAME = "w_runs_new_name"  # the rename dialog's text input
 RUNS_MESSAGE = "runs_message"  # [(kind, text)]: engine errors from the last deletion, shown once
+RUNS_PAIR = "runs_pair"  # (run id, run id): the two runs the Runs page was asked to test against each other
 
 # Evaluate and Predict pages ----------------------------------------------------------------------------
 EVAL_RUN = "w_eval_run"  # run picker on the Evaluate page (run id)

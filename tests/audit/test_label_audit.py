@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from bincls.audit.label_audit import _label_rows, audit, out_of_sample_probabilities
-from bincls.data.overlay import apply_overlay, load_decisions, overlay_path, save_decisions
+from bincls.data.overlay import apply_overlay, forget_decisions, load_decisions, overlay_path, save_decisions
 from bincls.paths import PROJECT_ROOT
 from bincls.training.config import TrainConfig
 from bincls.training.loop import train
@@ -108,3 +108,12 @@ def test_apply_overlay_leaves_the_scan_it_was_given_alone(sample_dir):
     changed = apply_overlay(scan, {first.path: "relabel", scan.images[1].path: "exclude"})
     assert changed.images[0].label == 1 - first.label and scan.images[0].label == first.label
     assert scan.images[1].path in changed.excluded and scan.images[1].path not in scan.excluded
+
+
+def test_forgetting_decisions_brings_the_images_back(tmp_path):
+    data = [str(tmp_path / "data")]
+    save_decisions(data, {"/x/a.png": "exclude", "/x/b.png": "relabel", "/x/c.png": "keep"})
+    forget_decisions(data, ["/x/a.png"])
+    assert load_decisions(data) == {"/x/b.png": "relabel", "/x/c.png": "keep"}
+    forget_decisions(data)
+    assert load_decisions(data) == {} and overlay_path(data).is_file()
