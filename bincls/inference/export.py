@@ -128,6 +128,11 @@ def export_onnx(
 
     ckpt_path, run = find_checkpoint(checkpoint)
     out = _target(out, ckpt_path, input, int8)
+    if int8 and (run is None or not run.split_path.exists()):
+        raise BinclsError(
+            f"INT8 needs the training images to calibrate on, and {ckpt_path} is not in a run folder with "
+            "a split.csv: export the run's checkpoint (runs/RUN_ID/best.pt)."
+        )
     predictor = Predictor(ckpt_path, device="cpu", threshold=threshold)
     files, labels, source = verification_images(run, verify_images)
     input_name = INPUT_NAME if input == "tensor" else "normalized"
@@ -137,7 +142,7 @@ def export_onnx(
     if int8:
         from bincls.inference.quantize import quantize_scorer
 
-        quantized = quantize_scorer(scorer, calibration_tensors(run, predictor, ckpt_path))
+        quantized = quantize_scorer(scorer, calibration_tensors(run, predictor))
         model = quantized if input == "tensor" else with_pixel_input(quantized, predictor, batched)
     info = export_metadata(predictor.ckpt, predictor.threshold, out.name, input=input, batched=batched,
                            precision="int8" if int8 else "fp32", scorer=predictor.scorer,
@@ -194,17 +199,12 @@ def verification_images(run, n: int) -> tuple[list[str], list[int] | None, str]:
     return _spread(files, n), None, "shipped sample images (not this model's classes)"
 
 
-def calibration_tensors(run, predictor, ckpt_path: Path) -> list[np.ndarray]:
-    """Normalized training images [1, 3, S, S] for INT8 calibration, both classes."""
+def calibration_tensors(run, predictor) -> list[np.ndarray]:
+    """Normalized training images [1, 3, S, S] of the run, both classes, for INT8 calibration."""
     from bincls.data.images import ImageProblem
     from bincls.data.split import load_split
     from bincls.inference.quantize import CALIBRATION_IMAGES
 
-    if run is None or not run.split_path.exists():
-        raise BinclsError(
-            f"INT8 needs the training images to calibrate on, and {ckpt_path} is not in a run folder with "
-            "a split.csv: export the run's checkpoint (runs/RUN_ID/best.pt)."
-        )
     table = load_split(run.split_path)
     out = []
     for path in _spread(list(table[table["split"] == "train"]["path"]), CALIBRATION_IMAGES):
