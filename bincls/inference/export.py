@@ -98,9 +98,12 @@ def default_output(ckpt_path: Path, kind: str = "pixels", int8: bool = False) ->
     return ckpt_path.with_name(".".join(parts) + ".onnx")
 
 
-def _target(out: str | os.PathLike | None, ckpt_path: Path, kind: str, int8: bool) -> Path:
+def _target(out, ckpt_path: Path, kind: str, int8: bool, verify_images: int) -> Path:
+    """The file to write, once the settings are known to be usable."""
     if kind not in INPUT_KINDS:
         raise BinclsError(f"The export input must be one of {', '.join(INPUT_KINDS)}; got {kind!r}.")
+    if verify_images < 1:
+        raise BinclsError(f"--verify-images must be at least 1 (exports are checked), got {verify_images}.")
     out = Path(out) if out else default_output(ckpt_path, kind, int8)
     if out.suffix.lower() != ".onnx":
         raise BinclsError(f"The ONNX file name must end in .onnx, got {out}.")
@@ -127,7 +130,7 @@ def export_onnx(
     from bincls.inference.predict import Predictor
 
     ckpt_path, run = find_checkpoint(checkpoint)
-    out = _target(out, ckpt_path, input, int8)
+    out = _target(out, ckpt_path, input, int8, verify_images)
     if int8 and (run is None or not run.split_path.exists()):
         raise BinclsError(
             f"INT8 needs the training images to calibrate on, and {ckpt_path} is not in a run folder with "

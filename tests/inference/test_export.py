@@ -196,3 +196,5 @@ def test_export_refuses_bad_targets(tmp_path):
         export_onnx(ckpt, out=tmp_path / "no" / "such" / "model.onnx")
     with pytest.raises(BinclsError, match="pixels, tensor"):
         export_onnx(ckpt, input="jpeg")
+    with pytest.raises(BinclsError, match="verify-images must be at least 1"):
+        export_onnx(ckpt, verify_images=0)
