@@ -1,11 +1,15 @@
 """Latency and throughput of `bincls serve` at 1, 4, 8 and 16 concurrent clients, against in-process predict.
 
-The model is a run given with --run (its best.pt), else mobilenet_v2 with the ImageNet weights of
-../shared/weights (random head: latency does not depend on the weights). The images are 200 real
-photos (hymenoptera from ../shared, else the shipped sample, repeated). In the same run it measures:
+The model is a run given with --run, else a fresh 5-epoch mobilenet_v2 on ../shared hymenoptera with the
+shared ImageNet weights (frozen backbone), served as a user would: `bincls serve RUN [--int8]`, which
+exports it (into a temporary cache folder) before it answers. The images are 200 real photos
+(hymenoptera from ../shared, else the shipped sample, repeated). In the same run it measures:
 
-  in-process PyTorch   Predictor.predict on each file's bytes, one at a time (what `bincls predict` runs)
-  in-process ONNX      OnnxPredictor.predict on the same bytes (what the server runs, without HTTP)
+  in-process PyTorch   Predictor.predict on each file's bytes, one at a time (what `bincls predict` runs),
+                       on one torch thread (--torch-threads): as each onnxruntime run, and because two
+                       torch threads spin-wait for each other when other work shares the cores
+  in-process ONNX      OnnxPredictor.predict on the same bytes (what the server runs, without HTTP;
+                       with --int8, INT8 and fp32 for the images near the threshold, as served)
   serve, C clients     C threads each POSTing one image per request to a `bincls serve` process,
                        keep-alive connections, until all requests are answered
 
@@ -38,7 +42,6 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
-from bincls.inference.export import export_onnx  # noqa: E402
 from bincls.inference.onnx_predict import OnnxPredictor  # noqa: E402
 from bincls.inference.predict import Predictor  # noqa: E402
 from bincls.paths import SAMPLE_DATA  # noqa: E402
@@ -54,21 +57,6 @@ def images(n: int) -> tuple[list[str], list[bytes], str]:
     return [Path(p).name for p in picked], [Path(p).read_bytes() for p in picked], what
 
 
-def bench_checkpoint(tmp: Path) -> Path:
-    import torch
-
-    from bincls.models import build_model, model_config
-    from bincls.models.checkpoint import make_checkpoint
-    from bincls.training.run_folder import RunFolder
-
-    weights = SHARED / "weights" / "mobilenet_v2_imagenet.pth"
-    cfg = model_config("mobilenet_v2", weights=str(weights) if weights.is_file() else "none")
-    torch.manual_seed(0)
-    run = RunFolder.create(tmp, "mobilenet_v2")
-    run.write_config({"model": "mobilenet_v2"})
-    return run.save_checkpoint("best.pt", make_checkpoint(build_model(cfg), cfg, ["ants", "bees"]))
-
-
 def multipart(name: str, data: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     head = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
@@ -82,10 +70,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(onnx: Path, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "bincls", "serve", str(onnx), "--port", str(port), "--no-access-log"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
+def start_server(run: Path, port: int, int8: bool, cache: Path, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "bincls", "serve", str(run), "--port", str(port), "--no-access-log"]
+    env = {**os.environ, "BINCLS_CACHE_DIR": str(cache)}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd + (["--int8"] if int8 else []), cwd=ROOT, stdout=out, stderr=out, env=env)
+    deadline = time.time() + 1200  # the run is exported (and checked) first
     while time.time() < deadline:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
@@ -95,7 +85,7 @@ def start_server(onnx: Path, port: int) -> subprocess.Popen:
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise SystemExit(f"the server did not start: {proc.stderr.read()[-2000:]}")
+    raise SystemExit(f"the server did not start: {log.read_text()[-2000:]}")
 
 
 def run_clients(port: int, bodies: list[tuple[bytes, str]], clients: int) -> tuple[list[float], list, float]:
@@ -145,19 +135,28 @@ def row(label: str, times: list[float], wall: float, n: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", help="a run folder or checkpoint (default: mobilenet_v2, ImageNet weights)")
-    ap.add_argument("--int8", action="store_true", help="serve the INT8 export")
+    ap.add_argument("--run", help="a run folder (default: train mobilenet_v2 on ../shared hymenoptera)")
+    ap.add_argument("--int8", action="store_true", help="serve INT8 (fp32 near the threshold)")
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--clients", default="1,4,8,16")
+    ap.add_argument("--torch-threads", type=int, default=1, help="for the in-process PyTorch baseline")
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.torch_threads)
     load_before = os.getloadavg()
     names, blobs, what = images(args.requests)
     with tempfile.TemporaryDirectory(prefix="bincls-serve-bench-") as tmp:
-        ckpt = Path(args.run) if args.run else bench_checkpoint(Path(tmp))
-        out = Path(tmp) / ("model.int8.onnx" if args.int8 else "model.onnx")
-        done = export_onnx(ckpt, out=out, int8=args.int8, verify_images=60)
-        torch_pred = Predictor(done.info["provenance"]["checkpoint"], device="cpu")
-        onnx_pred = OnnxPredictor(out)
+        from export_parity import train_run
+
+        run = Path(args.run) if args.run else train_run(Path(tmp))
+        port, cache = free_port(), Path(tmp) / "cache"
+        server = start_server(run, port, args.int8, cache, Path(tmp) / "server.log")
+        served_files = {p.name: p for p in (cache / "serve").glob("*.onnx")}  # exported by the server
+        fp32 = next(p for n, p in served_files.items() if not n.endswith(".int8.onnx"))
+        int8 = next((p for n, p in served_files.items() if n.endswith(".int8.onnx")), None)
+        onnx_pred = OnnxPredictor(int8, exact=fp32) if args.int8 else OnnxPredictor(fp32)
+        torch_pred = Predictor(onnx_pred.info["provenance"]["checkpoint"], device="cpu")
         for b in blobs[:5]:  # warm-up: first calls pay for lazy initialisation
             torch_pred.predict(b), onnx_pred.predict(b)
         cpu = time.process_time()
@@ -167,8 +166,6 @@ def main() -> None:
         onnx_cpu = (time.process_time() - cpu) / len(blobs) * 1000
         expected = [a.class_name for a in torch_ans]
         bodies = [multipart(n, b) for n, b in zip(names, blobs)]
-        port = free_port()
-        server = start_server(out, port)
         try:
             run_clients(port, bodies[:8], 2)  # warm-up
             served, server_cpu = {}, {}
@@ -181,9 +178,11 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
     load_after = os.getloadavg()
-    size = done.info["input"]["preprocessing"]["img_size"]
-    print(f"{done.info['model']} {done.info['precision']} at {size} px, {args.requests} real images "
-          f"({what}), one image per request; {os.cpu_count()} cores")  # fmt: skip
+    info = onnx_pred.info
+    precision = info["precision"] + (f" (fp32 within {onnx_pred.borderline:.3f} of the threshold)"
+                                     if onnx_pred.exact else "")  # fmt: skip
+    print(f"{info['model']} {precision} at {info['input']['preprocessing']['img_size']} px, {args.requests} "
+          f"real images ({what}), one image per request; {os.cpu_count()} cores")  # fmt: skip
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)\n")
     print(f"| {'how':<24} | {'p50 ms':>7} | {'p90 ms':>7} | {'images/s':>8} |")
     print(f"|{'-' * 26}|{'-' * 9}:|{'-' * 9}:|{'-' * 10}:|")

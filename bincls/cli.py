@@ -301,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="RUN_DIR_CHECKPOINT_OR_ONNX")
     p.add_argument("--host", default="127.0.0.1", help="other than loopback needs $BINCLS_API_KEY")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--int8", action="store_true", help="serve the INT8 export (exported once if needed)")
+    p.add_argument("--int8", action="store_true",
+                   help="serve INT8, and fp32 for images near the threshold (runs, checkpoints)")  # fmt: skip
     p.add_argument("--threshold", type=float, default=None, help="default: the run's saved threshold")
     p.add_argument("--max-files", type=int, default=64, help="images per request (default 64)")
     p.add_argument("--max-request-mb", type=float, default=512, help="request size, MiB (default 512)")

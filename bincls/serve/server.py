@@ -38,31 +38,38 @@ def api_key_for(host: str) -> str | None:
     return key
 
 
-def model_file(source: str | os.PathLike, int8: bool = False) -> tuple[Path, float | None]:
-    """The ONNX file to serve for SOURCE, and the run's saved threshold (None: the file's own).
+def model_files(source: str | os.PathLike, int8: bool = False) -> tuple[Path, Path | None, float | None]:
+    """The ONNX file to serve for SOURCE, the fp32 file for its borderline images (with `int8`), and the
+    run's saved threshold (None: the file's own).
 
     An .onnx file is served as it is; a run folder or checkpoint is exported into the cache folder
-    first (verified against PyTorch, as `bincls export` does), once per checkpoint content.
+    first (checked against PyTorch, as `bincls export` does), once per checkpoint content.
     """
     path = Path(source)
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise BinclsError(f"{path} does not exist.")
-        return path, None
+        if int8:
+            raise BinclsError(f"--int8 serves a run or checkpoint; serve {path} as it is, without --int8.")
+        return path, None, None
     from bincls.inference.evaluate import find_checkpoint, saved_threshold
     from bincls.inference.export import FORMAT, export_onnx
     from bincls.paths import cache_dir
 
     ckpt_path, run = find_checkpoint(path)
     digest = hashlib.sha256(FORMAT.encode() + ckpt_path.read_bytes()).hexdigest()[:20]
-    target = cache_dir() / "serve" / f"{digest}{'.int8' if int8 else ''}.onnx"
-    if not (target.is_file() and target.with_name(target.name + ".json").is_file()):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        print(f"Exporting {ckpt_path} to ONNX (once; verified against PyTorch)...", file=sys.stderr)
-        done = export_onnx(ckpt_path, out=target, int8=int8)
-        print(done.report.summary(), file=sys.stderr)
+    exported = []
+    for precision in ["fp32", "int8"] if int8 else ["fp32"]:
+        target = cache_dir() / "serve" / f"{digest}{'.int8' if precision == 'int8' else ''}.onnx"
+        if not (target.is_file() and target.with_name(target.name + ".json").is_file()):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            print(f"Exporting {ckpt_path} to {precision} ONNX (once, checked)", file=sys.stderr)
+            done = export_onnx(ckpt_path, out=target, int8=precision == "int8")
+            print(done.report.summary(), file=sys.stderr)
+        exported.append(target)
     has_saved = run is not None and run.config().get("threshold") is not None
-    return target, (saved_threshold(run) if has_saved else None)
+    threshold = saved_threshold(run) if has_saved else None
+    return (exported[1], exported[0], threshold) if int8 else (exported[0], None, threshold)
 
 
 def serve_command(
@@ -91,13 +98,16 @@ def serve(
     from bincls.serve.app import Limits, create_app
 
     key = api_key_for(host)  # before any slow export: a refused binding should fail at once
-    onnx_path, saved = model_file(source, int8=int8)
-    model = OnnxPredictor(onnx_path, threshold=threshold if threshold is not None else saved)
+    onnx_path, exact, saved = model_files(source, int8=int8)
+    model = OnnxPredictor(onnx_path, threshold=threshold if threshold is not None else saved, exact=exact)
     slots = slots or os.cpu_count() or 1
     app = create_app(model, limits or Limits(), api_key=key, slots=slots)
     a, b = model.class_names
-    print(f"Serving {model.info.get('model')} ({a} / {b}, threshold {model.threshold:g}, "
-          f"{model.info.get('precision')}) from {onnx_path}", file=sys.stderr)  # fmt: skip
+    precision = model.info.get("precision")
+    if model.exact is not None:
+        precision += f"; fp32 for P within {model.borderline:.3f} of the threshold"
+    print(f"Serving {model.info.get('model')} ({a} / {b}, threshold {model.threshold:g}, {precision}) "
+          f"from {onnx_path}", file=sys.stderr)  # fmt: skip
     print(f"  http://{host}:{port}/predict   docs: http://{host}:{port}/docs"
           + ("   API key required (X-API-Key)" if key else ""), file=sys.stderr)  # fmt: skip
     level = "info" if access_log else "warning"  # uvicorn logs each request at info

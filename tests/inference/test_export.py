@@ -22,7 +22,7 @@ from bincls import BinclsError
 from bincls.data.images import load_rgb
 from bincls.inference import export as export_module
 from bincls.inference.export import export_onnx
-from bincls.inference.onnx_predict import metadata_in_file, read_export
+from bincls.inference.onnx_predict import OnnxPredictor, metadata_in_file, read_export
 from bincls.inference.parity import TOLERANCES, ParityReport, _failures
 from bincls.inference.predict import Predictor
 from bincls.models import build_model, model_config
@@ -164,6 +164,16 @@ def test_int8_calibrates_on_training_images_leaves_the_pixels_alone_and_reports(
     quantized = [n.name for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert quantized and not [name for name in quantized if name.startswith("preprocess/")]
     assert all(n.name.startswith("preprocess/") for n in model.graph.node[: ops.index("MatMulInteger")])
+    # Served with the fp32 file beside it: images near the threshold are scored again in fp32.
+    fp32 = export_onnx(run)
+    both = OnnxPredictor(done.onnx, exact=fp32.onnx)
+    assert both.borderline == max(2 * r.max_prob_diff, 0.02)
+    exact, fast = OnnxPredictor(fp32.onnx), OnnxPredictor(done.onnx)
+    for f in sample_files(30):
+        px = both.pixels(f.read_bytes(), f.name)
+        (p8, _), (p32, _), (got, _) = fast.score(px), exact.score(px), both.score(px)
+        assert got == (p32 if abs(p8 - 0.5) < both.borderline else p8)
+        assert (got >= 0.5) == (p32 >= 0.5), f
     lone = tmp_path / "lone.pt"
     shutil.copy(run / "best.pt", lone)
     with pytest.raises(BinclsError, match="INT8 needs the training images"):

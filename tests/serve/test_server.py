@@ -177,8 +177,8 @@ def test_concurrent_clients_all_get_the_cli_answer(server, cli_answers):
     assert all(cls == cli_answers[name][0] for _, name, cls in results)
 
 
-@pytest.mark.slow  # exports the run first
-def test_a_run_folder_is_served_with_its_saved_threshold_and_the_api_key(exported_sample_run, tmp_path):
+@pytest.mark.slow  # exports the run first, in fp32 and INT8
+def test_a_run_is_served_in_int8_with_its_saved_threshold_and_the_api_key(exported_sample_run, tmp_path):
     run = tmp_path / exported_sample_run.name
     run.mkdir()
     for name in ("best.pt", "config.json", "split.csv", "status.json"):
@@ -186,10 +186,10 @@ def test_a_run_folder_is_served_with_its_saved_threshold_and_the_api_key(exporte
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "threshold": 0.999}))
     env = {"BINCLS_API_KEY": "s3cret", "BINCLS_CACHE_DIR": str(tmp_path)}
-    s = Server(run, tmp_path / "server.log", env=env)
+    s = Server(run, tmp_path / "server.log", "--int8", env=env)
     try:
         assert not [p for p in run.iterdir() if "onnx" in p.name], "the export goes to the cache, not the run"
-        assert list((tmp_path / "serve").glob("*.onnx")), "exported once into the cache folder"
+        assert len(list((tmp_path / "serve").glob("*.onnx"))) == 2, "fp32 and INT8, once, in the cache folder"
         image = images(1)[0]
         for headers in ({}, {"X-API-Key": "wrong"}):
             resp = post(s.url, [(image.name, image.read_bytes())], headers=headers)
@@ -198,7 +198,10 @@ def test_a_run_folder_is_served_with_its_saved_threshold_and_the_api_key(exporte
         assert httpx.get(s.url + "/health").status_code == 200, "load balancers check health without a key"
         resp = post(s.url, [(image.name, image.read_bytes())], headers={"X-API-Key": "s3cret"})
         assert resp.status_code == 200 and resp.json()[0]["class_name"] == "ants", "threshold 0.999: ants"
-        assert httpx.get(s.url + "/model", headers={"X-API-Key": "s3cret"}).json()["threshold"] == 0.999
+        info = httpx.get(s.url + "/model", headers={"X-API-Key": "s3cret"}).json()
+        assert info["threshold"] == 0.999 and info["precision"] == "int8"
+        fallback = info["borderline"]  # images near the threshold are scored with the fp32 file
+        assert fallback["within"] >= 0.02 and not fallback["model_file"].endswith(".int8.onnx")
     finally:
         s.stop()
 
