@@ -62,9 +62,9 @@ def read_export(onnx_path: str | os.PathLike) -> dict:
 
 
 # INT8 answers near the threshold are scored again in fp32 within this many times the largest
-# difference the export's check measured: on the 397 hymenoptera photos INT8 moved P by up to 0.069,
-# 1.5x the 0.045 its check on 153 of them saw; with 2x, 8% of the photos were scored again and every
-# label was fp32's.
+# difference the export's check measured: on the hymenoptera images INT8 moved P by up to 0.069, 1.5x
+# the 0.045 its check on 153 of them saw; with 2x, 8% of the 398 were scored again and all 398 labels
+# were fp32's (INT8 alone: 397).
 BORDERLINE_FACTOR = 2.0
 MIN_BORDERLINE = 0.02
 
