@@ -140,6 +140,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--clients", default="1,4,8,16")
     ap.add_argument("--torch-threads", type=int, default=1, help="for the in-process PyTorch baseline")
+    ap.add_argument("--cache", help="folder for the exported files, kept between runs (default: temporary)")
     args = ap.parse_args()
     import torch
 
@@ -150,7 +151,7 @@ def main() -> None:
         from export_parity import train_run
 
         run = Path(args.run) if args.run else train_run(Path(tmp))
-        port, cache = free_port(), Path(tmp) / "cache"
+        port, cache = free_port(), Path(args.cache or Path(tmp) / "cache")
         server = start_server(run, port, args.int8, cache, Path(tmp) / "server.log")
         served_files = {p.name: p for p in (cache / "serve").glob("*.onnx")}  # exported by the server
         fp32 = next(p for n, p in served_files.items() if not n.endswith(".int8.onnx"))
