@@ -208,3 +208,44 @@ def test_export_refuses_bad_targets(tmp_path):
         export_onnx(ckpt, input="jpeg")
     with pytest.raises(BinclsError, match="verify-images must be at least 1"):
         export_onnx(ckpt, verify_images=0)
+
+
+class _Detector(torch.nn.Module):
+    """Stands in for the out-of-distribution detector a checkpoint will carry: pooled features -> score."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.proj = torch.nn.Linear(dim, 1)
+        self.threshold = 0.05
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.proj(feats).reshape(-1)
+
+
+@pytest.mark.slow
+def test_calibration_the_detector_and_tta_travel_into_the_onnx(trained_sample_run, tmp_path, monkeypatch):
+    """The graph is built around the Predictor's own Scorer: whatever it carries, the file carries."""
+    import bincls.inference.predict as predict_module
+    from bincls.inference.scoring import Scorer
+
+    torch.manual_seed(0)
+    detector = _Detector(build_model(model_config("small-cnn", img_size=48)).head.in_features).eval()
+
+    def scorer_with_everything(model, temperature=1.0):
+        return Scorer(model, temperature=2.0, ood=detector, tta=True)
+
+    monkeypatch.setattr(predict_module, "Scorer", scorer_with_everything)
+    run = Path(shutil.copytree(trained_sample_run, tmp_path / trained_sample_run.name))
+    done = export_onnx(run)
+    assert done.report.passed and done.info["temperature"] == 2.0 and done.info["tta"] is True
+    assert done.info["ood_threshold"] == 0.05
+    assert "calibrated (temperature 2)" in done.info["outputs"]["probabilities"]
+    pred = Predictor(run / "best.pt", device="cpu")
+    sess = ort.InferenceSession(str(done.onnx), providers=["CPUExecutionProvider"])
+    served = OnnxPredictor(done.onnx)
+    for f in sample_files(8):
+        want = pred.predict(f)
+        out = run_onnx(sess, np.asarray(load_rgb(f)))
+        assert abs(out["probabilities"][0, 1] - want.p_class1) < 1e-5
+        assert abs(out["ood_score"][0] - want.ood_score) < 1e-5 and want.ood_score != 0
+        assert served.predict(f.read_bytes(), f.name)["ood"] == want.ood
