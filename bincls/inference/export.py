@@ -81,6 +81,28 @@ def export_scorer(
         raise BinclsError(f"Exporting the model to ONNX failed: {first}") from exc
 
 
+@torch.no_grad()
+def head_modules(model: nn.Module, img_size: int) -> list[str]:
+    """The modules that turn the model's pooled features into its logit (names inside the model), found
+    by running them: what `forward_head` calls, else the last module `forward` calls."""
+    names = {m: n for n, m in model.named_modules() if n}
+    ran: list[str] = []
+    hooks = [m.register_forward_hook(lambda mod, *_: ran.append(names[mod])) for m in names]
+    try:
+        x = torch.zeros(1, 3, img_size, img_size)
+        if hasattr(model, "forward_head"):
+            features = model.forward_features(x)
+            ran.clear()
+            model.forward_head(features)
+            return sorted(set(ran))
+        model(x)
+        leaves = [n for n in ran if not any(True for _ in model.get_submodule(n).children())]
+        return leaves[-1:]
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 def with_pixel_input(scorer: onnx.ModelProto, predictor, batched: bool) -> onnx.ModelProto:
     """uint8 pixels -> (exact resize and normalization) -> the Scorer graph, as one ONNX model."""
     opset = next(o.version for o in scorer.opset_import if o.domain in ("", "ai.onnx"))
@@ -145,7 +167,8 @@ def export_onnx(
     if int8:
         from bincls.inference.quantize import quantize_scorer
 
-        quantized = quantize_scorer(scorer, calibration_tensors(run, predictor))
+        heads = head_modules(predictor.model, predictor.preprocess.img_size)
+        quantized = quantize_scorer(scorer, calibration_tensors(run, predictor), heads)
         model = quantized if input == "tensor" else with_pixel_input(quantized, predictor, batched)
     info = export_metadata(predictor.ckpt, predictor.threshold, out.name, input=input, batched=batched,
                            precision="int8" if int8 else "fp32", scorer=predictor.scorer,
@@ -228,8 +251,12 @@ def export_metadata(
     """What a program needs to use the exported model without bincls."""
     cfg = model_config_of(ckpt)
     names = list(ckpt["class_names"])
+    # What the graph holds: the Scorer's, which it builds from these same checkpoint keys.
     temperature = float(getattr(scorer, "temperature", ckpt.get("temperature", 1.0)))
-    ood_threshold = getattr(scorer, "ood_threshold", None)
+    bias = float(getattr(scorer, "bias", ckpt.get("logit_bias", 0.0)))
+    tta = bool(getattr(scorer, "tta", ckpt.get("tta", False)))
+    ood_threshold = scorer.ood_threshold if scorer is not None else (ckpt.get("ood") or {}).get("threshold")
+    calibrated = temperature != 1.0 or bias != 0.0
     return {
         "format": FORMAT,
         "model_file": onnx_name,
@@ -240,16 +267,19 @@ def export_metadata(
         "input": _input_info(cfg, input, batched),
         "outputs": {
             "probabilities": f"[N, 2]: P({names[0]}), P({names[1]})"
-                             + (f", calibrated (temperature {temperature:g})" if temperature != 1.0 else ""),
-            "logit": f"[N]: the model's logit for {names[1]} (before calibration)",
+                             + (f"; calibrated: sigmoid(logit / {temperature:.4g} + {bias:.4g})"
+                                if calibrated else ""),
+            "logit": f"[N]: the model's logit for {names[1]}, before calibration"
+                     + (" (averaged with the mirror image's)" if tta else ""),
             "ood_score": "[N]: higher is less like the training images"
                          + (f"; flag above {ood_threshold:g}" if ood_threshold is not None else
                             "; always 0 (this model has no out-of-distribution detector)"),
         },  # fmt: skip
         "decision": f"{names[1]} when probabilities[:, 1] >= threshold, else {names[0]}",
         "temperature": temperature,
+        "logit_bias": bias,
         "ood_threshold": ood_threshold,
-        "tta": bool(getattr(scorer, "tta", False)),
+        "tta": tta,
         "provenance": _provenance(ckpt, checkpoint, run_id),
     }
 

@@ -74,7 +74,8 @@ class OnnxPredictor:
 
     The threshold is the one given, else the one in the export's JSON. With `exact` (the fp32 export
     of the same checkpoint beside an INT8 one), an image whose INT8 P(class 1) lies near the threshold
-    is scored again in fp32: INT8's speed, fp32's labels.
+    (or its out-of-distribution score near the detector's) is scored again in fp32: INT8's speed, fp32's
+    labels and flags.
     """
 
     def __init__(self, onnx_path: str | os.PathLike, threshold: float | None = None, threads: int = 1,
@@ -93,8 +94,9 @@ class OnnxPredictor:
         self.batched = len(inp["shape"]) == 4
         self.session = session(self.path, threads)
         self.exact = OnnxPredictor(exact, self.threshold, threads) if exact else None
-        checked = (self.info.get("verification") or {}).get("max_prob_diff", 0.0)
-        self.borderline = max(BORDERLINE_FACTOR * checked, MIN_BORDERLINE) if self.exact else 0.0
+        checked = self.info.get("verification") or {}
+        self.borderline = max(BORDERLINE_FACTOR * checked.get("max_prob_diff", 0.0), MIN_BORDERLINE)
+        self.borderline_ood = max(BORDERLINE_FACTOR * (checked.get("max_ood_diff") or 0.0), MIN_BORDERLINE)
 
     def pixels(self, source: bytes | str | os.PathLike | BinaryIO | Image.Image, name: str) -> np.ndarray:
         """uint8 RGB [H, W, 3], decoded as `bincls predict` decodes; `ImageProblem` says why not."""
@@ -110,10 +112,13 @@ class OnnxPredictor:
         """(P(class 1), out-of-distribution score) of one image's pixels."""
         x = pixels[None] if self.batched else pixels
         probs, ood = self.session.run(["probabilities", "ood_score"], {"image": np.ascontiguousarray(x)})
-        p1 = float(probs[0, 1])
-        if self.exact is not None and abs(p1 - self.threshold) < self.borderline:
+        p1, score = float(probs[0, 1]), float(ood[0])
+        if self.exact is not None and (
+            abs(p1 - self.threshold) < self.borderline
+            or (self.ood_threshold is not None and abs(score - self.ood_threshold) < self.borderline_ood)
+        ):
             return self.exact.score(pixels)
-        return p1, float(ood[0])
+        return p1, score
 
     def answer(self, name: str, p1: float, ood_score: float) -> dict:
         """The server's JSON for one image: {filename, class_name, probability, p_class1, ood}."""
@@ -132,6 +137,7 @@ class OnnxPredictor:
                 "ood_threshold", "tta", "provenance", "verification")  # fmt: skip
         out = {k: self.info.get(k) for k in keep}
         if self.exact is not None:
-            note = "images with P(class 1) this near the threshold are scored in fp32"
-            out["borderline"] = {"model_file": self.exact.path.name, "within": self.borderline, "note": note}
+            note = "images with P(class 1) (or the ood score) this near its threshold are scored in fp32"
+            out["borderline"] = {"model_file": self.exact.path.name, "within": self.borderline,
+                                 "within_ood": self.borderline_ood, "note": note}  # fmt: skip
         return {**out, "threshold": self.threshold, "model_file": self.path.name}

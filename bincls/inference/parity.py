@@ -53,6 +53,8 @@ class ParityReport:
     accuracy_onnx: float | None
     size_bytes: int
     latency_ms: float  # p50 per image, one thread, preprocessing included
+    max_ood_diff: float | None = None  # out-of-distribution score; None when the model has no detector
+    ood_flag_disagreements: list[str] = field(default_factory=list)  # flagged on one side only
     reference: str = "PyTorch"  # what the size and latency below are compared with
     reference_size_bytes: int | None = None  # for INT8: the fp32 ONNX file
     reference_latency_ms: float | None = None
@@ -77,6 +79,9 @@ class ParityReport:
         if self.accuracy_pytorch is not None:
             lines.append(f"  accuracy: PyTorch {self.accuracy_pytorch:.1%}, ONNX {self.accuracy_onnx:.1%} "
                          f"({(self.accuracy_onnx - self.accuracy_pytorch) * 100:+.1f} points)")  # fmt: skip
+        if self.max_ood_diff is not None:
+            lines.append(f"  out-of-distribution score: largest difference {self.max_ood_diff:.2g}, "
+                         f"{len(self.ood_flag_disagreements)} image(s) flagged on one side only")  # fmt: skip
         size = f"  size {self.size_bytes / 2**20:.2f} MB, CPU latency p50 {self.latency_ms:.1f} ms per image"
         if self.reference_size_bytes:
             ref_mb, ratio = self.reference_size_bytes / 2**20, self.reference_size_bytes / self.size_bytes
@@ -104,14 +109,15 @@ class _Feeder:
         px = pixels_of(path)
         return px[None] if self.batched else px
 
-    def p_class1(self, x: np.ndarray) -> tuple[float, float]:
+    def scores(self, x: np.ndarray) -> tuple[float, float, float]:
+        """(P(class 1), out-of-distribution score, seconds)."""
         start = time.perf_counter()
-        probs = self.sess.run(["probabilities"], {self.name: x})[0]
-        return float(probs[0, 1]), time.perf_counter() - start
+        probs, ood = self.sess.run(["probabilities", "ood_score"], {self.name: x})
+        return float(probs[0, 1]), float(ood[0]), time.perf_counter() - start
 
 
 def _latency_ms(feeder: _Feeder, inputs: list[np.ndarray]) -> float:
-    times = [feeder.p_class1(x)[1] for x in inputs]
+    times = [feeder.scores(x)[2] for x in inputs]
     return float(np.median(times) * 1000)
 
 
@@ -122,14 +128,16 @@ def check_parity(
     """Run `model` (serialized ONNX) and the Predictor on `files`; the report says whether they agree."""
     preds = predictor.predict_many(files)
     feeder = _Feeder(session(model), predictor, kind, batched)
-    torch_p, onnx_p, truth, names, skipped, inputs = [], [], [], [], [], []
+    torch_p, onnx_p, truth, names, skipped, inputs, oods = [], [], [], [], [], [], []
     for i, (path, pred) in enumerate(zip(files, preds)):
         if pred.error is not None:  # both sides decode with load_rgb: a file one refuses, the other does too
             skipped.append(f"{path}: {pred.error}")
             continue
         x = feeder.feed(path)
-        onnx_p.append(feeder.p_class1(x)[0])
+        p1, ood, _ = feeder.scores(x)
+        onnx_p.append(p1)
         torch_p.append(pred.p_class1)
+        oods.append((pred.ood_score, ood))
         names.append(path)
         truth.append(labels[i] if labels is not None else -1)
         if len(inputs) < 20:
@@ -140,6 +148,8 @@ def check_parity(
                       labels is not None)  # fmt: skip
     report.update(onnx_file=onnx_file, precision=precision, source=source, skipped=skipped,
                   size_bytes=len(model), latency_ms=_latency_ms(feeder, inputs))  # fmt: skip
+    if predictor.scorer.has_ood:
+        report.update(_compare_ood(oods, names, predictor.scorer.ood_threshold))
     if reference_model is not None:
         ref = _Feeder(session(reference_model), predictor, kind, batched)
         report.update(reference="fp32 ONNX", reference_size_bytes=len(reference_model),
@@ -165,6 +175,13 @@ def _compare(torch_p, onnx_p, truth, names, threshold: float, labelled: bool) ->
     }
 
 
+def _compare_ood(oods: list[tuple[float, float]], names: list[str], threshold: float) -> dict:
+    torch_s, onnx_s = np.array(oods, dtype=np.float64).T
+    differ = (torch_s > threshold) != (onnx_s > threshold)
+    return {"max_ood_diff": float(np.abs(onnx_s - torch_s).max()),
+            "ood_flag_disagreements": [Path(n).name for n, d in zip(names, differ) if d]}  # fmt: skip
+
+
 def _failures(r: ParityReport, tol: Tolerance) -> list[str]:
     out = []
     if tol.max_prob_diff is not None and r.max_prob_diff > tol.max_prob_diff:
@@ -173,6 +190,9 @@ def _failures(r: ParityReport, tol: Tolerance) -> list[str]:
     if len(r.disagreements) > allowed:
         out.append(f"{len(r.disagreements)} of {r.images} images get another label (at most {allowed} "
                    "allowed): " + ", ".join(r.disagreements[:5]))  # fmt: skip
+    if len(r.ood_flag_disagreements) > allowed:
+        out.append(f"{len(r.ood_flag_disagreements)} of {r.images} images are flagged out-of-distribution on "
+                   f"one side only (at most {allowed} allowed)")  # fmt: skip
     if r.accuracy_pytorch is not None:
         loss = (r.accuracy_pytorch - r.accuracy_onnx) * 100
         allowed_loss = max(tol.max_accuracy_loss, 100 / r.images if tol.max_accuracy_loss else 0.0)
