@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import Counter
 
@@ -117,18 +118,21 @@ def _print_run(result) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from bincls.inference.evaluate import evaluate
+    from bincls.inference.intervals import fmt_interval
     from bincls.training.run_folder import json_safe
 
-    ev = evaluate(args.source, data=args.data, threshold=args.threshold, device=args.device)
+    ev = evaluate(args.source, data=args.data, threshold=args.threshold, device=args.device, tta=args.tta)
     if args.csv:
         ev.table.to_csv(args.csv, index=False)
     if args.json:
         print(json.dumps(json_safe(ev.to_dict()), indent=1, ensure_ascii=False))
         return 0
     m = ev.metrics
-    print(f"Evaluated {m['n']} images ({ev.source}) with {ev.checkpoint}")
-    for key in ("accuracy", "precision", "recall", "f1", "auroc", "loss"):
-        print(f"  {key:<10} {m[key]:.4f}")
+    print(f"Evaluated {m['n']} images ({ev.source}) with {ev.checkpoint}; 95% intervals in brackets")
+    for key in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "auroc"):
+        print(f"  {key:<18} {fmt_interval(m[key], m.get(key + '_ci', (math.nan, math.nan)), digits=4)}")
+    print(f"  {'loss':<18} {m['loss']:.4f}")
+    print(f"  {'calibration error':<18} {m['ece']:.4f} (uncalibrated {m['ece_uncalibrated']:.4f})")
     (tn, fp), (fn, tp) = m["confusion_matrix"]
     a, b = ev.class_names
     print(f"  confusion (rows true, cols predicted; threshold {m['threshold']:g}):")
@@ -149,7 +153,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files = expand_inputs(args.inputs)
     if not files:
         raise BinclsError("No files to predict in " + ", ".join(args.inputs) + ".")
-    predictor = Predictor(args.checkpoint, device=args.device, threshold=args.threshold)
+    predictor = Predictor(args.checkpoint, device=args.device, threshold=args.threshold, tta=args.tta)
     with cpu_threads(prediction_threads(predictor.device)):  # fair to a run training on this CPU
         preds = predictor.predict_many(files)
     if args.json:
@@ -158,15 +162,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
         import csv
 
         w = csv.writer(sys.stdout)
-        w.writerow(["path", "class", "probability", "p_" + predictor.class_names[1], "error"])
+        p1 = "p_" + predictor.class_names[1]
+        w.writerow(["path", "class", "probability", p1, "ood", "ood_score", "error"])
         for p in preds:
-            w.writerow([p.source, p.class_name or "", _num(p.probability), _num(p.p_class1), p.error or ""])
+            ood = "" if p.ood is None else str(p.ood).lower()
+            w.writerow([p.source, p.class_name or "", _num(p.probability), _num(p.p_class1), ood,
+                        _num(p.ood_score), p.error or ""])  # fmt: skip
     else:
         for p in preds:
             if p.error:
                 print(f"{p.source}\tERROR: {p.error}")
             else:
-                print(f"{p.source}\t{p.class_name}\t{p.probability:.3f}")
+                unlike = "\tunlike the training images" if p.ood else ""
+                print(f"{p.source}\t{p.class_name}\t{p.probability:.3f}{unlike}")
     return 0 if any(p.error is None for p in preds) else 1
 
 
@@ -229,6 +237,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_tta(p: argparse.ArgumentParser) -> None:
+    tta = p.add_mutually_exclusive_group()
+    help_on = "average the image's and its mirror image's logits (default: as training chose on validation)"
+    tta.add_argument("--tta", dest="tta", action="store_const", const=True, default=None, help=help_on)
+    tta.add_argument("--no-tta", dest="tta", action="store_const", const=False, help="no mirror average")
+
+
 def _num(v: float | None) -> str:
     return "" if v is None else f"{v:.6f}"
 
@@ -271,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--csv", metavar="FILE", help="also write per-image results (path,true,predicted,probability)"
     )
+    _add_tta(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="class and probability for images or folders")
@@ -281,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
+    _add_tta(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="write a checkpoint as ONNX, checked against PyTorch first")

@@ -13,9 +13,12 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.optimize import minimize
+from scipy.special import expit
 from torchmetrics.functional.classification import binary_calibration_error
 
-TEMPERATURE_RANGE = (0.05, 20.0)
+TEMPERATURE_RANGE = (0.2, 20.0)
+BIAS_RANGE = (-10.0, 10.0)
 ECE_BINS = 15
 
 
@@ -26,29 +29,35 @@ def nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0, bi
 
 def fit_calibration(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     """(temperature, bias) minimising the log-loss of sigmoid(logits / temperature + bias); (1, 0) when
-    there is nothing to fit.
+    there is nothing to fit or the fit is no better on these images than leaving the logits alone.
 
     The bias is Platt's: a model trained with class weights (bincls balances the loss by default)
-    has its logits shifted by the weight, which a temperature alone cannot take back.
+    has its logits shifted by the weight, which a temperature alone cannot take back. As in Platt's
+    method the 0/1 targets are pulled in by one pseudo-image per class, so that a validation split the
+    model gets (almost) all right cannot drive the temperature to zero; the fit is bounded by scipy's
+    L-BFGS-B to temperatures in TEMPERATURE_RANGE and biases in BIAS_RANGE.
     """
-    logits, labels = logits.detach().float().flatten(), labels.detach().float().flatten()
-    if logits.numel() < 2 or labels.min() == labels.max():
+    z = logits.detach().double().flatten().numpy()
+    y = labels.detach().double().flatten().numpy()
+    n_pos, n_neg = float(y.sum()), float(len(y) - y.sum())
+    if len(z) < 2 or n_pos == 0 or n_neg == 0:
         return 1.0, 0.0
-    log_t = torch.zeros(1, requires_grad=True)
-    bias = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t, bias], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+    target = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
 
-    def closure():
-        opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(logits / log_t.exp() + bias, labels)
-        loss.backward()
-        return loss
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        log_t, b = params
+        a = z * np.exp(-log_t) + b
+        p = expit(a)
+        value = float(np.mean(np.logaddexp(0, a) - target * a))
+        grad_a = (p - target) / len(z)
+        return value, np.array([float(np.sum(grad_a * -z * np.exp(-log_t))), float(np.sum(grad_a))])
 
-    opt.step(closure)
-    t, b = float(log_t.detach().exp()), float(bias.detach())
-    if not (math.isfinite(t) and math.isfinite(b)):
+    bounds = [tuple(np.log(TEMPERATURE_RANGE)), BIAS_RANGE]
+    fit = minimize(loss, np.zeros(2), jac=True, method="L-BFGS-B", bounds=bounds)
+    t, b = float(np.exp(fit.x[0])), float(fit.x[1])
+    if not (math.isfinite(t) and math.isfinite(b)) or nll(logits, labels, t, b) > nll(logits, labels):
         return 1.0, 0.0
-    return float(min(max(t, TEMPERATURE_RANGE[0]), TEMPERATURE_RANGE[1])), b
+    return t, b
 
 
 def balanced_accuracy(probs: np.ndarray, labels: np.ndarray, threshold: float) -> float:
@@ -73,6 +82,7 @@ def choose_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
     prior = float(counts[1] / counts.sum())
     values = np.unique(probs)
     candidates = (values[:-1] + values[1:]) / 2 if len(values) > 1 else values
+    candidates = np.clip(candidates, 0.01, 0.99)  # never "always one class"
     scores = np.array([balanced_accuracy(probs, labels, t) for t in candidates])
     one_image = 0.5 / counts.min()  # what one image of the smaller class is worth in balanced accuracy
     if scores.max() <= balanced_accuracy(probs, labels, prior) + one_image:

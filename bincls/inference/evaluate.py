@@ -29,6 +29,7 @@ from bincls.data.split import load_split
 from bincls.data.transforms import build_eval_transform
 from bincls.errors import BinclsError
 from bincls.inference.calibration import calibration_error
+from bincls.inference.intervals import auroc_interval, proportion_intervals
 from bincls.inference.logits import predict_logits
 from bincls.inference.metrics import binary_metrics
 from bincls.inference.scoring import Scorer
@@ -144,11 +145,14 @@ def evaluate(
     plan = ComputePlan(dev, None, False, "fp32, as prediction")
     raw, labels = predict_logits(scorer, loader, plan, lambda m, x: m(x)[0])
     logits = scorer.calibrate(raw)
-    metrics = binary_metrics(logits, labels, threshold=threshold)
-    metrics["ece"] = calibration_error(torch.sigmoid(logits), labels)
-    metrics["ece_uncalibrated"] = calibration_error(torch.sigmoid(raw), labels)
-    metrics.update(temperature=scorer.temperature, logit_bias=scorer.bias, tta=scorer.tta)
     probs = torch.sigmoid(logits)
+    metrics = binary_metrics(logits, labels, threshold=threshold)
+    metrics.update(proportion_intervals(metrics["confusion_matrix"]))
+    metrics.update(  # what does not depend on the threshold: at_threshold carries it over
+        auroc_ci=auroc_interval(probs.numpy(), labels.numpy()),
+        ece=calibration_error(probs, labels), ece_uncalibrated=calibration_error(torch.sigmoid(raw), labels),
+        temperature=scorer.temperature, logit_bias=scorer.bias, tta=scorer.tta,
+    )  # fmt: skip
     losses = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
     out = pd.DataFrame(
         {
@@ -178,12 +182,17 @@ def _tensors(ev: Evaluation) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.asarray(ev.logits, dtype=np.float32)), torch.from_numpy(np.asarray(ev.labels))
 
 
+THRESHOLD_FREE = ("auroc_ci", "ece", "ece_uncalibrated", "temperature", "logit_bias", "tta")
+
+
 def at_threshold(ev: Evaluation, threshold: float) -> Evaluation:
     """The same evaluation at another decision threshold, without running the model again."""
     if not 0.0 <= threshold <= 1.0:
         raise BinclsError(f"The threshold must be a probability in [0, 1], got {threshold}.")
     logits, labels = _tensors(ev)
     metrics = binary_metrics(logits, labels, threshold=threshold)
+    metrics.update(proportion_intervals(metrics["confusion_matrix"]))
+    metrics.update({k: ev.metrics[k] for k in THRESHOLD_FREE if k in ev.metrics})
     table = ev.table.copy()
     table["predicted"] = [ev.class_names[int(p >= threshold)] for p in table["probability"]]
     return dataclasses.replace(ev, metrics=metrics, table=table)

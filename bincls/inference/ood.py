@@ -1,12 +1,15 @@
 """Out-of-distribution ("neither class") detection: is an image unlike every training image?
 
-The detector is the k-th nearest neighbour's cosine distance from the image's pooled features to the
-training images' features (Sun et al. 2022, "Out-of-distribution detection with deep nearest
-neighbors"). Measured against a class-conditional Mahalanobis distance on the same features
-(bench/ood.py): both separate faces from insects and insects from faces alike in full dimensions, and
-the Mahalanobis distance lost most of it once its 1280x1280 covariance was reduced to fit a checkpoint,
-so k-NN it is. Its threshold is placed on the validation split at a stated false-flag rate. As a torch
-module it travels in the checkpoint and into the ONNX export.
+The detector is the class-conditional Mahalanobis distance (Lee et al. 2018) from the image's pooled,
+L2-normalised features to the nearer class mean of the training features, under one shared covariance
+(Ledoit-Wolf shrinkage, from scikit-learn, since there are fewer images than feature dimensions).
+bench/ood.py measured it against the k-nearest-neighbour distance (Sun et al. 2022) on the same
+features: both separate faces from insects and insects from faces (AUROC 0.997-1.000); the Mahalanobis
+distance kept its stated false-flag rate on held-out images better (2.3-3.3% for a 3% target, against
+4.3-4.7%), and a 1280-d covariance weighs what a k-NN bank of 1,024 images does. Reduced to 128
+dimensions by PCA it lost half of its catches, so it keeps them all. Its threshold is placed on the
+validation split at a stated false-flag rate. As a torch module it travels in the checkpoint and into
+the ONNX export.
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ import numpy as np
 import torch
 from torch import nn
 
-K = 10
-BANK_SIZE = 1024  # training features kept (a stratified sample beyond it): 5 MB for 1280-d features
 FALSE_FLAG_RATE = 0.03  # share of validation images (of the training distribution) flagged as unlike it
 
 
@@ -24,57 +25,54 @@ def _normalize(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-class KnnDetector(nn.Module):
-    """score(features) = 1 - cosine similarity to the k-th most similar training image (0: the same)."""
+class MahalanobisDetector(nn.Module):
+    """score(features) = min over classes of (f - mean_c)^T P (f - mean_c), f L2-normalised, P = L L^T."""
 
-    def __init__(self, bank: torch.Tensor, k: int = K, threshold: float = 1.0, false_flag_rate: float = 0.0):
+    def __init__(self, means: torch.Tensor, chol: torch.Tensor, threshold: float = float("inf"),
+                 false_flag_rate: float = 0.0):  # fmt: skip
         super().__init__()
-        self.register_buffer("bank", _normalize(bank.float()))
-        self.k = int(min(k, len(bank)))
+        self.register_buffer("means", means.float())
+        self.register_buffer("chol", chol.float())
         self.threshold = float(threshold)
         self.false_flag_rate = float(false_flag_rate)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        sims = _normalize(features.float()) @ self.bank.T
-        return 1.0 - torch.topk(sims, self.k, dim=1).values[:, -1]
+        f = _normalize(features.float())
+        dists = [((f - m) @ self.chol).pow(2).sum(dim=1) for m in self.means]
+        return torch.stack(dists, dim=1).min(dim=1).values
 
     def state(self) -> dict:
         """For the checkpoint: plain tensors and numbers (weights_only loading takes them)."""
-        return {"kind": "knn", "bank": self.bank.cpu(), "k": self.k, "threshold": self.threshold,
-                "false_flag_rate": self.false_flag_rate}  # fmt: skip
+        return {"kind": "mahalanobis", "means": self.means.cpu(), "chol": self.chol.cpu(),
+                "threshold": self.threshold, "false_flag_rate": self.false_flag_rate}  # fmt: skip
 
     @classmethod
-    def from_state(cls, state: dict) -> KnnDetector:
-        return cls(state["bank"], state["k"], state["threshold"], state.get("false_flag_rate", 0.0))
-
-
-def sample_bank(features: torch.Tensor, labels: torch.Tensor, size: int = BANK_SIZE, seed: int = 0
-                ) -> torch.Tensor:  # fmt: skip
-    """At most `size` rows of `features`, each class kept in its share."""
-    if len(features) <= size:
-        return features
-    rng = np.random.default_rng(seed)
-    y = labels.numpy().astype(int)
-    keep = []
-    for c in (0, 1):
-        rows = np.flatnonzero(y == c)
-        keep.extend(rng.choice(rows, max(1, round(size * len(rows) / len(y))), replace=False).tolist())
-    return features[sorted(keep)]
+    def from_state(cls, state: dict) -> MahalanobisDetector:
+        return cls(state["means"], state["chol"], state["threshold"], state.get("false_flag_rate", 0.0))
 
 
 def fit_detector(train_features: torch.Tensor, train_labels: torch.Tensor, val_features: torch.Tensor,
-                 false_flag_rate: float = FALSE_FLAG_RATE) -> KnnDetector:  # fmt: skip
+                 false_flag_rate: float = FALSE_FLAG_RATE) -> MahalanobisDetector:  # fmt: skip
     """A detector on the training features, its threshold at the validation scores' (1 - rate) quantile."""
-    detector = KnnDetector(sample_bank(train_features, train_labels))
+    from sklearn.covariance import LedoitWolf
+
+    x = _normalize(train_features.float()).numpy().astype(np.float64)
+    y = train_labels.numpy().astype(int)
+    classes = [c for c in (0, 1) if (y == c).any()]
+    means = np.stack([x[y == c].mean(axis=0) for c in classes])
+    centred = np.concatenate([x[y == c] - means[i] for i, c in enumerate(classes)])
+    precision = LedoitWolf().fit(centred).precision_
+    chol = np.linalg.cholesky((precision + precision.T) / 2)
+    detector = MahalanobisDetector(torch.from_numpy(means), torch.from_numpy(chol))
     with torch.no_grad():
         scores = detector(val_features).numpy()
-    detector.threshold = float(np.quantile(scores, 1 - false_flag_rate)) if len(scores) else 1.0
+    detector.threshold = float(np.quantile(scores, 1 - false_flag_rate)) if len(scores) else float("inf")
     detector.false_flag_rate = false_flag_rate
     return detector
 
 
-def load_detector(state: dict | None) -> KnnDetector | None:
+def load_detector(state: dict | None) -> MahalanobisDetector | None:
     """The checkpoint's detector, or None when it has none (or one of a kind this release does not know)."""
-    if not isinstance(state, dict) or state.get("kind") != "knn":
+    if not isinstance(state, dict) or state.get("kind") != "mahalanobis":
         return None
-    return KnnDetector.from_state(state)
+    return MahalanobisDetector.from_state(state)

@@ -65,10 +65,13 @@ class Predictor:
     """A model loaded once, with the preprocessing it was trained with.
 
     The decision threshold is, in order: the one given, the one saved in the run folder the checkpoint
-    sits in (config.json "threshold", set on the Evaluate page), the checkpoint's own (0.5).
+    sits in (config.json "threshold", set on the Evaluate page), the checkpoint's own (chosen on the
+    validation split at the end of training). Probabilities are calibrated; `tta` overrides the
+    checkpoint's choice of mirror-image test-time augmentation.
     """
 
-    def __init__(self, checkpoint: str | os.PathLike, device: str = "auto", threshold: float | None = None):
+    def __init__(self, checkpoint: str | os.PathLike, device: str = "auto", threshold: float | None = None,
+                 tta: bool | None = None):  # fmt: skip
         self.device = resolve_device(device)
         self.checkpoint = Path(checkpoint)
         self.model, self.ckpt = load_model(checkpoint, self.device)
@@ -78,7 +81,7 @@ class Predictor:
         folder = self.checkpoint.parent
         self.run = RunFolder(folder) if (folder / "status.json").exists() else None
         self.threshold = float(threshold) if threshold is not None else saved_threshold(self.run, self.ckpt)
-        self.scorer = Scorer.from_checkpoint(self.model, self.ckpt)
+        self.scorer = Scorer.from_checkpoint(self.model, self.ckpt, tta)
         self._gradcam = None
         self._cam_lock = threading.Lock()
 

@@ -216,39 +216,54 @@ def test_export_refuses_bad_targets(tmp_path):
 
 @pytest.mark.slow
 def test_calibration_the_detector_and_tta_travel_into_the_onnx(trained_sample_run, tmp_path):
-    """A checkpoint carrying a temperature, a bias, mirror TTA and a k-NN detector, as training writes them
-    when the validation split is large enough: the file carries them, the check and the server use them."""
-    from bincls.inference.ood import KnnDetector
+    """A checkpoint carrying a temperature, a Platt bias, mirror TTA and a Mahalanobis detector, as training
+    writes them: the file carries them, the check compares them, and the server flags what predict flags."""
+    from bincls.inference.ood import fit_detector, load_detector
     from bincls.models.checkpoint import read_checkpoint
 
     run = Path(shutil.copytree(trained_sample_run, tmp_path / trained_sample_run.name))
-    plain = Predictor(run / "best.pt", device="cpu")
-    tested = sample_files(9)[1:]
+    plain = Predictor(run / "best.pt", device="cpu", tta=True)
+    fitted, tested = sample_files(20), sample_files(9)[1:]
 
-    def features(files: list[Path]) -> torch.Tensor:
+    def features(files: list[Path]) -> torch.Tensor:  # as training fits it: mirror-averaged with TTA
         with torch.no_grad():
-            return plain.model.forward_features(torch.stack([plain.to_tensor(f) for f in files]))
+            x = torch.stack([plain.to_tensor(f) for f in files])
+            return (plain.model.forward_features(x) + plain.model.forward_features(x.flip(-1))) / 2
 
-    bank = features(sample_files(20))
-    scores = KnnDetector(bank, k=3)(features(tested))
-    detector = KnnDetector(bank, k=3, threshold=float(scores.median()))  # some flagged, some not
+    labels = torch.tensor([int("bees" in f.parts) for f in fitted])
+    detector = fit_detector(features(fitted), labels, features(tested), false_flag_rate=0.5)  # some of each
     ckpt = read_checkpoint(run / "best.pt")
     ckpt.update(temperature=0.5, logit_bias=0.3, tta=True, ood=detector.state())
     torch.save(ckpt, run / "best.pt")
+    pred = Predictor(run / "best.pt", device="cpu")  # what `bincls predict` loads
+    assert pred.scorer.tta and pred.scorer.bias == 0.3
+    assert type(pred.scorer.ood).__name__ == "MahalanobisDetector" and load_detector(ckpt["ood"]) is not None
     done = export_onnx(run)
-    assert done.report.passed and done.report.max_ood_diff < 1e-4 and not done.report.ood_flag_disagreements
+    r = done.report
+    assert r.passed and not r.ood_flag_disagreements, r.summary()
     assert done.info["temperature"] == 0.5 and done.info["logit_bias"] == 0.3 and done.info["tta"] is True
     assert done.info["ood_threshold"] == pytest.approx(detector.threshold)
-    pred = Predictor(run / "best.pt", device="cpu")
-    assert pred.scorer.tta and pred.scorer.has_ood
+    assert "sigmoid(logit / 0.5 + 0.3)" in done.info["outputs"]["probabilities"]
     sess = ort.InferenceSession(str(done.onnx), providers=["CPUExecutionProvider"])
     served = OnnxPredictor(done.onnx)
-    flags = []
-    for f in tested:
-        want = pred.predict(f)
+    cmd = [sys.executable, "-m", "bincls", "predict", str(run / "best.pt"), *map(str, tested), "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    cli = json.loads(proc.stdout)
+    for f, want in zip(tested, cli):
         out = run_onnx(sess, np.asarray(load_rgb(f)))
-        assert abs(out["probabilities"][0, 1] - want.p_class1) < 1e-5
-        assert abs(out["ood_score"][0] - want.ood_score) < 1e-5
-        flags.append(served.predict(f.read_bytes(), f.name)["ood"])
-        assert flags[-1] == want.ood
-    assert True in flags and False in flags
+        assert abs(out["probabilities"][0, 1] - want["p_class1"]) < 1e-5
+        assert out["ood_score"][0] == pytest.approx(want["ood_score"], rel=1e-4)
+        assert served.predict(f.read_bytes(), f.name)["ood"] is want["ood"], f  # the server's flag
+    assert {p["ood"] for p in cli} == {True, False}
+    assert r.max_ood_diff <= 1e-4 * max(p["ood_score"] for p in cli)
+    # INT8 quantizes the body only (the detector stays fp32) and, served with the fp32 file beside it,
+    # scores images near either threshold again in fp32: the same flags again.
+    int8 = export_onnx(run, int8=True)
+    weights = {t.name: t.data_type for t in onnx.load(str(int8.onnx)).graph.initializer}
+    assert weights["scorer.ood.chol"] == onnx.TensorProto.FLOAT and any("quantized" in w for w in weights)
+    assert not [w for w in weights if w.startswith("scorer.ood") and "quantized" in w]
+    both = OnnxPredictor(int8.onnx, exact=done.onnx)
+    assert both.borderline_ood == max(2 * int8.report.max_ood_diff, 0.02)
+    for f, want in zip(tested, cli):
+        assert both.predict(f.read_bytes(), f.name)["ood"] is want["ood"], f
