@@ -188,6 +188,36 @@ def export_onnx(
     return Exported(out, meta, info, report)
 
 
+def current_export(checkpoint: str | os.PathLike, int8: bool = False) -> tuple[Path, dict] | None:
+    """The export of CHECKPOINT (or a run folder's best.pt) at its default place, with its JSON, when it
+    still gives what `bincls predict` gives: made from these checkpoint bytes, with the run's threshold
+    as it is now, and passed its check. None when there is none or it is stale (retrained, or another
+    threshold saved since): export again."""
+    from bincls.inference.evaluate import find_checkpoint, saved_threshold
+
+    ckpt_path, run = find_checkpoint(checkpoint)
+    out = default_output(ckpt_path, "pixels", int8)
+    try:
+        info = json.loads(out.with_name(out.name + ".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not out.is_file() or not isinstance(info, dict) or info.get("format") != FORMAT:
+        return None
+    # The threshold the Predictor would use now: the run's saved one, else (as at export) the checkpoint's.
+    threshold = saved_threshold(run, {"threshold": info.get("threshold")})
+    same_model = (info.get("provenance") or {}).get("checkpoint_sha256") == _sha256(ckpt_path)
+    passed = (info.get("verification") or {}).get("passed") is True
+    return (out, info) if same_model and passed and info.get("threshold") == threshold else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -314,7 +344,7 @@ def _provenance(ckpt: dict, checkpoint: Path | None, run_id: str | None) -> dict
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "run_id": run_id,
         "checkpoint": str(checkpoint) if checkpoint else None,
-        "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest() if checkpoint else None,
+        "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
         "epoch": ckpt.get("epoch"),
         "trained_with": ckpt.get("versions", {}),
         "exported_with": {"bincls": bincls.__version__, "torch": str(torch.__version__),

@@ -267,3 +267,20 @@ def test_calibration_the_detector_and_tta_travel_into_the_onnx(trained_sample_ru
     assert both.borderline_ood == max(2 * int8.report.max_ood_diff, 0.02)
     for f, want in zip(tested, cli):
         assert both.predict(f.read_bytes(), f.name)["ood"] is want["ood"], f
+
+
+def test_the_current_export_is_of_these_checkpoint_bytes_and_this_threshold(exported_sample_run, tmp_path):
+    """What the app offers for download: the export beside the checkpoint, only while it is not stale."""
+    from bincls.inference.evaluate import save_threshold
+    from bincls.inference.export import current_export
+
+    run = Path(shutil.copytree(exported_sample_run, tmp_path / "a" / exported_sample_run.name))
+    onnx, info = current_export(run)
+    assert onnx == run / "best.onnx" and info["verification"]["passed"]
+    assert current_export(run, int8=True) is None, "never exported in INT8"
+    save_threshold(run, 0.42)
+    assert current_export(run) is None, "the file's JSON still says the old threshold"
+    retrained = Path(shutil.copytree(exported_sample_run, tmp_path / "b" / exported_sample_run.name))
+    ckpt = torch.load(retrained / "best.pt", weights_only=False)
+    torch.save({**ckpt, "epoch": 99}, retrained / "best.pt")
+    assert current_export(retrained) is None
