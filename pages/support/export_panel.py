@@ -56,7 +56,8 @@ def export_panel(run, ckpt: Path, key: str) -> None:
         right.caption("Not exported yet, or the model or its saved threshold changed since.")
         if st.button(f"Export to ONNX ({'INT8' if int8 else 'fp32'})", key=f"{key}_export", type="primary",
                      icon=":material/output:"):  # fmt: skip
-            found = _export(ckpt, int8)
+            if _export(ckpt, int8):
+                st.rerun()  # draw the section from the files written, without the button
     if found is not None:
         onnx, info = found
         parity_report(info["verification"])
@@ -64,37 +65,43 @@ def export_panel(run, ckpt: Path, key: str) -> None:
     serve_section(run, int8)
 
 
-def _export(ckpt: Path, int8: bool) -> tuple[Path, dict] | None:
-    what = "INT8 (calibrating on training images), " if int8 else ""
-    with st.spinner(f"Exporting {what}then checking the file against PyTorch on the run's test images…",
+def _export(ckpt: Path, int8: bool) -> bool:
+    """Export beside the checkpoint; False (and the reason shown) when the engine refused."""
+    what = " in INT8 (calibrating on training images)" if int8 else ""
+    with st.spinner(f"Exporting{what}, then checking the file against PyTorch on the run's test images…",
                     show_time=True):  # fmt: skip
         try:
-            done = export_onnx(ckpt, int8=int8)
+            export_onnx(ckpt, int8=int8)
         except BinclsError as exc:
             head, _, report = str(exc).partition("\n")
             st.error(head, icon=":material/error:")
             if report:
                 st.code(report, language=None)
-            return None
-    return done.onnx, done.info
+            return False
+    return True
 
 
 def parity_report(r: dict) -> None:
     """What the check measured before the file was written."""
-    cols = st.columns(5)
+    cols = st.columns(6)
     cols[0].metric("Largest P difference", f"{r['max_prob_diff']:.2g}",
                    help="Largest difference in P(second class) between the file and bincls predict")
     cols[1].metric("Same label", f"{r['label_agreement']:.1%}", help="Share of images given the same class")
-    if r.get("accuracy_pytorch") is not None:
-        cols[2].metric("Accuracy: PyTorch / ONNX", f"{r['accuracy_pytorch']:.1%} / {r['accuracy_onnx']:.1%}")
-    else:
-        cols[2].metric("Accuracy", "–", help="The images checked have no labels for this model.")
-    ratio = r["reference_size_bytes"] / r["size_bytes"] if r.get("reference_size_bytes") else None
-    cols[3].metric("Size", f"{r['size_bytes'] / 2**20:.2f} MB",
-                   delta=f"{ratio:.1f}x smaller than fp32" if ratio else None, delta_color="off",
-                   delta_arrow="off")  # fmt: skip
-    cols[4].metric("CPU latency", f"{r['latency_ms']:.1f} ms",
-                   help="Median per image on one CPU thread, decoding excluded, resizing included")
+    no_labels = "The images checked have no labels for this model."
+    for col, side in zip(cols[2:4], ("pytorch", "onnx")):
+        value = r.get(f"accuracy_{side}")
+        name = "PyTorch" if side == "pytorch" else "ONNX"
+        col.metric(f"Accuracy ({name})", "–" if value is None else f"{value:.1%}",
+                   help=no_labels if value is None else None)
+    ref_mb = r["reference_size_bytes"] / 2**20 if r.get("reference_size_bytes") else None
+    mb = r["size_bytes"] / 2**20
+    cols[4].metric("Size", f"{mb:.2f} MB", delta=f"{ref_mb / mb:.1f}x smaller" if ref_mb else None,
+                   delta_color="off", delta_arrow="off",
+                   help=f"The fp32 file: {ref_mb:.2f} MB" if ref_mb else None)  # fmt: skip
+    latency = "Median per image on one CPU thread, decoding excluded, resizing included"
+    if r.get("reference_latency_ms"):
+        latency += f"; the fp32 file: {r['reference_latency_ms']:.1f} ms"
+    cols[5].metric("CPU latency", f"{r['latency_ms']:.1f} ms", help=latency)
     ood = ""
     if r.get("max_ood_diff") is not None:
         flagged = len(r.get("ood_flag_disagreements") or [])

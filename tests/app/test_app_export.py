@@ -38,8 +38,10 @@ def test_predict_page_exports_the_run_shows_the_check_and_the_serve_command(samp
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     shown = metrics(at)
-    assert list(shown) == ["Largest P difference", "Same label", "Accuracy: PyTorch / ONNX", "Size",
-                           "CPU latency"]  # fmt: skip
+    assert list(shown) == ["Largest P difference", "Same label", "Accuracy (PyTorch)", "Accuracy (ONNX)",
+                           "Size", "CPU latency"]  # fmt: skip
+    assert shown["Accuracy (ONNX)"] == shown["Accuracy (PyTorch)"] and shown["Accuracy (ONNX)"].endswith("%")
+    assert not [b.label for b in at.button if b.label.startswith("Export")], "exported: no button any more"
     assert shown["Same label"] == "100.0%" and float(shown["Largest P difference"]) < 1e-3
     assert shown["Size"].endswith(" MB") and shown["CPU latency"].endswith(" ms")
     assert any("Checked against `bincls predict`" in c.value and "**passed**" in c.value for c in at.caption)
@@ -57,7 +59,7 @@ def test_predict_page_exports_the_run_shows_the_check_and_the_serve_command(samp
     export_button(at).click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     size = next(m for m in at.metric if m.label == "Size")
-    assert "smaller than fp32" in size.proto.delta
+    assert size.proto.delta.endswith("x smaller") and "The fp32 file" in size.proto.help
     assert downloads(at) == ["Download best.int8.onnx", "Download best.int8.onnx.json"]
     assert (sample_run.path / "best.int8.onnx").is_file()
 
