@@ -121,6 +121,8 @@ def main() -> None:
     acc32, acc8 = ((p32 >= threshold) == truth).mean(), ((p8 >= threshold) == truth).mean()
     print(f"\nINT8 against fp32: {size32 / size8:.2f}x smaller, {ms32 / ms8:.2f}x faster per image, "
           f"accuracy {(acc8 - acc32) * 100:+.1f} points")
+    # The checks' own reports, out-of-distribution scores included (what `bincls export` prints).
+    print(f"\n{fp32.report.summary()}\n{int8.report.summary()}")
 
 if __name__ == "__main__":
     main()
