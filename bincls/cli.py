@@ -229,9 +229,21 @@ def _stage_printer():
 def cmd_export(args: argparse.Namespace) -> int:
     from bincls.inference.export import export_onnx
 
-    done = export_onnx(args.checkpoint, out=args.output, threshold=args.threshold)
+    done = export_onnx(args.checkpoint, out=args.output, threshold=args.threshold, input=args.input,
+                       batched=args.batch, int8=args.int8, verify_images=args.verify_images)  # fmt: skip
+    print(done.report.summary())
     print(done.onnx)
     print(done.metadata)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bincls.serve.app import Limits
+    from bincls.serve.server import serve
+
+    limits = Limits(max_files=args.max_files, max_request_bytes=int(args.max_request_mb * 2**20))
+    serve(args.source, args.host, args.port, int8=args.int8, threshold=args.threshold, limits=limits,
+          slots=args.threads, access_log=not args.no_access_log)  # fmt: skip
     return 0
 
 
@@ -312,12 +324,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tta(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="write a checkpoint as ONNX, with a JSON of classes and preprocessing")
+    p = sub.add_parser("export", help="write a checkpoint as ONNX, checked against PyTorch first")
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="only onnx for now")
     p.add_argument("-o", "--output", metavar="FILE", help="default: beside the checkpoint (best.onnx)")
     p.add_argument("--threshold", type=_threshold, default=None, help="default: the run's saved threshold")
+    p.add_argument("--int8", action="store_true", help="INT8 quantization calibrated on the training images")
+    p.add_argument("--input", default="pixels", choices=["pixels", "tensor"],
+                   help="pixels (default): uint8 RGB HxWx3 of any size, preprocessing inside; "
+                        "tensor: the normalized float NCHW tensor")  # fmt: skip
+    p.add_argument("--batch", action="store_true", help="pixels as NxHxWx3 (one size per batch)")
+    p.add_argument("--verify-images", type=int, default=200, metavar="N",
+                   help="test-split images to check the export on (default 200)")  # fmt: skip
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="serve a model over HTTP: POST images to /predict (docs at /docs)")
+    p.add_argument("source", metavar="RUN_DIR_CHECKPOINT_OR_ONNX")
+    p.add_argument("--host", default="127.0.0.1", help="other than loopback needs $BINCLS_API_KEY")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--int8", action="store_true",
+                   help="serve INT8, and fp32 for images near the threshold (runs, checkpoints)")  # fmt: skip
+    p.add_argument("--threshold", type=_threshold, default=None, help="default: the run's saved threshold")
+    p.add_argument("--max-files", type=int, default=64, help="images per request (default 64)")
+    p.add_argument("--max-request-mb", type=float, default=512, help="request size, MiB (default 512)")
+    p.add_argument("--threads", type=int, default=None, help="images scored at once (default: CPU cores)")
+    p.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -20,6 +20,7 @@ from bincls.training.run_summary import config_problem
 from pages.support import evaluate_views as views
 from pages.support import evaluation_charts as charts
 from pages.support import keys, loaders
+from pages.support.export_panel import export_panel
 from pages.support.messages import flash, show_flashed, stop_on_error
 from pages.support.state import keep_widget_state, require_app
 from pages.support.widgets import GALLERY_COLUMNS, checkpoint_runs_or_stop, pick_run, result_gallery
@@ -149,14 +150,14 @@ else:
     result_gallery(wrong, positive)
 
 st.subheader("Download", anchor=False)
-d1, d2 = st.columns(2)
-with d1:
-    st.markdown(f"**Per-image results** at threshold {threshold:.2f}")
-    slug = "test" if data is None else Path(data[0]).name or "folder"
-    st.download_button("Download results (CSV)", data=cur.results_csv(), mime="text/csv",
-                       file_name=f"{run.id}-{slug}-results.csv", icon=":material/download:")
-    st.caption(f"Columns: path, true, predicted, probability (of {positive}).")
-with d2:
-    views.export_panel(run, ckpt)
+st.markdown(f"**Per-image results** at threshold {threshold:.2f}")
+slug = "test" if data is None else Path(data[0]).name or "folder"
+st.download_button("Download results (CSV)", data=cur.results_csv(), mime="text/csv",
+                   file_name=f"{run.id}-{slug}-results.csv", icon=":material/download:")
+st.caption(f"Columns: path, true, predicted, probability (of {positive}).")
+
+st.subheader("Use this model elsewhere", anchor=False)
+st.caption("As on the Predict page: an ONNX file that gives the same answers, and a prediction server.")
+export_panel(run, ckpt, keys.EVAL_EXPORT)
 st.page_link("pages/predict.py", label="Next: predict new images with this model",
              icon=":material/image_search:")

@@ -11,6 +11,7 @@ from bincls import BinclsError
 from bincls.inference.batch_predict import FULL_VIEWS, class_counts
 from bincls.inference.predict import thumbnail_data_uri
 from pages.support import keys, loaders, trust_views
+from pages.support.export_panel import export_panel
 from pages.support.messages import show_error, stop_on_error
 from pages.support.state import keep_widget_state, require_app
 from pages.support.widgets import checkpoint_runs_or_stop, pick_run
@@ -123,6 +124,10 @@ origin = "saved on the Evaluate page" if run.config().get("threshold") is not No
 top[2].caption(f"Classes: **{names[0]}** / **{names[1]}** · says {names[1]} when P({names[1]}) ≥ "
                f"**{predictor.threshold:.2f}** ({origin}) · model {predictor.ckpt['model_config']['name']}, "
                f"{predictor.preprocess.img_size} px · {trust_views.detector_note(predictor)}")
+
+with st.expander("Use this model elsewhere: ONNX file (fp32 or INT8) and a prediction server",
+                 icon=":material/output:"):  # fmt: skip
+    export_panel(run, predictor.checkpoint, keys.PREDICT_EXPORT)
 
 upload_tab, camera_tab, folder_tab = st.tabs(["Upload images", "Webcam", "Folder"])
 

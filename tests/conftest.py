@@ -116,3 +116,16 @@ def imagenet_hub(tmp_path, monkeypatch, mobilenet_weights) -> Path:
         shutil.copy(mobilenet_weights, checkpoints / name)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     return checkpoints
+
+
+@pytest.fixture(scope="session")
+def exported_sample_run(trained_sample_run, tmp_path_factory) -> Path:
+    """A copy of that run with its best.pt exported to best.onnx (pixel input, fp32), once per session."""
+    import shutil
+
+    from bincls.inference.export import export_onnx
+
+    dest = tmp_path_factory.mktemp("exported-sample-run") / trained_sample_run.name
+    shutil.copytree(trained_sample_run, dest)
+    export_onnx(dest)
+    return dest

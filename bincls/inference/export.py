@@ -1,13 +1,21 @@
-"""Export a checkpoint to ONNX, with a JSON beside it that says how to feed the model and read its output.
+"""Export a checkpoint to ONNX that gives `bincls predict`'s answer, checked on real images before it is kept.
+
+The default file takes what any program has, uint8 RGB pixels of any size, and does the resize and
+normalization inside, bit for bit as training did (`onnx_preprocess`); then the same `Scorer` every
+consumer uses, so calibration (temperature), the out-of-distribution score and test-time augmentation
+travel with it. A JSON beside the file (also stored in the file's metadata) gives class names,
+threshold, preprocessing and provenance, and the parity report of the check that let it be written.
 
 TorchScript is not offered: torch.jit is in maintenance mode (torch.export is its successor, and it is
 what the ONNX exporter below builds on), and whoever has PyTorch can load the .pt checkpoint with
-bincls itself. ONNX is the format that runs without PyTorch (onnxruntime, OpenCV, browsers, mobile).
+bincls itself. ONNX is the format that runs without PyTorch (onnxruntime, Triton, OpenCV, browsers).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import hashlib
 import io
 import json
 import os
@@ -15,98 +23,334 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import onnx
 import torch
+from torch import nn
 
+import bincls
+from bincls.data.images import load_rgb
 from bincls.errors import BinclsError
-from bincls.models.checkpoint import load_model, model_config_of, preprocess_of
+from bincls.inference.onnx_preprocess import preprocess_model
+from bincls.inference.parity import ParityReport, check_parity
+from bincls.models.checkpoint import model_config_of
 
+FORMAT = "bincls-onnx/2"
 INPUT_NAME = "image"
-OUTPUT_NAME = "logit"
+OUTPUT_NAMES = ["probabilities", "logit", "ood_score"]
+INPUT_KINDS = ("pixels", "tensor")
+VERIFY_IMAGES = 200  # enough for a stable accuracy figure; the export takes seconds, not minutes
 
 
 @dataclass
 class Exported:
     onnx: Path
     metadata: Path
-    info: dict
+    info: dict  # what the JSON beside the file holds
+    report: ParityReport
 
 
-def export_metadata(ckpt: dict, threshold: float, onnx_name: str) -> dict:
-    """What a program needs to use the exported model without bincls."""
-    pre = preprocess_of(ckpt)
-    cfg = model_config_of(ckpt)
-    names = list(ckpt["class_names"])
-    return {
-        "format": "bincls-onnx/1",
-        "model_file": onnx_name,
-        "model": cfg.name,
-        "class_names": names,
-        "threshold": threshold,
-        "input": {
-            "name": INPUT_NAME,
-            "layout": "NCHW",
-            "dtype": "float32",
-            "shape": ["batch", 3, pre.img_size, pre.img_size],
-            "color": "RGB",
-            "preprocessing": {
-                "resize": f"squash the whole image to {pre.img_size} x {pre.img_size} (no crop), antialiased",
-                "img_size": pre.img_size,
-                "scale": "pixel values / 255, to [0, 1]",
-                "mean": list(pre.mean),
-                "std": list(pre.std),
-                "normalize": "(x - mean) / std, per channel",
-            },
-        },
-        "output": {
-            "name": OUTPUT_NAME,
-            "shape": ["batch", 1],
-            "meaning": f"one logit; sigmoid(logit) = P({names[1]}). Predict {names[1]} when that is "
-                       f">= threshold, else {names[0]}.",
-        },
-    }
+class _ScorerOutputs(nn.Module):
+    """The Scorer with the outputs of the ONNX file: probabilities [N, 2], logit [N], ood_score [N]."""
+
+    def __init__(self, scorer: nn.Module):
+        super().__init__()
+        self.scorer = scorer
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logit, p1, ood = self.scorer(x)
+        return torch.stack([1 - p1, p1], dim=1), logit.float(), ood
 
 
-def export_onnx(
-    checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, threshold: float | None = None,
-    opset: int | None = None,
-) -> Exported:
-    """Write CHECKPOINT as ONNX (default: beside it, best.pt -> best.onnx) and its JSON (best.onnx.json).
-
-    The batch axis is dynamic; weights are stored inside the .onnx file (one file to copy). The threshold
-    is the one given, else the run's saved one (config.json), else the checkpoint's.
-    """
-    from bincls.inference.evaluate import find_checkpoint, saved_threshold
-
-    ckpt_path, run = find_checkpoint(checkpoint)
-    model, ckpt = load_model(ckpt_path, "cpu")
-    out = Path(out) if out else ckpt_path.with_suffix(".onnx")
-    if out.suffix.lower() != ".onnx":
-        raise BinclsError(f"The ONNX file name must end in .onnx, got {out}.")
-    if not out.parent.is_dir():
-        raise BinclsError(f"Folder {out.parent} does not exist: create it or choose another output file.")
-    size = preprocess_of(ckpt).img_size
-    example = (torch.randn(2, 3, size, size),)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.onnx")
+def export_scorer(
+    scorer: nn.Module, img_size: int, input_name: str, opset: int | None = None
+) -> onnx.ModelProto:
+    """The Scorer as ONNX: normalized float [N, 3, S, S] -> probabilities, logit, ood_score (N dynamic)."""
+    example = (torch.randn(2, 3, img_size, img_size),)
     try:
         # The exporter prints its progress and warns about its own internals: keep the CLI output clean.
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model, example, tmp, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                opset_version=opset, dynamo=True, external_data=False,
-                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+            program = torch.onnx.export(
+                _ScorerOutputs(scorer).eval(), example, input_names=[input_name], output_names=OUTPUT_NAMES,
+                opset_version=opset, dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
             )  # fmt: skip
-        os.replace(tmp, out)
-    except BinclsError:
-        raise
+        return program.model_proto
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types; the user needs the gist
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise BinclsError(f"Exporting {ckpt_path} to ONNX failed: {first}") from exc
+        raise BinclsError(f"Exporting the model to ONNX failed: {first}") from exc
+
+
+@torch.no_grad()
+def head_modules(model: nn.Module, img_size: int) -> list[str]:
+    """The modules that turn the model's pooled features into its logit (names inside the model), found
+    by running them: what `forward_head` calls, else the last module `forward` calls."""
+    names = {m: n for n, m in model.named_modules() if n}
+    ran: list[str] = []
+    hooks = [m.register_forward_hook(lambda mod, *_: ran.append(names[mod])) for m in names]
+    try:
+        x = torch.zeros(1, 3, img_size, img_size)
+        if hasattr(model, "forward_head"):
+            features = model.forward_features(x)
+            ran.clear()
+            model.forward_head(features)
+            return sorted(set(ran))
+        model(x)
+        leaves = [n for n in ran if not any(True for _ in model.get_submodule(n).children())]
+        return leaves[-1:]
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def with_pixel_input(scorer: onnx.ModelProto, predictor, batched: bool) -> onnx.ModelProto:
+    """uint8 pixels -> (exact resize and normalization) -> the Scorer graph, as one ONNX model."""
+    opset = next(o.version for o in scorer.opset_import if o.domain in ("", "ai.onnx"))
+    pre = preprocess_model(predictor.preprocess, opset, scorer.ir_version, batched=batched,
+                           input_name=INPUT_NAME, output_name=scorer.graph.input[0].name)  # fmt: skip
+    for extra in scorer.opset_import:  # the Scorer may use more domains than the default one
+        if extra.domain not in ("", "ai.onnx"):
+            pre.opset_import.append(extra)
+    return onnx.compose.merge_models(pre, scorer, io_map=[(scorer.graph.input[0].name,) * 2])
+
+
+def default_output(ckpt_path: Path, kind: str = "pixels", int8: bool = False) -> Path:
+    """best.pt -> best.onnx; best.int8.onnx; best.tensor.onnx for the float-tensor input."""
+    parts = [ckpt_path.stem] + (["tensor"] if kind == "tensor" else []) + (["int8"] if int8 else [])
+    return ckpt_path.with_name(".".join(parts) + ".onnx")
+
+
+def _target(out, ckpt_path: Path, kind: str, int8: bool, verify_images: int) -> Path:
+    """The file to write, once the settings are known to be usable."""
+    if kind not in INPUT_KINDS:
+        raise BinclsError(f"The export input must be one of {', '.join(INPUT_KINDS)}; got {kind!r}.")
+    if verify_images < 1:
+        raise BinclsError(f"--verify-images must be at least 1 (exports are checked), got {verify_images}.")
+    out = Path(out) if out else default_output(ckpt_path, kind, int8)
+    if out.suffix.lower() != ".onnx":
+        raise BinclsError(f"The ONNX file name must end in .onnx, got {out}.")
+    if not out.parent.is_dir():
+        raise BinclsError(f"Folder {out.parent} does not exist: create it or choose another output file.")
+    return out
+
+
+def export_onnx(
+    checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, threshold: float | None = None,
+    opset: int | None = None, *, input: str = "pixels", batched: bool = False, int8: bool = False,
+    verify_images: int = VERIFY_IMAGES,
+) -> Exported:  # fmt: skip
+    """Write CHECKPOINT (or a run folder's best.pt) as ONNX, checked against PyTorch before it is kept.
+
+    `input="pixels"` (default): uint8 RGB [H, W, 3] of any size (`batched`: [N, H, W, 3], one size per
+    batch), preprocessing inside; `input="tensor"`: the normalized float [N, 3, S, S]. `int8`: static
+    INT8 quantization calibrated on the run's training images. The file (default beside the checkpoint,
+    best.onnx) and its JSON are written only when the parity check on the run's test split passes;
+    otherwise `BinclsError` says by how much it failed. The threshold is the one given, else the run's
+    saved one, else the checkpoint's.
+    """
+    from bincls.inference.evaluate import find_checkpoint
+    from bincls.inference.predict import Predictor
+
+    ckpt_path, run = find_checkpoint(checkpoint)
+    out = _target(out, ckpt_path, input, int8, verify_images)
+    if int8 and (run is None or not run.split_path.exists()):
+        raise BinclsError(
+            f"INT8 needs the training images to calibrate on, and {ckpt_path} is not in a run folder with "
+            "a split.csv: export the run's checkpoint (runs/RUN_ID/best.pt)."
+        )
+    predictor = Predictor(ckpt_path, device="cpu", threshold=threshold)
+    files, labels, source = verification_images(run, verify_images)
+    input_name = INPUT_NAME if input == "tensor" else "normalized"
+    scorer = export_scorer(predictor.scorer, predictor.preprocess.img_size, input_name, opset)
+    fp32 = scorer if input == "tensor" else with_pixel_input(scorer, predictor, batched)
+    model = fp32
+    if int8:
+        from bincls.inference.quantize import quantize_scorer
+
+        heads = head_modules(predictor.model, predictor.preprocess.img_size)
+        quantized = quantize_scorer(scorer, calibration_tensors(run, predictor), heads)
+        model = quantized if input == "tensor" else with_pixel_input(quantized, predictor, batched)
+    info = export_metadata(predictor.ckpt, predictor.threshold, out.name, input=input, batched=batched,
+                           precision="int8" if int8 else "fp32", scorer=predictor.scorer,
+                           checkpoint=ckpt_path, run_id=run.id if run else None)  # fmt: skip
+    onnx.helper.set_model_props(model, {"bincls": json.dumps(info, ensure_ascii=False)})
+    data = model.SerializeToString()
+    report = check_parity(data, predictor, files, labels, source, kind=input, batched=batched,
+                          precision=info["precision"], onnx_file=out.name,
+                          reference_model=fp32.SerializeToString() if int8 else None)  # fmt: skip
+    info["verification"] = report.to_dict()
+    if not report.passed:
+        raise BinclsError(f"{out} was not written: the exported model does not give PyTorch's answers.\n"
+                          + report.summary())  # fmt: skip
+    meta = out.with_name(out.name + ".json")
+    _write_atomic(out, data)
+    _write_atomic(meta, (json.dumps(info, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    return Exported(out, meta, info, report)
+
+
+def current_export(checkpoint: str | os.PathLike, int8: bool = False) -> tuple[Path, dict] | None:
+    """The export of CHECKPOINT (or a run folder's best.pt) at its default place, with its JSON, when it
+    still gives what `bincls predict` gives: made from these checkpoint bytes, with the run's threshold
+    as it is now, and passed its check. None when there is none or it is stale (retrained, or another
+    threshold saved since): export again."""
+    from bincls.inference.evaluate import find_checkpoint, saved_threshold
+
+    ckpt_path, run = find_checkpoint(checkpoint)
+    out = default_output(ckpt_path, "pixels", int8)
+    try:
+        info = json.loads(out.with_name(out.name + ".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not out.is_file() or not isinstance(info, dict) or info.get("format") != FORMAT:
+        return None
+    # The threshold the Predictor would use now: the run's saved one, else (as at export) the checkpoint's.
+    threshold = saved_threshold(run, {"threshold": info.get("threshold")})
+    same_model = (info.get("provenance") or {}).get("checkpoint_sha256") == _sha256(ckpt_path)
+    passed = (info.get("verification") or {}).get("passed") is True
+    return (out, info) if same_model and passed and info.get("threshold") == threshold else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise BinclsError(f"Cannot write {path}: {exc.strerror or exc}") from None
     finally:
         if tmp.exists():
             tmp.unlink()
-    thr = float(threshold) if threshold is not None else saved_threshold(run, ckpt)
-    info = export_metadata(ckpt, thr, out.name)
-    meta = out.with_name(out.name + ".json")
-    meta.write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    return Exported(out, meta, info)
+
+
+def _spread(items: list, n: int) -> list:
+    """n items evenly spread over the list (it is sorted by class, so both classes are in)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, n)]
+
+
+def verification_images(run, n: int) -> tuple[list[str], list[int] | None, str]:
+    """The run's test split (val when it has none), else the shipped sample (no labels for this model)."""
+    if run is not None and run.split_path.exists():
+        from bincls.data.split import load_split
+
+        table = load_split(run.split_path)
+        for split in ("test", "val"):
+            rows = table[table["split"] == split]
+            if len(rows):
+                picked = _spread(list(zip(rows["path"], rows["label"])), n)
+                return [p for p, _ in picked], [int(y) for _, y in picked], f"{split} split"
+    from bincls.data.images import is_junk_name
+    from bincls.paths import SAMPLE_DATA
+
+    files = sorted(str(p) for p in SAMPLE_DATA.rglob("*") if p.is_file() and not is_junk_name(p.name))
+    return _spread(files, n), None, "shipped sample images (not this model's classes)"
+
+
+def calibration_tensors(run, predictor) -> list[np.ndarray]:
+    """Normalized training images [1, 3, S, S] of the run, both classes, for INT8 calibration."""
+    from bincls.data.images import ImageProblem
+    from bincls.data.split import load_split
+    from bincls.inference.quantize import CALIBRATION_IMAGES
+
+    table = load_split(run.split_path)
+    out = []
+    for path in _spread(list(table[table["split"] == "train"]["path"]), CALIBRATION_IMAGES):
+        try:
+            out.append(predictor.transform(load_rgb(path)).unsqueeze(0).numpy())
+        except ImageProblem:
+            continue  # a training file that went away or changed: calibrate on the others
+    if not out:
+        raise BinclsError(f"No training image of {run.path} can be read: INT8 cannot be calibrated.")
+    return out
+
+
+def export_metadata(
+    ckpt: dict, threshold: float, onnx_name: str, *, input: str = "pixels", batched: bool = False,
+    precision: str = "fp32", scorer: nn.Module | None = None, checkpoint: Path | None = None,
+    run_id: str | None = None,
+) -> dict:  # fmt: skip
+    """What a program needs to use the exported model without bincls."""
+    cfg = model_config_of(ckpt)
+    names = list(ckpt["class_names"])
+    # What the graph holds: the Scorer's, which it builds from these same checkpoint keys.
+    temperature = float(getattr(scorer, "temperature", ckpt.get("temperature", 1.0)))
+    bias = float(getattr(scorer, "bias", ckpt.get("logit_bias", 0.0)))
+    tta = bool(getattr(scorer, "tta", ckpt.get("tta", False)))
+    ood_threshold = scorer.ood_threshold if scorer is not None else (ckpt.get("ood") or {}).get("threshold")
+    calibrated = temperature != 1.0 or bias != 0.0
+    return {
+        "format": FORMAT,
+        "model_file": onnx_name,
+        "model": cfg.name,
+        "class_names": names,
+        "threshold": threshold,
+        "precision": precision,
+        "input": _input_info(cfg, input, batched),
+        "outputs": {
+            "probabilities": f"[N, 2]: P({names[0]}), P({names[1]})"
+                             + (f"; calibrated: sigmoid(logit / {temperature:.4g} + {bias:.4g})"
+                                if calibrated else ""),
+            "logit": f"[N]: the model's logit for {names[1]}, before calibration"
+                     + (" (averaged with the mirror image's)" if tta else ""),
+            "ood_score": "[N]: higher is less like the training images"
+                         + (f"; flag above {ood_threshold:g}" if ood_threshold is not None else
+                            "; always 0 (this model has no out-of-distribution detector)"),
+        },  # fmt: skip
+        "decision": f"{names[1]} when probabilities[:, 1] >= threshold, else {names[0]}",
+        "temperature": temperature,
+        "logit_bias": bias,
+        "ood_threshold": ood_threshold,
+        "tta": tta,
+        "provenance": _provenance(ckpt, checkpoint, run_id),
+    }
+
+
+def _input_info(cfg, kind: str, batched: bool) -> dict:
+    size = cfg.img_size
+    preprocessing = {
+        "img_size": size,
+        "resize": f"squash the whole image to {size} x {size} (no crop): torchvision Resize, antialiased, "
+                  "on uint8 (PIL's fixed-point algorithm, rounded to uint8)",
+        "scale": "pixel values / 255, to [0, 1]",
+        "mean": list(cfg.mean),
+        "std": list(cfg.std),
+        "normalize": "(x - mean) / std, per channel",
+    }  # fmt: skip
+    if kind == "tensor":
+        return {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "shape": ["batch", 3, size, size],
+                "color": "RGB", "preprocessing": {**preprocessing, "inside_graph": False}}  # fmt: skip
+    return {
+        "name": INPUT_NAME, "layout": "NHWC" if batched else "HWC", "dtype": "uint8", "color": "RGB",
+        "shape": ["batch", "height", "width", 3] if batched else ["height", "width", 3],
+        "decode": "decode the whole file (no reduced-size JPEG decoding), apply its EXIF orientation "
+                  "(PIL: ImageOps.exif_transpose), composite transparency on white, convert to RGB",
+        "preprocessing": {**preprocessing, "inside_graph": True},
+    }  # fmt: skip
+
+
+def _provenance(ckpt: dict, checkpoint: Path | None, run_id: str | None) -> dict:
+    import onnxruntime
+
+    out = {
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "run_id": run_id,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
+        "epoch": ckpt.get("epoch"),
+        "trained_with": ckpt.get("versions", {}),
+        "exported_with": {"bincls": bincls.__version__, "torch": str(torch.__version__),
+                          "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},  # fmt: skip
+    }
+    metrics = ckpt.get("metrics") or {}
+    out["val_accuracy"] = metrics.get("val_accuracy")
+    return out
+

@@ -106,12 +106,11 @@ class Predictor:
     def to_tensor(self, source: ImageSource, name: str | None = None) -> torch.Tensor:
         if isinstance(source, bytes):
             _check_bytes(source, name or "upload")
-        img = (
-            to_rgb(source, name or "image")
-            if isinstance(source, Image.Image)
-            else load_rgb(source, max_side=self.preprocess.img_size, name=name)
-        )
-        return self.transform(img)
+        # The whole file is decoded (no reduced-size JPEG decoding): then any program that feeds PIL's
+        # pixels to the exported ONNX gets this answer (draft decoding moved P by up to 0.03 on large photos).
+        if isinstance(source, Image.Image):
+            return self.transform(to_rgb(source, name or "image"))
+        return self.transform(load_rgb(source, name=name))
 
     @torch.no_grad()
     def scores(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

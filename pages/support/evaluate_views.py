@@ -1,21 +1,14 @@
-"""Pieces of the Evaluate page: the formulas, the metrics row, the confusion-matrix cell picked, export."""
+"""Pieces of the Evaluate page: the formulas, the metrics row, the confusion-matrix cell picked."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from bincls import BinclsError
-from bincls.data.browse import file_stamp
-from bincls.inference.evaluate import saved_threshold
 from bincls.inference.metrics import TIED_STD, chance_verdict
 from bincls.training.run_summary import summarize
 from pages.support import keys, run_pieces
 from pages.support.formatting import num
-from pages.support.messages import flash
 from pages.support.trust_views import metric_intervals
 
 ss = st.session_state
@@ -113,34 +106,3 @@ def remember_cell() -> None:
 def selected_cell(names: list[str]) -> tuple[str, str] | None:
     cell = ss.get(keys.EVAL_CELL)
     return tuple(cell) if cell and cell[0] in names and cell[1] in names else None
-
-
-def export_panel(run, ckpt: Path) -> None:
-    """Export the checkpoint to ONNX, then offer the model and its JSON for download."""
-    from bincls.inference.export import export_metadata, export_onnx
-    from bincls.models.checkpoint import read_checkpoint
-
-    onnx = ckpt.with_suffix(".onnx")
-    fresh = onnx.is_file() and file_stamp(onnx) >= file_stamp(ckpt)
-    st.markdown("**Export the model** (ONNX: runs without PyTorch, e.g. with onnxruntime)")
-    if not fresh:
-        if st.button("Export to ONNX", icon=":material/output:"):
-            try:
-                with st.spinner("Exporting to ONNX (can take half a minute for large models)…"):
-                    export_onnx(ckpt)
-                flash(keys.EVAL_MESSAGE, "success", f"Exported to {onnx} (and {onnx.name}.json beside it).")
-            except BinclsError as exc:
-                flash(keys.EVAL_MESSAGE, "error", str(exc))
-            st.rerun()
-        return
-    info = export_metadata(read_checkpoint(ckpt), saved_threshold(run), onnx.name)
-    meta = json.dumps(info, indent=1, ensure_ascii=False) + "\n"
-    c1, c2 = st.columns(2)
-    c1.download_button(f"Download {onnx.name}", data=onnx.read_bytes(), file_name=f"{run.id}-{onnx.name}",
-                       mime="application/octet-stream", icon=":material/download:", width="stretch")
-    c2.download_button(f"Download {onnx.name}.json", data=meta, file_name=f"{run.id}-{onnx.name}.json",
-                       mime="application/json", icon=":material/download:", width="stretch")
-    size = info["input"]["preprocessing"]["img_size"]
-    st.caption(f"Written beside the checkpoint: `{onnx}`. The JSON gives the class names, the threshold "
-               f"and the preprocessing (input NCHW float32, RGB, resized to {size} x {size} px, normalized; "
-               "output one logit, sigmoid gives the probability of the second class).")

@@ -79,3 +79,5 @@ PREDICT_CAMERA_ON = "w_predict_camera_on"  # webcam toggle: the browser asks for
 PREDICT_CAMERA = "w_predict_camera"  # camera input
 PREDICT_FOLDER_INPUT = "w_predict_folder"  # folder path typed for batch prediction
 PREDICT_FOLDER = "predict_folder"  # folder submitted for batch prediction (stays until cleared)
+PREDICT_EXPORT = "w_predict_export"  # prefix of the Predict page's export widgets (precision, buttons)
+EVAL_EXPORT = "w_eval_export"  # the same on the Evaluate page

@@ -1,0 +1,1 @@
+"""The prediction server: an exported ONNX model behind a small REST API (FastAPI on uvicorn)."""
