@@ -152,10 +152,10 @@ def la_image(path, size=(8, 8), grey: int = 40) -> Path:
     return save(Image.fromarray(arr, "LA"), path, "PNG")
 
 
-def png16(path, values: list[int]) -> Path:
-    """A one-row 16-bit greyscale PNG (mode I;16) holding `values`."""
-    im = Image.new("I;16", (len(values), 1))
-    im.putdata(values)
+def png16(path, values: list[int], rows: int = 1) -> Path:
+    """A 16-bit greyscale PNG (mode I;16) whose rows each hold `values`."""
+    im = Image.new("I;16", (len(values), rows))
+    im.putdata(values * rows)
     return save(im, path, "PNG")
 
 

@@ -46,6 +46,12 @@ def test_train_command_reproduces_the_config(sample_dir, tmp_path, monkeypatch):
         lr=0.03, weight_decay=1e-4, schedule="onecycle", patience=0, split=[0.8, 0.1, 0.1], seed=5,
         device="cpu", augment=False, balance=False, workers=2, precision="fp32", memory_budget="2G",
     )  # fmt: skip
+    # Preflight checks that ImageNet weights are at hand before the CLI trains: a file under torchvision's
+    # name is all it looks for, and the captured train below never loads it.
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    (hub / "mobilenet_v2-7ebf99e0.pth").write_bytes(b"present")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     cmd = to_command(cfg, processes=4)
     assert cmd[:4] == ["torchrun", "--nproc_per_node=4", "-m", "bincls"]
     seen = {}
