@@ -2,7 +2,8 @@
 
 The model is a run given with --run, else a fresh 5-epoch mobilenet_v2 on ../shared hymenoptera with the
 shared ImageNet weights (frozen backbone), served as a user would: `bincls serve RUN [--int8]`, which
-exports it (into a temporary cache folder) before it answers. The images are 200 real photos
+serves the run's current export beside its checkpoint, else exports it (into a temporary cache folder)
+before it answers. The images are 200 real photos
 (hymenoptera from ../shared, else the shipped sample, repeated). In the same run it measures:
 
   in-process PyTorch   Predictor.predict on each file's bytes, one at a time (what `bincls predict` runs),
@@ -45,6 +46,7 @@ import psutil  # noqa: E402
 from bincls.inference.onnx_predict import OnnxPredictor  # noqa: E402
 from bincls.inference.predict import Predictor  # noqa: E402
 from bincls.paths import SAMPLE_DATA  # noqa: E402
+from bincls.serve.server import model_files  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 HYMENOPTERA = SHARED / "data" / "hymenoptera"
@@ -153,10 +155,9 @@ def main() -> None:
         run = Path(args.run) if args.run else train_run(Path(tmp))
         port, cache = free_port(), Path(args.cache or Path(tmp) / "cache")
         server = start_server(run, port, args.int8, cache, Path(tmp) / "server.log")
-        served_files = {p.name: p for p in (cache / "serve").glob("*.onnx")}  # exported by the server
-        fp32 = next(p for n, p in served_files.items() if not n.endswith(".int8.onnx"))
-        int8 = next((p for n, p in served_files.items() if n.endswith(".int8.onnx")), None)
-        onnx_pred = OnnxPredictor(int8, exact=fp32) if args.int8 else OnnxPredictor(fp32)
+        os.environ["BINCLS_CACHE_DIR"] = str(cache)  # the files the server found or exported: no export here
+        onnx_file, exact, threshold = model_files(run, int8=args.int8)
+        onnx_pred = OnnxPredictor(onnx_file, threshold=threshold, exact=exact)
         torch_pred = Predictor(onnx_pred.info["provenance"]["checkpoint"], device="cpu")
         for b in blobs[:5]:  # warm-up: first calls pay for lazy initialisation
             torch_pred.predict(b), onnx_pred.predict(b)
