@@ -187,7 +187,7 @@ def main() -> None:
           f"real images ({what}), one image per request; {os.cpu_count()} cores")  # fmt: skip
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)\n")
     print(f"| {'how':<24} | {'p50 ms':>7} | {'p90 ms':>7} | {'images/s':>8} |")
-    print(f"|{'-' * 26}|{'-' * 9}:|{'-' * 9}:|{'-' * 10}:|")
+    print(f"|{'-' * 26}|{'-' * 8}:|{'-' * 8}:|{'-' * 9}:|")
     print(row("in-process PyTorch", torch_t, sum(torch_t), len(blobs)) + f" CPU {torch_cpu:.1f} ms per image")
     print(row("in-process ONNX", onnx_t, sum(onnx_t), len(blobs)) + f" CPU {onnx_cpu:.1f} ms per image")
     base = float(np.median(torch_t))
