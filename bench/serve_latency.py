@@ -2,7 +2,8 @@
 
 The model is a run given with --run, else a fresh 5-epoch mobilenet_v2 on ../shared hymenoptera with the
 shared ImageNet weights (frozen backbone), served as a user would: `bincls serve RUN [--int8]`, which
-exports it (into a temporary cache folder) before it answers. The images are 200 real photos
+serves the run's current export beside its checkpoint, else exports it (into a temporary cache folder)
+before it answers. The images are 200 real photos
 (hymenoptera from ../shared, else the shipped sample, repeated). In the same run it measures:
 
   in-process PyTorch   Predictor.predict on each file's bytes, one at a time (what `bincls predict` runs),
@@ -45,6 +46,7 @@ import psutil  # noqa: E402
 from bincls.inference.onnx_predict import OnnxPredictor  # noqa: E402
 from bincls.inference.predict import Predictor  # noqa: E402
 from bincls.paths import SAMPLE_DATA  # noqa: E402
+from bincls.serve.server import model_files  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 HYMENOPTERA = SHARED / "data" / "hymenoptera"
@@ -153,10 +155,9 @@ def main() -> None:
         run = Path(args.run) if args.run else train_run(Path(tmp))
         port, cache = free_port(), Path(args.cache or Path(tmp) / "cache")
         server = start_server(run, port, args.int8, cache, Path(tmp) / "server.log")
-        served_files = {p.name: p for p in (cache / "serve").glob("*.onnx")}  # exported by the server
-        fp32 = next(p for n, p in served_files.items() if not n.endswith(".int8.onnx"))
-        int8 = next((p for n, p in served_files.items() if n.endswith(".int8.onnx")), None)
-        onnx_pred = OnnxPredictor(int8, exact=fp32) if args.int8 else OnnxPredictor(fp32)
+        os.environ["BINCLS_CACHE_DIR"] = str(cache)  # the files the server found or exported: no export here
+        onnx_file, exact, threshold = model_files(run, int8=args.int8)
+        onnx_pred = OnnxPredictor(onnx_file, threshold=threshold, exact=exact)
         torch_pred = Predictor(onnx_pred.info["provenance"]["checkpoint"], device="cpu")
         for b in blobs[:5]:  # warm-up: first calls pay for lazy initialisation
             torch_pred.predict(b), onnx_pred.predict(b)
@@ -165,7 +166,7 @@ def main() -> None:
         torch_cpu, cpu = (time.process_time() - cpu) / len(blobs) * 1000, time.process_time()
         onnx_t, _ = timed(onnx_pred.predict, blobs)
         onnx_cpu = (time.process_time() - cpu) / len(blobs) * 1000
-        expected = [a.class_name for a in torch_ans]
+        expected = [(a.class_name, a.ood) for a in torch_ans]
         bodies = [multipart(n, b) for n, b in zip(names, blobs)]
         try:
             run_clients(port, bodies[:8], 2)  # warm-up
@@ -186,16 +187,22 @@ def main() -> None:
           f"real images ({what}), one image per request; {os.cpu_count()} cores")  # fmt: skip
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)\n")
     print(f"| {'how':<24} | {'p50 ms':>7} | {'p90 ms':>7} | {'images/s':>8} |")
-    print(f"|{'-' * 26}|{'-' * 9}:|{'-' * 9}:|{'-' * 10}:|")
+    print(f"|{'-' * 26}|{'-' * 8}:|{'-' * 8}:|{'-' * 9}:|")
     print(row("in-process PyTorch", torch_t, sum(torch_t), len(blobs)) + f" CPU {torch_cpu:.1f} ms per image")
     print(row("in-process ONNX", onnx_t, sum(onnx_t), len(blobs)) + f" CPU {onnx_cpu:.1f} ms per image")
     base = float(np.median(torch_t))
     for c, (lat, answers, wall) in served.items():
-        errors = sum(1 for a in answers if a is None or a[0] != 200)
-        same = sum(1 for a, e in zip(answers, expected) if a and a[0] == 200 and a[1][0]["class_name"] == e)
+        ok = [a[1][0] if a and a[0] == 200 else None for a in answers]
+        same = sum(1 for a, (cls, _) in zip(ok, expected) if a and a["class_name"] == cls)
+        same_ood = sum(1 for a, (_, ood) in zip(ok, expected) if a and a["ood"] == ood)
         print(row(f"serve, {c} client{'s' if c > 1 else ''}", lat, wall, len(blobs))
-              + f" server CPU {server_cpu[c]:.1f} ms per image; errors {errors}, same label as PyTorch "
-              f"{same}/{len(blobs)}; p50 {np.median(lat) / base:.1f}x in-process PyTorch")  # fmt: skip
+              + f" server CPU {server_cpu[c]:.1f} ms per image; errors {ok.count(None)}, same label as "
+              f"PyTorch {same}/{len(blobs)}, same ood flag {same_ood}/{len(blobs)}; "
+              f"p50 {np.median(lat) / base:.1f}x in-process PyTorch")  # fmt: skip
+    if 8 in served:  # the check: 8 at a time, 0 errors, the CLI's labels, p50 <= 50 ms on 2 cores
+        lat, answers, _ = served[8]
+        errors = sum(1 for a in answers if a is None or a[0] != 200)
+        print(f"\n8 clients: p50 {np.median(lat) * 1000:.1f} ms (target <= 50), {errors} errors")
 
 
 if __name__ == "__main__":

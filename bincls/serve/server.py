@@ -1,7 +1,9 @@
 """`bincls serve RUN|CHECKPOINT|ONNX`: find or make the ONNX file, check the binding, run uvicorn.
 
-A run or checkpoint is exported (and verified) once into the cache folder, keyed by the checkpoint's
-bytes, so serving never writes beside a user's files and a retrained checkpoint is exported again.
+A run or checkpoint is served from the export beside its checkpoint when that is of the same checkpoint
+bytes and threshold; otherwise it is exported (and verified) once into the cache folder, keyed by the
+checkpoint's bytes, so serving never writes beside a user's files and a retrained checkpoint is exported
+again.
 """
 
 from __future__ import annotations
@@ -42,8 +44,11 @@ def model_files(source: str | os.PathLike, int8: bool = False) -> tuple[Path, Pa
     """The ONNX file to serve for SOURCE, the fp32 file for its borderline images (with `int8`), and the
     run's saved threshold (None: the file's own).
 
-    An .onnx file is served as it is; a run folder or checkpoint is exported into the cache folder
-    first (checked against PyTorch, as `bincls export` does), once per checkpoint content.
+    An .onnx file is served as it is. For a run folder or checkpoint, the export beside the checkpoint
+    (what `bincls export` and the Predict page write there) is served when it is current: of these
+    checkpoint bytes and the run's threshold, and it passed its check (`current_export`). Otherwise the
+    checkpoint is exported into the cache folder (checked against PyTorch, as `bincls export` does), once
+    per checkpoint content: serving never writes beside a user's files.
     """
     path = Path(source)
     if path.suffix.lower() == ".onnx":
@@ -53,23 +58,31 @@ def model_files(source: str | os.PathLike, int8: bool = False) -> tuple[Path, Pa
             raise BinclsError(f"--int8 serves a run or checkpoint; serve {path} as it is, without --int8.")
         return path, None, None
     from bincls.inference.evaluate import find_checkpoint, saved_threshold
-    from bincls.inference.export import FORMAT, export_onnx
-    from bincls.paths import cache_dir
 
     ckpt_path, run = find_checkpoint(path)
-    digest = hashlib.sha256(FORMAT.encode() + ckpt_path.read_bytes()).hexdigest()[:20]
-    exported = []
-    for precision in ["fp32", "int8"] if int8 else ["fp32"]:
-        target = cache_dir() / "serve" / f"{digest}{'.int8' if precision == 'int8' else ''}.onnx"
-        if not (target.is_file() and target.with_name(target.name + ".json").is_file()):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            print(f"Exporting {ckpt_path} to {precision} ONNX (once, checked)", file=sys.stderr)
-            done = export_onnx(ckpt_path, out=target, int8=precision == "int8")
-            print(done.report.summary(), file=sys.stderr)
-        exported.append(target)
+    exported = [_exported(ckpt_path, precision) for precision in (["fp32", "int8"] if int8 else ["fp32"])]
     has_saved = run is not None and run.config().get("threshold") is not None
     threshold = saved_threshold(run) if has_saved else None
     return (exported[1], exported[0], threshold) if int8 else (exported[0], None, threshold)
+
+
+def _exported(ckpt_path: Path, precision: str) -> Path:
+    """The checkpoint's current export beside it, else its export in the cache folder (made once)."""
+    from bincls.inference.export import FORMAT, current_export, export_onnx
+    from bincls.paths import cache_dir
+
+    beside = current_export(ckpt_path, int8=precision == "int8")
+    if beside is not None:
+        print(f"Using {beside[0]} (exported from this checkpoint, checked)", file=sys.stderr)
+        return beside[0]
+    digest = hashlib.sha256(FORMAT.encode() + ckpt_path.read_bytes()).hexdigest()[:20]
+    target = cache_dir() / "serve" / f"{digest}{'.int8' if precision == 'int8' else ''}.onnx"
+    if not (target.is_file() and target.with_name(target.name + ".json").is_file()):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        print(f"Exporting {ckpt_path} to {precision} ONNX (once, checked)", file=sys.stderr)
+        done = export_onnx(ckpt_path, out=target, int8=precision == "int8")
+        print(done.report.summary(), file=sys.stderr)
+    return target
 
 
 def serve_command(

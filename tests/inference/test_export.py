@@ -261,8 +261,9 @@ def test_calibration_the_detector_and_tta_travel_into_the_onnx(trained_sample_ru
     # scores images near either threshold again in fp32: the same flags again.
     int8 = export_onnx(run, int8=True)
     weights = {t.name: t.data_type for t in onnx.load(str(int8.onnx)).graph.initializer}
-    assert weights["scorer.ood.chol"] == onnx.TensorProto.FLOAT and any("quantized" in w for w in weights)
-    assert not [w for w in weights if w.startswith("scorer.ood") and "quantized" in w]
+    assert any("quantized" in w for w in weights)
+    assert not [w for w in weights if "ood" in w and "quantized" in w], "activations: fp32"
+    assert weights["scorer.ood.chol_int8"] == onnx.TensorProto.INT8 and "scorer.ood.chol" not in weights
     both = OnnxPredictor(int8.onnx, exact=done.onnx)
     assert both.borderline_ood == max(2 * int8.report.max_ood_diff, 0.02)
     for f, want in zip(tested, cli):
@@ -284,3 +285,60 @@ def test_the_current_export_is_of_these_checkpoint_bytes_and_this_threshold(expo
     ckpt = torch.load(retrained / "best.pt", weights_only=False)
     torch.save({**ckpt, "epoch": 99}, retrained / "best.pt")
     assert current_export(retrained) is None
+
+
+def test_weight_only_int8_keeps_a_triangular_matrix_product_within_a_fraction_of_a_percent():
+    """What the detector's Cholesky factor goes through in the INT8 export: int8 with per-column scales,
+    the diagonal fp32, fp32 activations; folded back to fp32 when the session loads."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from bincls.inference.quantize import _int8_per_column, weight_only_int8
+
+    rng = np.random.default_rng(0)
+    n = 256  # the detector's shape: a diagonal ~80x the other entries, as on a trained mobilenet_v2
+    w = np.tril(rng.normal(0, 1, (n, n))) + np.diag(rng.uniform(60, 100, n))
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", n])],
+        [numpy_helper.from_array(w.astype(np.float32), "w")],
+    )  # fmt: skip
+    fp32 = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = weight_only_int8(onnx.ModelProto.FromString(fp32.SerializeToString()), ["w"])
+    onnx.checker.check_model(model, full_check=True)
+    inits = {t.name: t for t in model.graph.initializer}
+    assert "w" not in inits and inits["w_int8"].data_type == TensorProto.INT8
+    assert len(model.SerializeToString()) < 0.27 * len(fp32.SerializeToString())
+    x = rng.normal(0, 0.03, (50, n)).astype(np.float32)  # differences of normalized features
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": x})[0]
+    want, score = x @ w, ((x @ w) ** 2).sum(1)
+    np.testing.assert_allclose(got, want, atol=2e-3 * np.abs(want).max())
+    error = np.abs((got**2).sum(1) / score - 1).max()  # the detector's score: the product's squared norm
+    q, scale = _int8_per_column(w)  # the diagonal quantized with the rest: scales sized for the diagonal
+    naive = np.abs((((x @ (q * scale)) ** 2).sum(1)) / score - 1).max()
+    assert error < 0.005 and naive > 5 * error, (error, naive)
+
+
+@pytest.mark.slow  # quantizes a 224 px mobilenet_v2
+def test_int8_of_a_mobilenet_v2_with_a_detector_is_3x_smaller_than_fp32():
+    """The detector's 1280 x 1280 Cholesky factor (6.5 MB in fp32) was two thirds of the INT8 file: stored in
+    int8 too, the whole file is >= 3x smaller. Sizes do not depend on training: random weights."""
+    from bincls.inference.export import export_scorer, head_modules
+    from bincls.inference.ood import MahalanobisDetector
+    from bincls.inference.quantize import quantize_scorer
+    from bincls.inference.scoring import Scorer
+
+    torch.manual_seed(0)
+    model = build_model(model_config("mobilenet_v2", img_size=224)).eval()
+    chol = torch.tril(torch.randn(1280, 1280)) + torch.diag(torch.rand(1280) * 40 + 60)
+    scorer = Scorer(model, ood=MahalanobisDetector(torch.randn(2, 1280) * 0.03, chol, threshold=500.0)).eval()
+    fp32 = export_scorer(scorer, 224, "normalized")
+    rng = np.random.default_rng(0)
+    calibration = [rng.normal(0, 1, (1, 3, 224, 224)).astype(np.float32) for _ in range(4)]
+    int8 = quantize_scorer(fp32, calibration, head_modules(model, 224))
+    ratio = len(fp32.SerializeToString()) / len(int8.SerializeToString())
+    assert ratio >= 3, f"only {ratio:.2f}x smaller"
+    fp32_weights = [t for t in int8.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
+    big = [t.name for t in fp32_weights if np.prod(t.dims) > 100_000]
+    assert not big, f"large fp32 tensors left: {big}"

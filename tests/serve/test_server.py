@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -219,3 +220,20 @@ def test_serve_command_for_a_page_to_show():
     expected = "python -m bincls serve 'runs/my run' --port 9000 --int8"
     assert serve_command("runs/my run", port=9000, int8=True) == expected
     assert serve_command("runs/r1", host="0.0.0.0").startswith("BINCLS_API_KEY=")
+
+
+def test_a_run_is_served_from_its_current_export_beside_the_checkpoint(exported_sample_run, tmp_path):
+    """The Predict page and `bincls export` write best.onnx beside the checkpoint: serving reuses it while it
+    is of the same checkpoint bytes and threshold, and exports into the cache once it is stale."""
+    from bincls.inference.evaluate import save_threshold
+    from bincls.paths import cache_dir
+    from bincls.serve.server import model_files
+
+    run = Path(shutil.copytree(exported_sample_run, tmp_path / exported_sample_run.name))
+    assert model_files(run) == (run / "best.onnx", None, None)
+    assert model_files(run / "best.pt")[0] == run / "best.onnx"
+    assert not (cache_dir() / "serve").exists(), "nothing exported again"
+    save_threshold(run, 0.42)  # the file's JSON still says 0.5: not what `bincls predict` answers now
+    served, exact, threshold = model_files(run)
+    assert served.parent == cache_dir() / "serve" and exact is None and threshold == 0.42
+    assert json.loads(served.with_name(served.name + ".json").read_text())["verification"]["passed"]
