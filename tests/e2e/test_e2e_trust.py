@@ -25,6 +25,7 @@ from bincls.paths import SAMPLE_DATA
 from bincls.training.config import TrainConfig
 from bincls.training.loop import train
 from bincls.training.run_folder import RunFolder, list_runs
+from bincls.training.run_summary import summarize
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 WAIT = 180_000
@@ -97,6 +98,18 @@ def detector_run(server) -> RunFolder:
     return train(cfg, runs_dir=dirs["BINCLS_RUNS_DIR"]).run
 
 
+def _pick(page, run: RunFolder) -> None:
+    """Choose `run` in the page's run picker, whose options start with the run's name (pages/support/formatting.py
+    run_label); the picker may already be on it (it opens on the best finished run)."""
+    name = summarize(run).name
+    assert name, "the run has a name to pick it by"
+    label = re.compile(rf"^{re.escape(name)} · ")
+    picker = page.get_by_role("combobox").first
+    picker.click()
+    page.get_by_role("option", name=label).click()
+    expect(picker).to_have_value(label)
+
+
 def test_an_image_unlike_the_training_ones_is_flagged(server, detector_run, tmp_path):
     board = checkerboard(tmp_path / "checkerboard.png")
     bees = sorted((SAMPLE_DATA / "bees").iterdir())
@@ -107,8 +120,7 @@ def test_an_image_unlike_the_training_ones_is_flagged(server, detector_run, tmp_
 
     page = _page(server)
     goto_page(page, "Predict", WAIT)
-    page.get_by_role("combobox").first.click()
-    page.get_by_role("option").filter(has_text=detector_run.id.rsplit("-", 1)[-1]).click()
+    _pick(page, detector_run)
     page.get_by_text("flagged as unlike the training images").first.wait_for(timeout=WAIT)
     page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files([board, ordinary])
     page.get_by_text("evidence for").first.wait_for(timeout=WAIT)
@@ -123,8 +135,7 @@ def test_an_image_unlike_the_training_ones_is_flagged(server, detector_run, tmp_
 def test_evaluate_shows_intervals_and_calibration(server, detector_run):
     page = _page(server)
     goto_page(page, "Evaluate", WAIT)
-    page.get_by_role("combobox").first.click()
-    page.get_by_role("option").filter(has_text=detector_run.id.rsplit("-", 1)[-1]).click()
+    _pick(page, detector_run)
     page.get_by_text("Confusion matrix").first.wait_for(timeout=WAIT)
     main = page.locator("[data-testid='stMain']")
     accuracy = re.compile(r"^\d\.\d\d \(\d\.\d\d-\d\.\d\d\) on 6 images$")  # "0.50 (0.19-0.81) on 6 images"
