@@ -99,10 +99,9 @@ def test_run_survives_a_server_kill_and_the_new_server_reattaches():
                 page.get_by_role("heading", name="Data", level=1).wait_for(timeout=WAIT)
                 page.locator("[data-testid='stSidebar']").get_by_text("running").wait_for(timeout=WAIT)
                 goto_page(page, "Train")
-                # The live panel's heading: "{state icon} {name or 'Run'} · {run id}" (pages/support/train_live.py).
-                page.get_by_role("heading").filter(has_text=re.compile(rf" · {re.escape(run.id)}")).first.wait_for(
-                    timeout=WAIT
-                )
+                # The live panel's heading: "{state icon} {name or 'Run'} · {run id}" (support/train_live.py).
+                title = page.get_by_role("heading").filter(has_text=re.compile(rf" · {re.escape(run.id)}"))
+                title.first.wait_for(timeout=WAIT)
                 stop = page.get_by_role("button", name="Stop")
                 stop.wait_for(timeout=WAIT)
                 progress = page.get_by_text(re.compile(r"^Epoch \d+/1000 · step \d+/\d+"))

@@ -99,8 +99,8 @@ def detector_run(server) -> RunFolder:
 
 
 def _pick(page, run: RunFolder) -> None:
-    """Choose `run` in the page's run picker, whose options start with the run's name (pages/support/formatting.py
-    run_label); the picker may already be on it (it opens on the best finished run)."""
+    """Choose `run` in the page's run picker, whose options start with the run's name (run_label in
+    pages/support/formatting.py); the picker may already be on it (it opens on the best finished run)."""
     name = summarize(run).name
     assert name, "the run has a name to pick it by"
     label = re.compile(rf"^{re.escape(name)} · ")
