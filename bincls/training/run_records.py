@@ -135,13 +135,13 @@ class MetricsLog:
         return f"metrics.jsonl: skipped {len(bad)} damaged line(s) (line {shown})"
 
 
-def parse_metrics(data: bytes, before: list[dict] | None = None, first_line: int = 1) -> MetricsLog:
+def parse_metrics(data: bytes, before: list[dict] | None = None) -> MetricsLog:
     """Every complete line (a last line without its newline is being written: left for next time) that
     is UTF-8, JSON, an object and, for the kinds the readers use, of the right shape. A "resumed" marker
     drops what a killed attempt logged after the checkpoint the run resumed from. `before` are the
     records of the lines above `data` (a reader that follows the file passes what it has read so far)."""
     log = MetricsLog(records=list(before or []))
-    for number, raw in enumerate(data.split(b"\n")[:-1], start=first_line):
+    for number, raw in enumerate(data.split(b"\n")[:-1], start=1):
         if not raw.strip():
             continue
         try:
