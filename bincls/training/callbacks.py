@@ -125,6 +125,9 @@ class EarlyStopping(Callback):
         self.bad_epochs = int(saved.get("bad_epochs", 0))
 
 
+TRAIN_RISE = 0.35  # a collapse returns the loss to chance (ln 2 = 0.69) from well below it
+
+
 class DivergenceGuard(Callback):
     """Stops when training has blown up: the validation loss is not a number, or it ran far above its
     best while the training loss rose too (overfitting lowers the training loss; divergence does not).
@@ -141,7 +144,10 @@ class DivergenceGuard(Callback):
         self.lowest_train_loss = min(self.lowest_train_loss, train)
         if best.epoch is None or best.epoch == state.epoch:
             return None
-        ran_away = val > max(3 * best.val_loss, best.val_loss + 1.0) and train > 2 * self.lowest_train_loss
+        # The training loss must rise by a real amount, not just double: on a few dozen images it swings
+        # between 0.25 and 0.5 from batch noise alone while the validation loss overfits upwards.
+        rose = train > max(2 * self.lowest_train_loss, self.lowest_train_loss + TRAIN_RISE)
+        ran_away = val > max(3 * best.val_loss, best.val_loss + 1.0) and rose
         if math.isfinite(val) and not ran_away:
             return None
         return (

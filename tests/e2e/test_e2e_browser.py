@@ -62,7 +62,7 @@ def test_data_preview_train_runs_in_the_browser(app_url):
         page.get_by_text("Auto chose").first.wait_for(timeout=60_000)  # the recipe leads, with its reason
         open_train_settings(page)
         set_number(page, "Image size (px)", 224)
-        set_number(page, "Epochs (at most)", 2)
+        set_number(page, "Epochs (at most)", 6)  # several redraws while live
         screenshot(page, "3-train-form")
         page.get_by_role("button", name="Train", exact=True).click()
 

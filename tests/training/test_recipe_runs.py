@@ -127,7 +127,11 @@ def test_the_divergence_guard_tells_overfitting_from_divergence():
     assert guard.after_epoch(state, {"val_loss": 0.5, "train_loss": 0.6}) is None
     state.epoch = 5  # overfitting: validation loss up, training loss down
     assert guard.after_epoch(state, {"val_loss": 2.5, "train_loss": 0.05}) is None
-    state.epoch = 6  # blown up: both up
+    state.epoch = 6  # few images: the training loss doubles from batch noise alone while validation overfits
+    guard.lowest_train_loss = 0.22
+    assert guard.after_epoch(state, {"val_loss": 1.9, "train_loss": 0.48}) is None
+    assert "training diverged" in guard.after_epoch(state, {"val_loss": 1.9, "train_loss": 0.69})
+    state.epoch = 7  # blown up: both up
     assert "training diverged" in guard.after_epoch(state, {"val_loss": 9.0, "train_loss": 3.0})
     assert "training diverged" in DivergenceGuard(best).after_epoch(state, {"val_loss": float("nan"),
                                                                             "train_loss": 0.1})  # fmt: skip
