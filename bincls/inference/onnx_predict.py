@@ -62,10 +62,11 @@ def read_export(onnx_path: str | os.PathLike) -> dict:
 
 
 # INT8 answers near the threshold are scored again in fp32 within this many times the largest
-# difference the export's check measured: on the hymenoptera images INT8 moved P by up to 0.069, 1.5x
-# the 0.045 its check on 153 of them saw; with 2x, 8% of the 398 were scored again and all 398 labels
-# were fp32's (INT8 alone: 397).
-BORDERLINE_FACTOR = 2.0
+# difference the export's check measured: INT8's error has a long tail. On the 397 hymenoptera images
+# a mobilenet_v2's INT8 file moved P by up to 0.159, 3x the 0.052 its check on 153 of them saw (99% of
+# images: under 0.053); 3 labels changed. Within 2x of the check's figure, 3.0% of the images were scored
+# again and 1 label still differed; within 3.5x, 4.8% and none.
+BORDERLINE_FACTOR = 3.5
 MIN_BORDERLINE = 0.02
 
 

@@ -22,7 +22,7 @@ from bincls import BinclsError
 from bincls.data.images import load_rgb
 from bincls.inference import export as export_module
 from bincls.inference.export import export_onnx
-from bincls.inference.onnx_predict import OnnxPredictor, metadata_in_file, read_export
+from bincls.inference.onnx_predict import BORDERLINE_FACTOR, OnnxPredictor, metadata_in_file, read_export
 from bincls.inference.parity import TOLERANCES, ParityReport, _failures
 from bincls.inference.predict import Predictor
 from bincls.models import build_model, model_config
@@ -171,7 +171,7 @@ def test_int8_calibrates_on_training_images_leaves_the_pixels_alone_and_reports(
     # Served with the fp32 file beside it: images near the threshold are scored again in fp32.
     fp32 = export_onnx(run)
     both = OnnxPredictor(done.onnx, exact=fp32.onnx)
-    assert both.borderline == max(2 * r.max_prob_diff, 0.02)
+    assert both.borderline == max(BORDERLINE_FACTOR * r.max_prob_diff, 0.02)
     exact, fast = OnnxPredictor(fp32.onnx), OnnxPredictor(done.onnx)
     for f in sample_files(30):
         px = both.pixels(f.read_bytes(), f.name)
@@ -265,7 +265,7 @@ def test_calibration_the_detector_and_tta_travel_into_the_onnx(trained_sample_ru
     assert not [w for w in weights if "ood" in w and "quantized" in w], "activations: fp32"
     assert weights["scorer.ood.chol_int8"] == onnx.TensorProto.INT8 and "scorer.ood.chol" not in weights
     both = OnnxPredictor(int8.onnx, exact=done.onnx)
-    assert both.borderline_ood == max(2 * int8.report.max_ood_diff, 0.02)
+    assert both.borderline_ood == max(BORDERLINE_FACTOR * int8.report.max_ood_diff, 0.02)
     for f, want in zip(tested, cli):
         assert both.predict(f.read_bytes(), f.name)["ood"] is want["ood"], f
 
