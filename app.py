@@ -22,6 +22,9 @@ pages = {
     ],
     "History": [st.Page("pages/runs.py", title="Runs", icon=":material/history:")],
 }
+# .streamlit/config.toml hides the sidebar's page list so that a cold server does not first list the
+# files in pages/ while this script imports; st.navigation's own list is wanted.
+st.set_option("client.showSidebarNavigation", True)
 nav = st.navigation(pages)
 init_state()
 st.session_state[keys.APP_BOOTED] = True

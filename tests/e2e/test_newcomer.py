@@ -95,6 +95,30 @@ def _run_folders(dirs) -> list[str]:
     return sorted(p for p in os.listdir(runs) if not p.startswith(".")) if os.path.isdir(runs) else []
 
 
+def test_a_cold_server_lists_the_pages_by_their_titles_only(tmp_path):
+    """While app.py imports on a fresh server (seconds), the sidebar must not list the files in pages/
+    ("app", "data", ...): only st.navigation's titles, once they are known."""
+    require_chromium()
+    dirs = {f"BINCLS_{n}_DIR": str(tmp_path / n.lower()) for n in ("RUNS", "CACHE", "UPLOADS")}
+    with serve_app(dirs) as url, chromium_browser() as browser:
+        page = new_session(browser)
+        page.goto(url)
+        shown: list[list[str]] = []
+        deadline = time.time() + SLOW_WAIT_MS / 1000
+        while time.time() < deadline:
+            texts = page.locator("[data-testid='stSidebarNavLink']").all_inner_texts()
+            links = [t.split("\n")[-1] for t in texts]  # the text after the icon's name
+            if links and links not in shown:
+                shown.append(links)
+            if "Data" in links and page.get_by_role("heading", name="Data", level=1).count():
+                break
+            time.sleep(0.05)
+        assert shown and all(links == ["Data", "Preview", "Train", "Evaluate", "Predict", "Runs"]
+                             for links in shown), shown  # fmt: skip
+        goto_page(page, "Train")  # the navigation works as ever
+        no_errors(page)
+
+
 def test_settings_and_dataset_survive_navigation_and_reload_and_enter_starts_nothing(
     app, tmp_path, mobilenet_weights
 ):
