@@ -144,9 +144,17 @@ def screenshot(page, name: str) -> Path:
 SLOW_WAIT_MS = 180_000  # a first load on a busy 2-core machine (server, training run, sessions) is slow
 
 
+APP_DIR_VARS = ("BINCLS_RUNS_DIR", "BINCLS_CACHE_DIR", "BINCLS_UPLOADS_DIR")
+
+
 def app_dirs() -> dict[str, str]:
     """The app folders conftest gave this test, for a server that shares them with the test."""
-    return {k: os.environ[k] for k in ("BINCLS_RUNS_DIR", "BINCLS_CACHE_DIR", "BINCLS_UPLOADS_DIR")}
+    return {k: os.environ[k] for k in APP_DIR_VARS}
+
+
+def app_dirs_under(base: Path) -> dict[str, str]:
+    """Runs, cache and uploads folders of a server of its own, under `base` (base/runs, ...)."""
+    return {k: str(base / k.split("_")[1].lower()) for k in APP_DIR_VARS}
 
 
 def new_session(browser, timeout_ms: int = SLOW_WAIT_MS):

@@ -11,6 +11,7 @@ import time
 
 import pytest
 from browser import (
+    app_dirs_under,
     browser_page,
     goto_page,
     no_errors,
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.browser
 def app_url(tmp_path_factory):
     require_chromium()
     base = tmp_path_factory.mktemp("e2e")
-    dirs = {f"BINCLS_{n}_DIR": str(base / n.lower()) for n in ("RUNS", "CACHE", "UPLOADS")}
+    dirs = app_dirs_under(base)
     with serve_app(dirs) as url:
         yield url, dirs
 

@@ -14,7 +14,16 @@ import time
 
 import numpy as np
 import pytest
-from browser import chromium, goto_page, new_session, no_errors, require_chromium, screenshot, serve_app
+from browser import (
+    app_dirs_under,
+    chromium,
+    goto_page,
+    new_session,
+    no_errors,
+    require_chromium,
+    screenshot,
+    serve_app,
+)
 from conftest import shared_path
 from PIL import Image
 from playwright.sync_api import expect
@@ -39,7 +48,7 @@ def server(tmp_path_factory):
     hub.mkdir(parents=True)
     for name in ("mobilenet_v2-b0353104.pth", "mobilenet_v2-7ebf99e0.pth"):  # as torchvision names them
         shutil.copy(shared_path("weights", "mobilenet_v2_imagenet.pth"), hub / name)
-    dirs = {f"BINCLS_{n}_DIR": str(base / n.lower()) for n in ("RUNS", "CACHE", "UPLOADS")}
+    dirs = app_dirs_under(base)
     with serve_app({**dirs, "TORCH_HOME": str(base / "torch")}) as url, chromium() as browser:
         yield url, dirs, browser
 

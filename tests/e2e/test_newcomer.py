@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from browser import (
     SLOW_WAIT_MS,
+    app_dirs_under,
     goto_page,
     new_session,
     no_errors,
@@ -41,7 +42,7 @@ def app(tmp_path_factory):
     """One server for the module, with its own runs, cache and uploads folders and no weights at hand."""
     require_chromium()
     base = tmp_path_factory.mktemp("newcomer")
-    dirs = {f"BINCLS_{n}_DIR": str(base / n.lower()) for n in ("RUNS", "CACHE", "UPLOADS")}
+    dirs = app_dirs_under(base)
     torch_home = base / "torch"  # empty: no pretrained weights here
     old = os.environ.get("TORCH_HOME")
     os.environ["TORCH_HOME"] = str(torch_home)
@@ -99,7 +100,7 @@ def test_a_cold_server_lists_the_pages_by_their_titles_only(tmp_path):
     """While app.py imports on a fresh server (seconds), the sidebar must not list the files in pages/
     ("app", "data", ...): only st.navigation's titles, once they are known."""
     require_chromium()
-    dirs = {f"BINCLS_{n}_DIR": str(tmp_path / n.lower()) for n in ("RUNS", "CACHE", "UPLOADS")}
+    dirs = app_dirs_under(tmp_path)
     with serve_app(dirs) as url, chromium_browser() as browser:
         page = new_session(browser)
         page.goto(url)
