@@ -157,7 +157,7 @@ def main() -> None:
         server = start_server(run, port, args.int8, cache, Path(tmp) / "server.log")
         os.environ["BINCLS_CACHE_DIR"] = str(cache)  # the files the server found or exported: no export here
         onnx_file, exact, threshold = model_files(run, int8=args.int8)
-        onnx_pred = OnnxPredictor(onnx_file, threshold=threshold, exact=exact)
+        onnx_pred = OnnxPredictor(onnx_file, threshold=threshold, exact=exact).fast_preprocessing()
         torch_pred = Predictor(onnx_pred.info["provenance"]["checkpoint"], device="cpu")
         for b in blobs[:5]:  # warm-up: first calls pay for lazy initialisation
             torch_pred.predict(b), onnx_pred.predict(b)

@@ -31,6 +31,7 @@ from torch import nn
 import bincls
 from bincls.data.images import load_rgb
 from bincls.errors import BinclsError
+from bincls.inference.onnx_predict import NORMALIZED
 from bincls.inference.onnx_preprocess import preprocess_model
 from bincls.inference.parity import ParityReport, check_parity
 from bincls.models.checkpoint import model_config_of
@@ -160,7 +161,7 @@ def export_onnx(
         )
     predictor = Predictor(ckpt_path, device="cpu", threshold=threshold)
     files, labels, source = verification_images(run, verify_images)
-    input_name = INPUT_NAME if input == "tensor" else "normalized"
+    input_name = INPUT_NAME if input == "tensor" else NORMALIZED
     scorer = export_scorer(predictor.scorer, predictor.preprocess.img_size, input_name, opset)
     fp32 = scorer if input == "tensor" else with_pixel_input(scorer, predictor, batched)
     model = fp32

@@ -40,8 +40,11 @@ class MahalanobisDetector(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         f = _normalize(features.float())
-        dists = [((f - m) @ self.chol).pow(2).sum(dim=1) for m in self.means]
-        return torch.stack(dists, dim=1).min(dim=1).values
+        # Both classes' differences in one product: the factor (1280 x 1280 floats for mobilenet_v2, 6.5 MB)
+        # is read once per image instead of once per class, which is what this step's time is spent on.
+        centred = f[:, None, :] - self.means[None]  # [B, C, D]
+        dists = (centred.reshape(-1, f.shape[1]) @ self.chol).pow(2).sum(dim=1).reshape(-1, len(self.means))
+        return dists.min(dim=1).values
 
     def state(self) -> dict:
         """For the checkpoint: plain tensors and numbers (weights_only loading takes them)."""

@@ -112,7 +112,11 @@ def serve(
 
     key = api_key_for(host)  # before any slow export: a refused binding should fail at once
     onnx_path, exact, saved = model_files(source, int8=int8)
+    import torch
+
+    torch.set_num_threads(1)  # the resize runs in each scoring thread, one per core, as onnxruntime does
     model = OnnxPredictor(onnx_path, threshold=threshold if threshold is not None else saved, exact=exact)
+    model.fast_preprocessing()
     slots = slots or os.cpu_count() or 1
     app = create_app(model, limits or Limits(), api_key=key, slots=slots)
     a, b = model.class_names

@@ -75,6 +75,22 @@ def test_pixel_export_gives_bincls_predicts_answer_on_pil_pixels(exported_sample
     assert abs(got - pred.predict(rotated).p_class1) < 1e-5
 
 
+def test_the_servers_preprocessing_gives_the_graphs_numbers_on_every_size(exported_sample_run):
+    """`bincls serve` resizes the decoded pixels with torchvision (as `bincls predict` does) and runs the
+    file's network alone; the file's own graph (integer arithmetic) must give the same numbers."""
+    graph = OnnxPredictor(exported_sample_run / "best.onnx")
+    fast = OnnxPredictor(exported_sample_run / "best.onnx").fast_preprocessing()
+    assert fast.network is not None and graph.network is None
+    rng = np.random.default_rng(0)
+    pixels = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+              for h, w in [(1, 1), (3, 500), (375, 500), (64, 64), (1000, 7), (225, 223)]]  # fmt: skip
+    pixels += [graph.pixels(f.read_bytes(), f.name) for f in sorted(SAMPLE_DATA.rglob("*.jp*g"))[:12]]
+    for px in pixels:
+        (p_graph, ood_graph), (p_fast, ood_fast) = graph.score(px), fast.score(px)
+        assert abs(p_fast - p_graph) <= 1e-6, px.shape
+        assert abs(ood_fast - ood_graph) <= 1e-6 * max(1.0, ood_graph), px.shape
+
+
 def test_json_beside_the_file_and_inside_it(exported_sample_run):
     onnx_path = exported_sample_run / "best.onnx"
     info = json.loads((exported_sample_run / "best.onnx.json").read_text())
@@ -266,8 +282,10 @@ def test_calibration_the_detector_and_tta_travel_into_the_onnx(trained_sample_ru
     assert weights["scorer.ood.chol_int8"] == onnx.TensorProto.INT8 and "scorer.ood.chol" not in weights
     both = OnnxPredictor(int8.onnx, exact=done.onnx)
     assert both.borderline_ood == max(BORDERLINE_FACTOR * int8.report.max_ood_diff, 0.02)
+    served_fast = OnnxPredictor(int8.onnx, exact=done.onnx).fast_preprocessing()  # what `serve` runs
     for f, want in zip(tested, cli):
         assert both.predict(f.read_bytes(), f.name)["ood"] is want["ood"], f
+        assert served_fast.predict(f.read_bytes(), f.name) == both.predict(f.read_bytes(), f.name)
 
 
 def test_the_current_export_is_of_these_checkpoint_bytes_and_this_threshold(exported_sample_run, tmp_path):
