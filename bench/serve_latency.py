@@ -1,7 +1,7 @@
 """Latency and throughput of `bincls serve` at 1, 4, 8 and 16 concurrent clients, against in-process predict.
 
 The model is a run given with --run, else a fresh 5-epoch mobilenet_v2 on ../shared hymenoptera with the
-shared ImageNet weights (frozen backbone), served as a user would: `bincls serve RUN [--int8]`, which
+shared ImageNet weights (frozen backbone), served as a user would: `bincls serve RUN [--fp32|--int8]`, which
 serves the run's current export beside its checkpoint, else exports it (into a temporary cache folder)
 before it answers. The images are 200 real photos
 (hymenoptera from ../shared, else the shipped sample, repeated). In the same run it measures:
@@ -10,7 +10,7 @@ before it answers. The images are 200 real photos
                        on one torch thread (--torch-threads): as each onnxruntime run, and because two
                        torch threads spin-wait for each other when other work shares the cores
   in-process ONNX      OnnxPredictor.predict on the same bytes (what the server runs, without HTTP;
-                       with --int8, INT8 and fp32 for the images near the threshold, as served)
+                       by default INT8 and fp32 for the images near the threshold, as served)
   serve, C clients     C threads each POSTing one image per request to a `bincls serve` process,
                        keep-alive connections, until all requests are answered
 
@@ -19,7 +19,7 @@ The client (http.client, bodies built beforehand) shares the machine's cores wit
 client on the same box would. Load averages are printed before and after: other work on the machine
 inflates every figure.
 
-    .venv/bin/python bench/serve_latency.py [--run runs/RUN_ID] [--int8] [--requests 200]
+    .venv/bin/python bench/serve_latency.py [--run runs/RUN_ID] [--precision auto|fp32|int8] [--requests 200]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ import psutil  # noqa: E402
 from bincls.inference.onnx_predict import OnnxPredictor  # noqa: E402
 from bincls.inference.predict import Predictor  # noqa: E402
 from bincls.paths import SAMPLE_DATA  # noqa: E402
-from bincls.serve.server import model_files  # noqa: E402
+from bincls.serve.server import PRECISIONS, model_files  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 HYMENOPTERA = SHARED / "data" / "hymenoptera"
@@ -72,11 +72,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, port: int, int8: bool, cache: Path, log: Path) -> subprocess.Popen:
+def start_server(run: Path, port: int, precision: str, cache: Path, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "bincls", "serve", str(run), "--port", str(port), "--no-access-log"]
     env = {**os.environ, "BINCLS_CACHE_DIR": str(cache)}
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd + (["--int8"] if int8 else []), cwd=ROOT, stdout=out, stderr=out, env=env)
+        flag = [] if precision == "auto" else [f"--{precision}"]
+        proc = subprocess.Popen(cmd + flag, cwd=ROOT, stdout=out, stderr=out, env=env)
     deadline = time.time() + 1200  # the run is exported (and checked) first
     while time.time() < deadline:
         try:
@@ -138,7 +139,8 @@ def row(label: str, times: list[float], wall: float, n: int) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", help="a run folder (default: train mobilenet_v2 on ../shared hymenoptera)")
-    ap.add_argument("--int8", action="store_true", help="serve INT8 (fp32 near the threshold)")
+    ap.add_argument("--precision", choices=PRECISIONS, default="auto",
+                    help="as `bincls serve`: auto (INT8, fp32 near the threshold), fp32, int8")
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--clients", default="1,4,8,16")
     ap.add_argument("--torch-threads", type=int, default=1, help="for the in-process PyTorch baseline")
@@ -154,9 +156,9 @@ def main() -> None:
 
         run = Path(args.run) if args.run else train_run(Path(tmp))
         port, cache = free_port(), Path(args.cache or Path(tmp) / "cache")
-        server = start_server(run, port, args.int8, cache, Path(tmp) / "server.log")
+        server = start_server(run, port, args.precision, cache, Path(tmp) / "server.log")
         os.environ["BINCLS_CACHE_DIR"] = str(cache)  # the files the server found or exported: no export here
-        onnx_file, exact, threshold = model_files(run, int8=args.int8)
+        onnx_file, exact, threshold = model_files(run, args.precision)
         onnx_pred = OnnxPredictor(onnx_file, threshold=threshold, exact=exact).fast_preprocessing()
         torch_pred = Predictor(onnx_pred.info["provenance"]["checkpoint"], device="cpu")
         for b in blobs[:5]:  # warm-up: first calls pay for lazy initialisation

@@ -242,8 +242,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bincls.serve.server import serve
 
     limits = Limits(max_files=args.max_files, max_request_bytes=int(args.max_request_mb * 2**20))
-    serve(args.source, args.host, args.port, int8=args.int8, threshold=args.threshold, limits=limits,
-          slots=args.threads, access_log=not args.no_access_log)  # fmt: skip
+    serve(args.source, args.host, args.port, precision=args.precision, threshold=args.threshold,
+          limits=limits, slots=args.threads, access_log=not args.no_access_log)  # fmt: skip
     return 0
 
 
@@ -270,6 +270,15 @@ def _threshold(text: str) -> float:
 
 def _num(v: float | None) -> str:
     return "" if v is None else f"{v:.6f}"
+
+
+def _add_serve_precision(p: argparse.ArgumentParser) -> None:
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--int8", dest="precision", action="store_const", const="int8", default="auto",
+                           help="INT8 or nothing (default for a run: INT8 when it passes its check, with "
+                                "fp32 for images near a threshold; else fp32)")  # fmt: skip
+    precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
+                           help="fp32 only: bincls predict's probabilities too, at more CPU per image")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -342,8 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="RUN_DIR_CHECKPOINT_OR_ONNX")
     p.add_argument("--host", default="127.0.0.1", help="other than loopback needs $BINCLS_API_KEY")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--int8", action="store_true",
-                   help="serve INT8, and fp32 for images near the threshold (runs, checkpoints)")  # fmt: skip
+    _add_serve_precision(p)
     p.add_argument("--threshold", type=_threshold, default=None, help="default: the run's saved threshold")
     p.add_argument("--max-files", type=int, default=64, help="images per request (default 64)")
     p.add_argument("--max-request-mb", type=float, default=512, help="request size, MiB (default 512)")

@@ -46,6 +46,7 @@ def test_predict_page_exports_the_run_shows_the_check_and_the_serve_command(samp
     assert shown["Size"].endswith(" MB") and shown["CPU latency"].endswith(" ms")
     assert any("Checked against `bincls predict`" in c.value and "**passed**" in c.value for c in at.caption)
     assert downloads(at) == ["Download best.onnx", "Download best.onnx.json"]
+    assert f"python -m bincls serve {sample_run.path} --fp32" in [c.value for c in at.code]
     onnx, meta = sample_run.path / "best.onnx", sample_run.path / "best.onnx.json"
     info = json.loads(meta.read_text())
     assert onnx.is_file() and info["verification"]["passed"] and info["model_file"] == "best.onnx"
@@ -55,7 +56,7 @@ def test_predict_page_exports_the_run_shows_the_check_and_the_serve_command(samp
     at = open_page("predict")
     assert downloads(at) == ["Download best.onnx", "Download best.onnx.json"] and not at.error
     at.radio(key=f"{PREDICT_EXPORT}_precision").set_value("int8").run()
-    assert f"python -m bincls serve {sample_run.path} --int8" in [c.value for c in at.code]
+    assert f"python -m bincls serve {sample_run.path}" in [c.value for c in at.code], "INT8: the default"
     export_button(at).click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     size = next(m for m in at.metric if m.label == "Size")

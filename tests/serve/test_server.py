@@ -17,6 +17,7 @@ import httpx
 import imagefactory as fac
 import pytest
 
+from bincls import BinclsError
 from bincls.inference.predict import Predictor
 from bincls.paths import SAMPLE_DATA
 from bincls.serve.server import serve_command
@@ -179,7 +180,7 @@ def test_concurrent_clients_all_get_the_cli_answer(server, cli_answers):
 
 
 @pytest.mark.slow  # exports the run first, in fp32 and INT8
-def test_a_run_is_served_in_int8_with_its_saved_threshold_and_the_api_key(exported_sample_run, tmp_path):
+def test_a_run_is_served_in_int8_by_default_with_its_threshold_and_api_key(exported_sample_run, tmp_path):
     run = tmp_path / exported_sample_run.name
     run.mkdir()
     for name in ("best.pt", "config.json", "split.csv", "status.json"):
@@ -187,7 +188,7 @@ def test_a_run_is_served_in_int8_with_its_saved_threshold_and_the_api_key(export
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "threshold": 0.999}))
     env = {"BINCLS_API_KEY": "s3cret", "BINCLS_CACHE_DIR": str(tmp_path)}
-    s = Server(run, tmp_path / "server.log", "--int8", env=env)
+    s = Server(run, tmp_path / "server.log", env=env)  # a run is served in INT8 by default
     try:
         assert not [p for p in run.iterdir() if "onnx" in p.name], "the export goes to the cache, not the run"
         assert len(list((tmp_path / "serve").glob("*.onnx"))) == 2, "fp32 and INT8, once, in the cache folder"
@@ -217,8 +218,9 @@ def test_other_hosts_need_an_api_key(exported_sample_run):
 
 def test_serve_command_for_a_page_to_show():
     assert serve_command("runs/r1") == "python -m bincls serve runs/r1"
-    expected = "python -m bincls serve 'runs/my run' --port 9000 --int8"
-    assert serve_command("runs/my run", port=9000, int8=True) == expected
+    expected = "python -m bincls serve 'runs/my run' --port 9000 --fp32"
+    assert serve_command("runs/my run", port=9000, precision="fp32") == expected
+    assert serve_command("runs/r1", precision="int8").endswith(" --int8")
     assert serve_command("runs/r1", host="0.0.0.0").startswith("BINCLS_API_KEY=")
 
 
@@ -230,10 +232,28 @@ def test_a_run_is_served_from_its_current_export_beside_the_checkpoint(exported_
     from bincls.serve.server import model_files
 
     run = Path(shutil.copytree(exported_sample_run, tmp_path / exported_sample_run.name))
-    assert model_files(run) == (run / "best.onnx", None, None)
-    assert model_files(run / "best.pt")[0] == run / "best.onnx"
+    assert model_files(run, "fp32") == (run / "best.onnx", None, None)
+    assert model_files(run / "best.pt", "fp32")[0] == run / "best.onnx"
     assert not (cache_dir() / "serve").exists(), "nothing exported again"
     save_threshold(run, 0.42)  # the file's JSON still says 0.5: not what `bincls predict` answers now
-    served, exact, threshold = model_files(run)
+    served, exact, threshold = model_files(run, "fp32")
     assert served.parent == cache_dir() / "serve" and exact is None and threshold == 0.42
     assert json.loads(served.with_name(served.name + ".json").read_text())["verification"]["passed"]
+
+
+def test_a_checkpoint_that_cannot_be_quantized_is_served_in_fp32_saying_why(exported_sample_run, tmp_path,
+                                                                           capsys):  # fmt: skip
+    """INT8 calibrates on the run's training images: a checkpoint on its own is served in fp32 by default,
+    and `--int8` (insisting on it) says why not."""
+    from bincls.paths import cache_dir
+    from bincls.serve.server import model_files
+
+    lone = tmp_path / "alone" / "model.pt"
+    lone.parent.mkdir()
+    lone.write_bytes((exported_sample_run / "best.pt").read_bytes())
+    served, exact, threshold = model_files(lone)
+    assert served.parent == cache_dir() / "serve" and ".int8" not in served.name and exact is None
+    assert "Serving fp32" in capsys.readouterr().err
+    with pytest.raises(BinclsError, match="INT8 needs the training images"):
+        model_files(lone, "int8")
+    assert sorted(p.name for p in lone.parent.iterdir()) == ["model.pt"], "nothing written beside it"
