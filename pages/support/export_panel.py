@@ -62,7 +62,7 @@ def export_panel(run, ckpt: Path, key: str) -> None:
         onnx, info = found
         parity_report(info["verification"])
         _downloads(run, onnx, info, key)
-    serve_section(run, int8)
+    serve_section(run)
 
 
 def _export(ckpt: Path, int8: bool) -> bool:
@@ -129,14 +129,12 @@ def _downloads(run, onnx: Path, info: dict, key: str) -> None:
                "above.")  # fmt: skip
 
 
-def serve_section(run, int8: bool) -> None:
+def serve_section(run) -> None:
     st.markdown("**Serve it over HTTP** (in a terminal, from the project folder)")
-    # The server's default is INT8 with fp32 near the thresholds; the fp32 choice above serves fp32 alone.
-    st.code(serve_command(run.path, precision="auto" if int8 else "fp32"), language="bash", wrap_lines=True)
+    st.code(serve_command(run.path), language="bash", wrap_lines=True)
     st.code(CURL, language="bash", wrap_lines=True)
-    how = ("INT8, with fp32 for the images near the threshold: the labels of `bincls predict`, probabilities "
-           "within the check above, at about 60% of fp32's CPU time" if int8 else
-           "fp32 only: the probabilities of `bincls predict` too")  # fmt: skip
-    st.caption(f"The server exports the run into bincls's cache once (checked as above), answers with "
-               f"onnxruntime ({how}) and the run's saved threshold, and documents its API at "
+    st.caption("The server exports the run into bincls's cache once (checked as above) and answers with "
+               "onnxruntime and the run's saved threshold: in INT8, with fp32 for the images near the "
+               "threshold (the labels of `bincls predict`, probabilities within the INT8 check's difference, "
+               "at about 70% of fp32's CPU time); add `--fp32` for fp32 alone. API docs: "
                "http://127.0.0.1:8000/docs.")  # fmt: skip
