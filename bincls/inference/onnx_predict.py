@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -137,11 +136,11 @@ class OnnxPredictor:
     def score(self, pixels: np.ndarray) -> tuple[float, float]:
         """(P(class 1), out-of-distribution score) of one image's pixels."""
         if self.network is not None:
-            with warnings.catch_warnings():  # the pixels are read-only: torch warns, and only reads them
-                warnings.simplefilter("ignore", UserWarning)
-                # Channels last, as decoded: torch's uint8 resize is twice as fast on that layout as on the
-                # planes `ToImage` makes, and gives the same bytes (checked on 1,210 images and sizes).
-                chw = torch.from_numpy(pixels).permute(2, 0, 1)
+            # Channels last, as decoded: torch's uint8 resize is twice as fast on that layout as on the
+            # planes `ToImage` makes, and gives the same bytes (checked on 1,210 images and sizes). PIL's
+            # arrays are read-only, which torch warns about: a copy (0.1 ms) is quieter and thread-safe.
+            owned = pixels if pixels.flags.writeable else pixels.copy()
+            chw = torch.from_numpy(owned).permute(2, 0, 1)
             feed = {NORMALIZED: self.transform(chw)[None].numpy()}
             probs, ood = self.network.run(["probabilities", "ood_score"], feed)
         else:
