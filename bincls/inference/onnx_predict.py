@@ -17,12 +17,10 @@ import numpy as np
 import onnx
 import onnx.utils
 import onnxruntime as ort
-import torch
 from PIL import Image
-from torchvision.transforms import v2
 
 from bincls.data.images import ImageProblem, load_rgb, to_rgb
-from bincls.data.transforms import Preprocess, build_eval_transform
+from bincls.data.transforms import Preprocess, eval_tensor
 from bincls.errors import BinclsError
 
 EXPORT_FORMAT = "bincls-onnx/2"
@@ -100,7 +98,7 @@ class OnnxPredictor:
         self.ood_threshold: float | None = self.info.get("ood_threshold")
         self.batched = len(inp["shape"]) == 4
         self.session, self.threads = session(self.path, threads), threads
-        self.network, self.transform = None, None
+        self.network, self.recipe = None, None
         self.exact = OnnxPredictor(exact, self.threshold, threads) if exact else None
         checked = self.info.get("verification") or {}
         self.borderline = max(BORDERLINE_FACTOR * checked.get("max_prob_diff", 0.0), MIN_BORDERLINE)
@@ -127,8 +125,7 @@ class OnnxPredictor:
             outputs = [o.name for o in model.graph.output]
             net = onnx.utils.Extractor(model).extract_model([NORMALIZED], outputs)
             self.network = session(net.SerializeToString(), self.threads)
-            recipe = Preprocess(int(pre["img_size"]), tuple(pre["mean"]), tuple(pre["std"]))
-            self.transform = v2.Compose(build_eval_transform(recipe).transforms[1:])  # after ToImage
+            self.recipe = Preprocess(int(pre["img_size"]), tuple(pre["mean"]), tuple(pre["std"]))
         if self.exact is not None:
             self.exact.fast_preprocessing()
         return self
@@ -136,12 +133,7 @@ class OnnxPredictor:
     def score(self, pixels: np.ndarray) -> tuple[float, float]:
         """(P(class 1), out-of-distribution score) of one image's pixels."""
         if self.network is not None:
-            # Channels last, as decoded: torch's uint8 resize is twice as fast on that layout as on the
-            # planes `ToImage` makes, and gives the same bytes (checked on 1,210 images and sizes). PIL's
-            # arrays are read-only, which torch warns about: a copy (0.1 ms) is quieter and thread-safe.
-            owned = pixels if pixels.flags.writeable else pixels.copy()
-            chw = torch.from_numpy(owned).permute(2, 0, 1)
-            feed = {NORMALIZED: self.transform(chw)[None].numpy()}
+            feed = {NORMALIZED: eval_tensor(pixels, self.recipe)[None].numpy()}
             probs, ood = self.network.run(["probabilities", "ood_score"], feed)
         else:
             x = pixels[None] if self.batched else pixels

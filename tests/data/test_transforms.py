@@ -18,6 +18,7 @@ from bincls.data.transforms import (
     build_eval_transform,
     build_train_transform,
     denormalize,
+    eval_tensor,
 )
 
 PRE = Preprocess(img_size=32)
@@ -103,3 +104,16 @@ def test_dataset_transparent_png_is_on_white(tmp_path):
     x, _ = ds[0]
     left = denormalize(x, PRE)[:, :, :8]
     torch.testing.assert_close(left, torch.ones_like(left), atol=1e-5, rtol=0)
+
+
+def test_the_servers_eval_tensor_is_the_eval_transform_bit_for_bit():
+    """`bincls serve` calls the kernels directly on channels-last pixels; training and `bincls predict`
+    use the v2 pipeline on a PIL image: both must make the same tensor, whatever the image's size."""
+    rng = np.random.default_rng(0)
+    pre = Preprocess(img_size=64, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    for h, w in [(1, 1), (3, 500), (375, 500), (64, 64), (1000, 7), (225, 223), (40, 41)]:
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        expected = build_eval_transform(pre)(Image.fromarray(pixels))
+        assert torch.equal(eval_tensor(pixels, pre), expected), (h, w)
+        read_only = np.asarray(Image.fromarray(pixels))  # as decoded: PIL's arrays cannot be written
+        assert not read_only.flags.writeable and torch.equal(eval_tensor(read_only, pre), expected)
