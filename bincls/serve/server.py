@@ -54,7 +54,7 @@ def model_files(source: str | os.PathLike, precision: str = "auto") -> tuple[Pat
     per checkpoint content: serving never writes beside a user's files.
 
     `precision`: "auto" serves INT8 with fp32 for the images near a threshold (`bincls predict`'s labels
-    at about 60% of fp32's CPU time per image) when the run can be quantized and its INT8 file passes
+    at about 70% of fp32's CPU time per image) when the run can be quantized and its INT8 file passes
     its check, else fp32, saying why; "int8" insists on INT8; "fp32" serves fp32 alone.
     """
     if precision not in PRECISIONS:
