@@ -20,6 +20,7 @@ client on the same box would. Load averages are printed before and after: other 
 inflates every figure.
 
     .venv/bin/python bench/serve_latency.py [--run runs/RUN_ID] [--precision auto|fp32|int8] [--requests 200]
+        [--images FOLDER]
 """
 
 from __future__ import annotations
@@ -52,8 +53,12 @@ SHARED = ROOT.parent / "shared"
 HYMENOPTERA = SHARED / "data" / "hymenoptera"
 
 
-def images(n: int) -> tuple[list[str], list[bytes], str]:
-    root, what = (HYMENOPTERA, "hymenoptera") if HYMENOPTERA.is_dir() else (SAMPLE_DATA, "shipped sample")
+def images(n: int, folder: str | None = None) -> tuple[list[str], list[bytes], str]:
+    """n photos spread over `folder` (default: ../shared hymenoptera, else the shipped sample), repeated."""
+    if folder:
+        root, what = Path(folder), Path(folder).name
+    else:
+        root, what = (HYMENOPTERA, "hymenoptera") if HYMENOPTERA.is_dir() else (SAMPLE_DATA, "shipped sample")
     files = sorted(str(p) for p in root.rglob("*.jp*g"))
     picked = [files[i % len(files)] for i in np.linspace(0, len(files) - 1, n).astype(int)]
     return [Path(p).name for p in picked], [Path(p).read_bytes() for p in picked], what
@@ -142,6 +147,7 @@ def main() -> None:
     ap.add_argument("--precision", choices=PRECISIONS, default="auto",
                     help="as `bincls serve`: auto (INT8, fp32 near the threshold), fp32, int8")
     ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--images", help="a folder of photos to send (default: ../shared hymenoptera)")
     ap.add_argument("--clients", default="1,4,8,16")
     ap.add_argument("--torch-threads", type=int, default=1, help="for the in-process PyTorch baseline")
     ap.add_argument("--cache", help="folder for the exported files, kept between runs (default: temporary)")
@@ -150,7 +156,7 @@ def main() -> None:
 
     torch.set_num_threads(args.torch_threads)
     load_before = os.getloadavg()
-    names, blobs, what = images(args.requests)
+    names, blobs, what = images(args.requests, args.images)
     with tempfile.TemporaryDirectory(prefix="bincls-serve-bench-") as tmp:
         from export_parity import train_run
 
