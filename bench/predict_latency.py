@@ -35,7 +35,7 @@ from bincls.inference.predict import Predictor  # noqa: E402
 from bincls.models import build_model, model_config  # noqa: E402
 from bincls.models.checkpoint import make_checkpoint  # noqa: E402
 from bincls.paths import SAMPLE_DATA  # noqa: E402
-from bincls.training.run_folder import RunFolder  # noqa: E402
+from bincls.runs.folder import RunFolder  # noqa: E402
 
 MOBILENET_WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth"
 

@@ -33,10 +33,10 @@ from predict_latency import measure  # noqa: E402
 
 from bincls.inference.predict import Predictor  # noqa: E402
 from bincls.paths import SAMPLE_DATA  # noqa: E402
+from bincls.runs.folder import ACTIVE, RunFolder  # noqa: E402
 from bincls.training.config import TrainConfig  # noqa: E402
 from bincls.training.launcher import start_training, stop_and_wait  # noqa: E402
 from bincls.training.loop import train  # noqa: E402
-from bincls.training.run_folder import ACTIVE, RunFolder  # noqa: E402
 
 HYMENOPTERA = ROOT.parent / "shared" / "data" / "hymenoptera"
 MODES = ("predict", "predict + map")

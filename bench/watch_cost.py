@@ -37,9 +37,9 @@ import psutil  # noqa: E402
 from browser import CHROMIUM, CHROMIUM_ARGS, serve_app_process  # noqa: E402
 
 from bincls.paths import SAMPLE_DATA  # noqa: E402
+from bincls.runs.folder import ACTIVE, RunFolder  # noqa: E402
 from bincls.training.config import TrainConfig  # noqa: E402
 from bincls.training.launcher import start_training, stop_and_wait  # noqa: E402
-from bincls.training.run_folder import ACTIVE, RunFolder  # noqa: E402
 
 HYMENOPTERA = ROOT.parent / "shared" / "data" / "hymenoptera"
 TARGET_CORES = 0.05

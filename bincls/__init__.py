@@ -27,7 +27,7 @@ _LAZY = {
     "Predictor": "bincls.inference.predict",
     "load_model": "bincls.models.checkpoint",
     "list_models": "bincls.models",
-    "RunFolder": "bincls.training.run_folder",
+    "RunFolder": "bincls.runs.folder",
 }
 
 __all__ = ["BinclsError", "__version__", *_LAZY]

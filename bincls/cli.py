@@ -80,9 +80,9 @@ def _progress_printer(quiet: bool):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from bincls.runs.folder import RunFolder
     from bincls.training.config import TrainConfig, from_arguments
     from bincls.training.launcher import check_resumable, claim_new_run, claim_resume
-    from bincls.training.run_folder import RunFolder
 
     # Under torchrun only rank 0 keeps the run folder (RANK as torchrun sets it; read without loading torch).
     main_process = os.environ.get("RANK", "0").strip() in ("", "0")
@@ -103,13 +103,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise BinclsError("Give the data to train on: two class folders, or one root folder.")
     from bincls.training.preflight import preflight
 
-    cfg = from_arguments(args)
-    preflight(cfg)  # a mistyped path or a wrong combination fails here, before a run folder exists
+    # The preset completes the settings once, here; a mistyped path or a wrong combination fails now,
+    # before a run folder exists.
+    resolved = preflight(from_arguments(args))
     # One run at a time per runs folder, as in the app: a second `train` is told which run is busy.
-    run = claim_new_run(cfg, args.runs_dir) if main_process else None
+    run = claim_new_run(resolved.config, args.runs_dir) if main_process else None
     from bincls.training.loop import train
 
-    result = train(cfg, runs_dir=args.runs_dir, listeners=_console(), run=run)
+    result = train(resolved, runs_dir=args.runs_dir, listeners=_console(), run=run)
     _print_run(result)
     return 0
 
@@ -129,7 +130,7 @@ def _print_run(result) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from bincls.inference.evaluate import evaluate
     from bincls.inference.intervals import fmt_interval
-    from bincls.training.run_folder import json_safe
+    from bincls.json_files import json_safe
 
     ev = evaluate(args.source, data=args.data, threshold=args.threshold, device=args.device, tta=args.tta)
     if args.csv:
@@ -158,7 +159,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from bincls.compute import cpu_threads
     from bincls.inference.batch_predict import prediction_threads
     from bincls.inference.predict import Predictor, expand_inputs
-    from bincls.training.run_folder import json_safe
+    from bincls.json_files import json_safe
 
     files = expand_inputs(args.inputs)
     if not files:
@@ -191,7 +192,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from bincls.audit.label_audit import audit
     from bincls.data.overlay import load_decisions
-    from bincls.training.run_folder import json_safe
+    from bincls.json_files import json_safe
 
     if len(args.paths) > 2:
         raise BinclsError(f"audit takes one or two paths; got {len(args.paths)}.")
@@ -256,7 +257,7 @@ def _add_tta(p: argparse.ArgumentParser) -> None:
 
 def _threshold(text: str) -> float:
     """--threshold: a number from 0 to 1 (argparse's float would take "nan", which predicts one class)."""
-    from bincls.inference.threshold import check_threshold
+    from bincls.checks import check_threshold
 
     try:
         value = float(text)

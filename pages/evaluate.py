@@ -16,7 +16,7 @@ from bincls.inference.evaluate import (
     save_threshold,
     saved_threshold,
 )
-from bincls.training.run_summary import config_problem
+from bincls.training.config import config_problem
 from pages.support import evaluate_views as views
 from pages.support import evaluation_charts as charts
 from pages.support import keys, loaders
@@ -42,7 +42,7 @@ with top[1]:
     ss.setdefault(keys.EVAL_SOURCE, "test")
     source = st.radio("Evaluate on", ["test", "folder"], key=keys.EVAL_SOURCE, horizontal=True,
                       format_func={"test": "Its test split", "folder": "Another folder"}.get)
-if problem := config_problem(run):
+if problem := config_problem(run.path):
     st.warning(f"{problem} The evaluation below uses the checkpoint, which holds what it needs.",
                icon=":material/warning:")
 data = None

@@ -7,7 +7,8 @@ import streamlit as st
 
 from bincls import BinclsError
 from bincls.paths import runs_dir
-from bincls.training.run_summary import config_problem, summarize
+from bincls.runs.summary import summarize
+from bincls.training.config import config_problem
 from pages.support import keys, loaders, run_pieces, runs_table, trust_views
 from pages.support.messages import flash, show_flashed
 from pages.support.state import require_app, run_by_id
@@ -72,7 +73,7 @@ event = st.dataframe(runs_table.table(summaries), key=keys.RUNS_TABLE, on_select
                      column_config=runs_table.COLUMNS)  # fmt: skip
 ss[keys.RUNS_TABLE_IDS] = ids
 for r in all_runs:
-    if (problem := config_problem(r)) is not None:
+    if (problem := config_problem(r.path)) is not None:
         st.warning(f"Run {r.id}: {problem}", icon=":material/warning:")
 if nothing := sum(1 for s in summaries if s.learned_nothing):
     st.caption(f"⚠ {nothing} run{'s' if nothing > 1 else ''} learned nothing (validation no better than "

@@ -93,7 +93,7 @@ def sample_run(trained_sample_run):
     import shutil
 
     from bincls.paths import runs_dir
-    from bincls.training.run_folder import RunFolder
+    from bincls.runs.folder import RunFolder
 
     dest = runs_dir() / trained_sample_run.name
     shutil.copytree(trained_sample_run, dest)

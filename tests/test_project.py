@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -73,6 +74,82 @@ def test_no_page_script_over_250_lines():
     assert not long_files, long_files
 
 
+# The layers (issue 21): files -> scan -> split -> dataset -> trainer -> run folder -> inference ---------
+def _engine_imports() -> dict[str, set[str]]:
+    """Every bincls module and the bincls modules it imports, at module level or inside a function."""
+    import ast
+
+    modules = {}
+    for path in sorted((ROOT / "bincls").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # a relative import
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base])
+                    base = base.rstrip(".")
+                for a in node.names:
+                    targets.add(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def test_nothing_below_training_imports_it():
+    """A run folder is what training leaves and everything else reads: runs, inference, models and data
+    never import training (or each other upwards: runs imports no inference, data no models or runs)."""
+    forbidden = {
+        "bincls.inference": ("bincls.training",),
+        "bincls.models": ("bincls.training", "bincls.inference", "bincls.runs", "bincls.audit"),
+        "bincls.data": ("bincls.training", "bincls.inference", "bincls.runs", "bincls.models",
+                        "bincls.audit"),
+        "bincls.runs": ("bincls.training", "bincls.inference", "bincls.audit"),
+    }
+    wrong = [f"{m} imports {t}" for m, targets in _engine_imports().items() for t in targets
+             for layer, above in forbidden.items() if m.startswith(layer + ".") or m == layer
+             if t.startswith(above)]  # fmt: skip
+    assert not wrong, wrong
+
+
+def test_no_import_cycle_among_engine_modules():
+    """No two bincls modules import each other, directly or round a longer circle (imports inside
+    functions count: they hide a circle rather than remove it)."""
+    graph = _engine_imports()
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not cycles, cycles
+
+
 def test_inference_loads_no_training_loop():
     import subprocess
     import sys
@@ -124,3 +201,29 @@ def test_ruff_is_clean():
         pytest.skip("ruff is not installed (requirements-test.txt has it)")
     out = subprocess.run([ruff, "check", "--quiet", "."], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:]
+
+
+# The documentation (issue 21): README is the two-minute guide, docs/ the site ------------------------------
+def test_readme_is_short_and_its_links_lead_somewhere():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) < 200
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [link for link in links if not re.match(r"[a-z]+://", link)]
+    missing = [link for link in local if not (ROOT / link).exists()]
+    assert local and not missing, missing
+
+
+def test_the_docs_site_builds_with_every_link_checked(tmp_path):
+    """mkdocs --strict fails on a link to a page or an anchor that does not exist."""
+    import shutil
+    import subprocess
+    import sys
+
+    mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or shutil.which("mkdocs")
+    if mkdocs is None:
+        pytest.skip("mkdocs is not installed (requirements-test.txt has mkdocs-material)")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    out = subprocess.run([mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")], cwd=ROOT,
+                         capture_output=True, text=True, env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "site" / "index.html").is_file()

@@ -25,7 +25,7 @@ Progress = Callable[[int, int], None]
 
 def feature_backbone() -> tuple[str, str]:
     """(model, weights) of the first backbone whose ImageNet weights are at hand; BinclsError if none."""
-    from bincls.training.recipes import BACKBONES, weights_at_hand
+    from bincls.models.weights import BACKBONES, weights_at_hand
 
     for name in BACKBONES:
         if weights_at_hand(name) is not None:

@@ -20,7 +20,7 @@ SMALL_SIDE = 96  # display side of the images not shown in full
 def prediction_threads(device: torch.device, runs_dir: str | os.PathLike | None = None) -> int | None:
     """Torch threads to predict with: 1 on the CPU while a run trains in `runs_dir` (both processes'
     thread pools would fight over the cores; see `bincls.compute.cpu_threads`), else None (as they are)."""
-    from bincls.training.launcher import active_run  # reads run folders only; no training loop
+    from bincls.runs.active import active_run  # reads run folders only; no training loop
 
     return 1 if device.type == "cpu" and active_run(runs_dir) is not None else None
 

@@ -14,7 +14,7 @@ import numpy as np
 from bincls.errors import BinclsError
 from bincls.inference.evaluate import Evaluation
 from bincls.inference.intervals import mcnemar
-from bincls.training.run_folder import RunFolder
+from bincls.runs.folder import RunFolder
 
 SIGNIFICANCE = 0.05
 

@@ -23,6 +23,7 @@ from torchmetrics.functional.classification import (
     binary_roc,
 )
 
+from bincls.checks import check_threshold
 from bincls.compute import ComputePlan, resolve_device
 from bincls.data.dataset import ImageFileDataset, scan_folders
 from bincls.data.split import load_split
@@ -33,10 +34,9 @@ from bincls.inference.intervals import auroc_interval, proportion_intervals
 from bincls.inference.logits import predict_logits
 from bincls.inference.metrics import binary_metrics
 from bincls.inference.scoring import Scorer
-from bincls.inference.threshold import check_threshold
 from bincls.models.checkpoint import load_model, preprocess_of
-from bincls.training.run_folder import RunFolder
-from bincls.training.run_summary import keep_test_result
+from bincls.runs.folder import RunFolder
+from bincls.runs.results import keep_test_result
 
 
 @dataclass

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bincls.checks import check_threshold
 from bincls.compute import resolve_device
 from bincls.data.file_access import walk_files
 from bincls.data.images import MAX_FILE_BYTES, ImageProblem, load_rgb, to_rgb
@@ -21,9 +22,8 @@ from bincls.data.transforms import build_eval_transform
 from bincls.errors import BinclsError
 from bincls.inference.evaluate import saved_threshold
 from bincls.inference.scoring import Scorer
-from bincls.inference.threshold import check_threshold
 from bincls.models.checkpoint import load_model, preprocess_of
-from bincls.training.run_folder import RunFolder
+from bincls.runs.folder import RunFolder
 
 ImageSource = str | os.PathLike | bytes | BinaryIO | Image.Image
 

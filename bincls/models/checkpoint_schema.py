@@ -9,30 +9,19 @@ type and range.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from typing import Any
 
+from bincls.checks import int_at_least, is_int, is_number, valid_threshold
 from bincls.errors import BinclsError
-from bincls.inference.threshold import valid_threshold
-
-# The training schema's range (TrainConfig.img_size); the registry may ask more of a given model.
-IMG_SIZE_RANGE = (16, 1024)
-
-
-def _int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+from bincls.models.config import IMG_SIZE_RANGE
 
 
 def _three_numbers(v: Any, positive: bool = False) -> bool:
     if not (isinstance(v, (list, tuple)) and len(v) == 3):
         return False
-    return all(_finite(x) and (x > 0 or not positive) for x in v)
+    return all(is_number(x) and (x > 0 or not positive) for x in v)
 
 
 def _tensor_table(v: Any) -> bool:
@@ -52,9 +41,9 @@ _FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
         "exactly two non-empty class names",
     ),
     "threshold": (False, valid_threshold, "a number from 0 to 1"),
-    "temperature": (False, lambda v: _finite(v) and v > 0, "a number above 0"),
-    "pos_weight": (False, lambda v: _finite(v) and v >= 0, "a number >= 0"),
-    "logit_bias": (False, lambda v: _finite(v), "a finite number"),
+    "temperature": (False, lambda v: is_number(v) and v > 0, "a number above 0"),
+    "pos_weight": (False, lambda v: is_number(v) and v >= 0, "a number >= 0"),
+    "logit_bias": (False, lambda v: is_number(v), "a finite number"),
     "tta": (False, lambda v: isinstance(v, bool), "true or false"),
     "calibration": (False, lambda v: v is None or isinstance(v, dict), "a table"),
     "ood": (False, lambda v: v is None or isinstance(v, dict), "a table describing the detector"),
@@ -65,7 +54,7 @@ _FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
     ),
     "scheduler": (False, lambda v: v is None or isinstance(v, dict), "a table or null"),
     **dict.fromkeys(
-        ("epoch", "epochs_done", "global_step"), (False, lambda v: _int(v) and v >= 0, "a whole number >= 0")
+        ("epoch", "epochs_done", "global_step"), (False, int_at_least(0), "a whole number >= 0")
     ),
 }
 
@@ -73,14 +62,14 @@ _MODEL_FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
     "name": (True, lambda v: isinstance(v, str) and bool(v), "a model name"),
     "img_size": (
         True,
-        lambda v: _int(v) and IMG_SIZE_RANGE[0] <= v <= IMG_SIZE_RANGE[1],
+        lambda v: is_int(v) and IMG_SIZE_RANGE[0] <= v <= IMG_SIZE_RANGE[1],
         f"a whole number from {IMG_SIZE_RANGE[0]} to {IMG_SIZE_RANGE[1]}",
     ),
     "mean": (True, _three_numbers, "three numbers"),
     "std": (True, lambda v: _three_numbers(v, positive=True), "three numbers above 0"),
     "weights": (False, lambda v: isinstance(v, str), "text"),
     "freeze_backbone": (False, lambda v: isinstance(v, bool), "true or false"),
-    "dropout": (False, lambda v: _finite(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "dropout": (False, lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
 }
 
 

@@ -13,6 +13,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Scratch models see inputs scaled to [-1, 1]: no dataset statistics are needed to train them.
 SCRATCH_MEAN = (0.5, 0.5, 0.5)
 SCRATCH_STD = (0.5, 0.5, 0.5)
+# Image sides every registered model takes (the seed CNNs shrink a 32 px image to their last feature map;
+# above 1024 px a batch no longer fits a laptop). The settings schema and the checkpoint check read it.
+IMG_SIZE_RANGE = (32, 1024)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,14 @@ from torch import nn
 
 from bincls.errors import BinclsError
 from bincls.models.backbones import tv_builder
-from bincls.models.config import IMAGENET_MEAN, IMAGENET_STD, SCRATCH_MEAN, SCRATCH_STD, ModelConfig
+from bincls.models.config import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    IMG_SIZE_RANGE,
+    SCRATCH_MEAN,
+    SCRATCH_STD,
+    ModelConfig,
+)
 from bincls.models.scratch import (
     build_seed_cnn,
     build_seed_cnn_dropout,
@@ -19,8 +26,7 @@ from bincls.models.scratch import (
 )
 from bincls.models.weights import load_backbone_weights
 
-# Every registered model still gives a feature map at this size (the seed CNNs shrink it the most).
-MIN_IMG_SIZE = 32
+MIN_IMG_SIZE = IMG_SIZE_RANGE[0]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,11 @@ from bincls.errors import BinclsError
 from bincls.models.backbones import TV_CLASSIFIERS, BackboneClassifier
 from bincls.models.config import ModelConfig
 
+# Backbones in the order presets (and the audit, the labelling session) look for their weights.
+# mobilenet_v2 is the one measured here (bench/recipes.py; the only ImageNet weights in ../shared); the
+# others work when their weights are present, stronger features first, then the smaller ones.
+BACKBONES = ("mobilenet_v2", "efficientnet_b0", "resnet50", "resnet18", "mobilenet_v3_small")
+
 
 def cached_imagenet_file(name: str) -> Path | None:
     """The torch hub cache's file of torchvision's ImageNet weights for `name` (its DEFAULT first, then any
@@ -145,4 +150,14 @@ def guess_architecture(path: str | os.PathLike) -> str | None:
         same = set(keys) | {k for k in wanted if k.endswith("num_batches_tracked")} >= set(wanted)
         if same and set(keys) <= set(wanted) and all(keys[k].shape == wanted[k].shape for k in keys):
             return name
+    return None
+
+
+def weights_at_hand(model: str) -> str | None:
+    """How the ImageNet weights of `model` can be had here ("cached at PATH", "downloadable"), or None."""
+    cached = cached_imagenet_file(model)
+    if cached is not None:
+        return f"its ImageNet weights are in the torch hub cache ({cached})"
+    if download_reachable():
+        return "its ImageNet weights can be downloaded"
     return None

@@ -1,20 +1,33 @@
-"""Callbacks that decide after each epoch: keep the best checkpoint, stop early.
+"""Callbacks that decide after each epoch: keep the best checkpoint, stop early, stop a diverged run.
 
 Each holds its own state and gives it to `last.pt` (`state_dict` / `load_state_dict`), as Lightning's
-callbacks do, so a resumed run carries on with the same best epoch and patience count.
+callbacks do, so a resumed run carries on with the same best epoch and patience count; the loop restores
+every one alike.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING
+from functools import partial
+from pathlib import Path
+from typing import Protocol
+
+from torch import nn
 
 from bincls.errors import BinclsError
 from bincls.models.checkpoint import read_checkpoint
+from bincls.training.checkpoint_saver import CheckpointSaver
 
-if TYPE_CHECKING:
-    from bincls.training.setup import TrainingState
+
+class TrainingState(Protocol):
+    """What callbacks read of `bincls.training.state.TrainingState` (which holds them)."""
+
+    epoch: int
+    model: nn.Module
+    saver: CheckpointSaver
+
+    def checkpoint(self, **extra) -> dict: ...
 
 
 class Callback:
@@ -38,7 +51,8 @@ class BestCheckpoint(Callback):
 
     name = "best_checkpoint"
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path  # best.pt in the run folder: on resume, the truth about the best epoch
         self.val_loss = math.inf
         self.epoch: int | None = None
         self.metrics: dict = {}
@@ -57,7 +71,7 @@ class BestCheckpoint(Callback):
     def after_epoch(self, state: TrainingState, record: dict) -> str | None:
         if self.improved:
             self.record = record
-            self.pending = not state.save("best.pt", lambda: self.checkpoint(state), throttle=True)
+            self.pending = not state.saver.save("best.pt", partial(self.checkpoint, state), throttle=True)
         return None
 
     def checkpoint(self, state: TrainingState, **extra) -> dict:
@@ -65,35 +79,30 @@ class BestCheckpoint(Callback):
 
     def flush(self, state: TrainingState) -> None:
         if self.pending:
-            state.save("best.pt", lambda: self.checkpoint(state))
+            state.saver.save("best.pt", partial(self.checkpoint, state))
             self.pending = False
 
     def state_dict(self) -> dict:
         return {"val_loss": self.val_loss, "epoch": self.epoch, "metrics": self.metrics}
 
     def load_state_dict(self, saved: dict) -> None:
-        self.val_loss = saved.get("val_loss", math.inf)
-        self.epoch, self.metrics = saved.get("epoch"), saved.get("metrics") or {}
-
-    def restore(self, best_path, epochs_done: int) -> None:
-        """The best epoch as best.pt holds it (weights and validation metrics), for a resumed run.
+        """The best epoch as best.pt holds it (weights and validation metrics): what the run keeps.
 
         A damaged best.pt is set aside as best.pt.damaged (so that Evaluate and Predict use last.pt
-        meanwhile) and the best epoch is tracked again from the resumed epochs on."""
-        if not best_path.exists():
+        meanwhile), and the best epoch is tracked again from the resumed epochs on, as it is when best.pt
+        is of a later epoch than the last.pt resumed from (killed between the two writes)."""
+        if self.path is None or not self.path.exists():
             return
         try:
-            best = read_checkpoint(best_path)
+            best = read_checkpoint(self.path)
         except BinclsError as exc:
             self.damaged = str(exc)
             try:
-                os.replace(best_path, best_path.with_name(best_path.name + ".damaged"))
+                os.replace(self.path, self.path.with_name(self.path.name + ".damaged"))
             except OSError:
                 pass
             return
-        if (
-            int(best.get("epoch") or 0) > epochs_done
-        ):  # a best.pt from after last.pt cannot happen, but be sure
+        if int(best.get("epoch") or 0) > int(saved.get("epoch") or 0):
             return
         self.record = best.get("metrics") or {}
         val = {k[4:]: v for k, v in self.record.items() if k.startswith("val_")}
@@ -162,6 +171,6 @@ class DivergenceGuard(Callback):
         self.lowest_train_loss = float(saved.get("lowest_train_loss", math.inf))
 
 
-def default_callbacks(patience: int) -> list[Callback]:
-    best = BestCheckpoint()
+def default_callbacks(patience: int, best_path: Path | None = None) -> list[Callback]:
+    best = BestCheckpoint(best_path)
     return [best, EarlyStopping(patience, best), DivergenceGuard(best)]

@@ -12,8 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from bincls.inference.metrics import chance_verdict
-from bincls.training.run_folder import RunFolder, process_fields
+from bincls.chance import chance_verdict
+from bincls.runs.folder import RunFolder
+from bincls.runs.process import process_fields
 
 
 class Listener:

@@ -23,7 +23,7 @@ from bincls.inference.calibration import (
 from bincls.inference.logits import predict_logits
 from bincls.inference.ood import fit_detector
 from bincls.training.distributed import gather
-from bincls.training.setup import TrainingState
+from bincls.training.state import TrainingState
 
 # Mirror-image TTA doubles the cost of every prediction: it is kept only when it lowers the
 # validation log-loss by at least this share.
@@ -106,7 +106,7 @@ def finish_model(state: TrainingState) -> dict:
     if ood is not None:
         summary["ood_threshold"], summary["ood_false_flag_rate"] = ood["threshold"], ood["false_flag_rate"]
     summary["seconds"] = time.perf_counter() - t0
-    state.save("best.pt", lambda: state.best.checkpoint(
+    state.saver.save("best.pt", lambda: state.best.checkpoint(
         state, threshold=threshold, temperature=temperature, logit_bias=bias, tta=bool(tta),
         calibration=summary, ood=ood,
     ))  # fmt: skip

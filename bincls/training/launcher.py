@@ -6,68 +6,27 @@ going away; the app only ever reads the run folder.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from bincls.errors import BinclsError
 from bincls.paths import PROJECT_ROOT
 from bincls.paths import runs_dir as default_runs_dir
+from bincls.runs.active import BusyError, active_run, runs_lock
+from bincls.runs.folder import ACTIVE, RunFolder
+from bincls.runs.process import pid_alive, process_fields
 from bincls.training.config import TrainConfig
-from bincls.training.run_folder import ACTIVE, RunFolder, list_runs, pid_alive, process_fields
-
-
-class BusyError(BinclsError):
-    """Another run is already using the device."""
-
-    def __init__(self, run: RunFolder):
-        super().__init__(
-            f"Run {run.id} is already training. Only one run at a time can use the device: "
-            "wait for it to finish or stop it first."
-        )
-        self.run = run
-
-
-@contextmanager
-def _runs_lock(base: Path):
-    """Serialises "is anything running? then start" across browser tabs and processes."""
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-        f = open(base / ".launch.lock", "a")
-    except OSError as exc:
-        raise BinclsError(
-            f"Cannot start a run in {base}: {exc.strerror or exc}. Free disk space, or set BINCLS_RUNS_DIR "
-            "(--runs-dir on the command line) to a writable folder."
-        ) from None
-    with f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def active_run(
-    runs_dir: str | os.PathLike | None = None, besides: RunFolder | None = None
-) -> RunFolder | None:
-    """The run that is queued or running with a live process, if any (other than `besides`)."""
-    for run in list_runs(runs_dir):
-        if besides is not None and run.path == besides.path:
-            continue
-        if run.status().get("state") in ACTIVE:
-            return run
-    return None
+from bincls.training.recipes import Resolved, is_resolved, resolve
 
 
 def claim_new_run(cfg: TrainConfig, runs_dir: str | os.PathLike | None = None) -> RunFolder:
     """The run folder for a training in this process (the `train` command), created only when no other
     run is active in the runs folder, under the same lock as the app's launcher; raises `BusyError`."""
     base = Path(runs_dir) if runs_dir else default_runs_dir()
-    with _runs_lock(base):
+    with runs_lock(base):
         busy = active_run(base)
         if busy is not None:
             raise BusyError(busy)
@@ -84,7 +43,7 @@ def claim_resume(run: RunFolder) -> None:
     if status.get("state") in ACTIVE and status.get("pid") in (os.getpid(), os.getppid()):
         check_resumable(run)  # the app's launcher checked and claimed it for this process (or torchrun)
         return
-    with _runs_lock(run.path.parent):
+    with runs_lock(run.path.parent):
         busy = active_run(run.path.parent, besides=run)
         if busy is not None:
             raise BusyError(busy)
@@ -93,24 +52,29 @@ def claim_resume(run: RunFolder) -> None:
 
 
 def start_training(
-    cfg: TrainConfig, runs_dir: str | os.PathLike | None = None, processes: int = 1
+    cfg: TrainConfig | Resolved, runs_dir: str | os.PathLike | None = None, processes: int = 1
 ) -> RunFolder:
     """Create the run folder and start `python -m bincls train --run-dir RUN` detached from the caller.
 
+    The preset completes the settings here (unless `cfg` is `preflight`'s `Resolved`), once: config.json
+    shows every setting the run will use from the start, and the process trains exactly that.
     With `processes` > 1 the same command runs under torchrun, one process per GPU.
     Raises `BusyError` when another run is active.
     """
-    from bincls.training.recipes import is_resolved, resolve
-
+    resolved = cfg if isinstance(cfg, Resolved) else None
+    if resolved is None and not is_resolved(cfg):
+        resolved = resolve(cfg)
+    cfg = resolved.config if resolved else cfg
     base = Path(runs_dir) if runs_dir else default_runs_dir()
-    if not is_resolved(cfg):  # config.json shows every setting the run will use from the start
-        cfg = resolve(cfg).config
-    with _runs_lock(base):
+    with runs_lock(base):
         busy = active_run(base)
         if busy is not None:
             raise BusyError(busy)
         run = RunFolder.create(base, label=cfg.name or cfg.model)
         run.write_config(cfg.to_dict())
+        if resolved is not None:
+            run.set_status(preset_note=resolved.note)
+            run.log(resolved.note)
         _spawn(run, base, ["--run-dir", str(run.path)], processes)
         return run
 
@@ -132,7 +96,7 @@ def check_resumable(run: RunFolder) -> None:
 def resume_training(run: RunFolder, runs_dir: str | os.PathLike | None = None) -> RunFolder:
     """Continue an interrupted, stopped or failed run in the background from its last checkpoint."""
     base = Path(runs_dir) if runs_dir else run.path.parent
-    with _runs_lock(base):
+    with runs_lock(base):
         busy = active_run(base)
         if busy is not None:
             raise BusyError(busy)

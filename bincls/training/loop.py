@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 
 import torch
@@ -18,15 +19,17 @@ from bincls.compute import tune_allocator
 from bincls.errors import BinclsError
 from bincls.inference.logits import predict_logits
 from bincls.inference.metrics import binary_metrics
+from bincls.json_files import remove_stale_temp_files, reserve_space
+from bincls.runs.folder import RunFolder
 from bincls.training.config import TrainConfig
 from bincls.training.distributed import World, any_flags, gather, min_value, sum_values, world_from_env
 from bincls.training.distributed import stop as stop_world
 from bincls.training.events import Emitter, Listener, RunFolderWriter
 from bincls.training.finish import finish_model
 from bincls.training.phases import enter_phase, head_epochs
-from bincls.training.recipes import is_resolved, resolve
-from bincls.training.run_folder import RunFolder, remove_stale_temp_files, reserve_space
-from bincls.training.setup import FINISH_SHARE, TrainingState, setup
+from bincls.training.recipes import Resolved, is_resolved, resolve
+from bincls.training.setup import setup
+from bincls.training.state import FINISH_SHARE, TrainingState
 from bincls.training.stopping import StopFlag, StopRequested
 
 
@@ -40,13 +43,16 @@ class TrainResult:
 
 
 def train(
-    cfg: TrainConfig,
+    cfg: TrainConfig | Resolved,
     runs_dir: str | os.PathLike | None = None,
     listeners: list[Listener] | None = None,
     run: RunFolder | None = None,
     resume: bool = False,
 ) -> TrainResult:
     """Train one model and keep a run folder; returns when finished, stopped or failed (raises).
+
+    `cfg` is completed by its preset here, once, unless it is complete already (a run folder's config.json,
+    or the `Resolved` that `preflight` returned).
 
     With `resume`, `run` is an interrupted, stopped or failed run: training continues from its last.pt
     (weights, optimizer, scheduler, step) on the split saved in the run. Under torchrun every process
@@ -57,7 +63,9 @@ def train(
     if resume and run is None:
         raise BinclsError("Resuming needs the run folder to continue.")
     note = None
-    if not (resume and is_resolved(cfg)):  # a resumed run's config.json is complete already
+    if isinstance(cfg, Resolved):  # resolved by the caller (the CLI's preflight): once per run
+        cfg, note = cfg.config, cfg.note
+    elif not is_resolved(cfg):  # the Python API's settings; a run folder's config.json is complete
         resolved = resolve(cfg)
         cfg, note = resolved.config, resolved.note
     run = _open_run(cfg, runs_dir, run, resume, note is not None) if world.is_main else None
@@ -176,7 +184,8 @@ def fit(state: TrainingState, stop: StopFlag) -> TrainResult:
             record = _epoch_record(state, train_metrics, val, time.perf_counter() - t0)
             emit("epoch_end", record)
             reasons = [r for c in state.callbacks if (r := c.after_epoch(state, record))]
-            state.save_last(epoch, throttle=True, epoch=epoch, metrics=record)
+            state.saver.save_last(partial(state.last_checkpoint, epoch, epoch=epoch, metrics=record),
+                                  throttle=True)
             _replan(state)
             if reasons:
                 emit("message", reasons[0])
@@ -185,11 +194,12 @@ def fit(state: TrainingState, stop: StopFlag) -> TrainResult:
         result = "stopped"
         emit("message", f"stop requested: stopped in epoch {state.epoch + 1}")
         if state.global_step > 0:
-            state.save_last(state.epoch, epoch=state.epoch + 1)
+            state.saver.save_last(partial(state.last_checkpoint, state.epoch, epoch=state.epoch + 1))
     except (_Diverged, _OverBudget) as exc:
         _fall_back(state, exc)
     if state.global_step > 0:
-        state.flush()
+        state.saver.flush()
+        state.best.flush(state)
     best = state.best
     if best.weights is not None:
         state.model.load_state_dict(best.weights)  # the best epoch, not the last, is the result

@@ -18,7 +18,7 @@ from bincls.data.transforms import Augment, Preprocess
 from bincls.training.distributed import World, shard
 from bincls.training.optimization import make_optimizer
 from bincls.training.schedule import ProgressSchedule
-from bincls.training.setup import TrainingState
+from bincls.training.state import TrainingState
 
 # Crops keep at least this share of the image in training from scratch: a small dataset needs the
 # variety (bench/recipes.py); a pretrained backbone keeps the milder default.

@@ -42,7 +42,7 @@ def _imagenet_at_hand(model: str) -> None:
     fail a few seconds after it started."""
     import torch
 
-    from bincls.training.recipes import weights_at_hand
+    from bincls.models.weights import weights_at_hand
 
     if weights_at_hand(model) is None:
         raise BinclsError(

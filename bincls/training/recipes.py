@@ -13,12 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bincls.errors import BinclsError
+from bincls.models.weights import BACKBONES, weights_at_hand
 from bincls.training.config import TrainConfig
 
-# Backbones in the order presets look for their weights. mobilenet_v2 is the one measured here
-# (bench/recipes.py; the only ImageNet weights in ../shared); the others work when their weights are
-# present, stronger features first, then the smaller ones.
-BACKBONES = ("mobilenet_v2", "efficientnet_b0", "resnet50", "resnet18", "mobilenet_v3_small")
 SCRATCH_MODEL = "small-cnn"
 
 # What each preset gives to the settings left unset (None). Measured in bench/recipes.py.
@@ -65,18 +62,6 @@ def _pretrainable(model: str) -> bool:
     if entry is None:
         raise BinclsError(f"Unknown model {model!r}. Choose one of: {', '.join(MODELS)}.")
     return entry.pretrainable
-
-
-def weights_at_hand(model: str) -> str | None:
-    """How the ImageNet weights of `model` can be had here ("cached at PATH", "downloadable"), or None."""
-    from bincls.models.weights import cached_imagenet_file, download_reachable
-
-    cached = cached_imagenet_file(model)
-    if cached is not None:
-        return f"its ImageNet weights are in the torch hub cache ({cached})"
-    if download_reachable():
-        return "its ImageNet weights can be downloaded"
-    return None
 
 
 def _pretrained_choice(cfg: TrainConfig) -> tuple[str, str, str] | None:

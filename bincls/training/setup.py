@@ -1,131 +1,36 @@
 """Everything a run needs before its first step: data, model, loss, callbacks, the first phase.
 
 `setup` returns a `TrainingState`; with `resume` it continues from the run's last.pt (weights,
-optimizer, step, clock, callbacks) on the split the run started with.
+optimizer, step, clock, every callback's state) on the split the run started with.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
-from bincls.compute import ComputePlan, device_info, plan_compute, resolve_device
-from bincls.data.batch_feeds import TrainingData
+from bincls.compute import device_info, plan_compute, resolve_device
 from bincls.data.dataset import DataSource, load_data
 from bincls.data.overlay import load_decisions
 from bincls.data.split import SplitConfig, load_split, save_split
 from bincls.errors import BinclsError
-from bincls.models import ModelConfig, build_model, format_summary, model_config, model_summary
-from bincls.models.checkpoint import make_checkpoint, read_checkpoint
-from bincls.training.callbacks import BestCheckpoint, Callback, EarlyStopping, default_callbacks
+from bincls.json_files import write_json_atomic
+from bincls.models import build_model, format_summary, model_config, model_summary
+from bincls.models.checkpoint import read_checkpoint
+from bincls.runs.folder import RunFolder
+from bincls.training.callbacks import default_callbacks
+from bincls.training.checkpoint_saver import CheckpointSaver
 from bincls.training.config import TrainConfig
 from bincls.training.distributed import World, barrier
 from bincls.training.distributed import start as start_world
 from bincls.training.events import Emitter
-from bincls.training.run_folder import RunFolder, write_json_atomic
-
-# Of a time budget, this share is kept for what follows the last epoch (calibration on validation).
-FINISH_SHARE = 0.08
-# Checkpoints are written at most this often while epochs take less: a fast run's sub-second epochs
-# would otherwise spend most of their time writing files. A stop or the end of a run writes them at once.
-CHECKPOINT_EVERY_S = 10.0
-
-
-@dataclass
-class TrainingState:
-    """What the loop works on; `epoch` and `global_step` count what is done so far."""
-
-    cfg: TrainConfig
-    run: RunFolder | None  # None on the other processes of a distributed run
-    world: World
-    device: torch.device
-    data: DataSource
-    mcfg: ModelConfig
-    model: nn.Module
-    plan: ComputePlan
-    loss_fn: nn.Module
-    pos_weight: float
-    emit: Emitter
-    started: float  # time.time() when the run (this attempt's share of it included) began
-    callbacks: list[Callback] = field(default_factory=list)
-    epochs: int = 1  # planned: the epochs asked for, fewer when a time budget holds fewer
-    epoch: int = 0
-    global_step: int = 0
-    skip_steps: int = 0  # steps of the first epoch already done before a resume
-    epoch_times: list[float] = field(default_factory=list)
-    # The current phase (bincls.training.phases): "head" trains the head on the frozen backbone,
-    # "main" trains what the settings say. Set by `enter_phase`.
-    phase: str = ""
-    feed: TrainingData | None = None
-    net: nn.Module | None = None
-    optimizer: torch.optim.Optimizer | None = None
-    scheduler: object | None = None
-    scaler: torch.amp.GradScaler | None = None
-    phase_start_step: int = 0
-    phase_steps: int = 1
-    saved_at: dict = field(default_factory=dict)  # checkpoint name -> time.monotonic() of its last write
-    last_pending: tuple | None = None  # (epochs_done, extra) of a last.pt that throttling held back
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return len(self.feed.train)
-
-    @property
-    def best(self) -> BestCheckpoint:
-        return next(c for c in self.callbacks if isinstance(c, BestCheckpoint))
-
-    @property
-    def budget(self) -> float | None:
-        """Seconds the run may take, or None."""
-        return self.cfg.time_budget or None
-
-    @property
-    def deadline(self) -> float | None:
-        """When training must end (time.time()), leaving time to calibrate; None without a budget."""
-        return None if self.budget is None else self.started + self.budget * (1 - FINISH_SHARE)
-
-    def checkpoint(self, **extra) -> dict:
-        return make_checkpoint(
-            self.model, self.mcfg, self.data.class_names, pos_weight=self.pos_weight,
-            train_config=self.cfg.to_dict(), **extra,
-        )  # fmt: skip
-
-    def save(self, name: str, make: Callable[[], dict], throttle: bool = False) -> bool:
-        """Write checkpoint `name` (built by `make` only when it is written); with `throttle`, at most
-        every CHECKPOINT_EVERY_S seconds. True when written."""
-        if not self.world.is_main:
-            return True
-        now = time.monotonic()
-        if throttle and now - self.saved_at.get(name, -math.inf) < CHECKPOINT_EVERY_S:
-            return False
-        self.emit("checkpoint_saved", name.removesuffix(".pt"), self.run.save_checkpoint(name, make()))
-        self.saved_at[name] = time.monotonic()
-        return True
-
-    def save_last(self, epochs_done: int, throttle: bool = False, **extra) -> None:
-        """last.pt: the weights plus what resuming needs (optimizer, step, clock, callbacks)."""
-        written = self.save("last.pt", lambda: self.checkpoint(
-            optimizer=self.optimizer.state_dict(), phase=self.phase,
-            scheduler=self.scheduler.state_dict() if self.scheduler else None,
-            global_step=self.global_step, epochs_done=epochs_done, elapsed_s=time.time() - self.started,
-            planned_epochs=self.epochs,
-            callbacks={c.name: c.state_dict() for c in self.callbacks}, **extra,
-        ), throttle)  # fmt: skip
-        self.last_pending = None if written else (epochs_done, extra)
-
-    def flush(self) -> None:
-        """Write what throttling held back: last.pt, and best.pt of the best epoch."""
-        if self.last_pending is not None:
-            self.save_last(self.last_pending[0], **self.last_pending[1])
-        self.best.flush(self)
+from bincls.training.phases import enter_phase, first_phase
+from bincls.training.state import TrainingState
 
 
 def seed_everything(seed: int) -> None:
@@ -150,8 +55,6 @@ class SmoothedBCE(nn.Module):
 
 def setup(cfg: TrainConfig, run: RunFolder | None, emit: Emitter, world: World, resume: bool,
           started: float) -> TrainingState:  # fmt: skip
-    from bincls.training.phases import enter_phase, first_phase
-
     seed_everything(cfg.seed)
     device = start_world(world, resolve_device(cfg.device))
     last = read_checkpoint(run.last_checkpoint) if resume and run.last_checkpoint.exists() else None
@@ -178,8 +81,9 @@ def setup(cfg: TrainConfig, run: RunFolder | None, emit: Emitter, world: World, 
     n_neg, n_pos = counts[data.class_names[0]], counts[data.class_names[1]]
     pos_weight = (n_neg / n_pos) if (cfg.balance and n_pos) else 1.0
     loss_fn = SmoothedBCE(torch.tensor(pos_weight, device=device), cfg.label_smoothing or 0.0)
+    callbacks = default_callbacks(cfg.patience or 0, run.best_checkpoint if run else None)
     state = TrainingState(cfg, run, world, device, data, mcfg, model, plan, loss_fn, pos_weight, emit,
-                          started, default_callbacks(cfg.patience or 0), epochs=cfg.epochs)  # fmt: skip
+                          CheckpointSaver(run, emit), started, callbacks, epochs=cfg.epochs)  # fmt: skip
     if resume and last is not None:
         _resume(state, last)
     enter_phase(state, first_phase(state, last))
@@ -246,16 +150,12 @@ def _resume(state: TrainingState, last: dict) -> None:
     state.epochs = int(last.get("planned_epochs", cfg.epochs))
     if state.epoch >= state.epochs:
         raise BinclsError(f"Run {run.id} has already trained all {state.epochs} epochs: nothing to resume.")
-    state.best.restore(run.best_checkpoint, state.epoch)
+    saved = last.get("callbacks") or {}
+    for callback in state.callbacks:
+        callback.load_state_dict(saved.get(callback.name) or {})
     if state.best.damaged:
         state.emit("message", f"best.pt was damaged and is set aside as best.pt.damaged "
                    f"({state.best.damaged}); the best epoch is tracked again from epoch {state.epoch + 1}")
-    saved = last.get("callbacks") or {}
-    for callback in state.callbacks:
-        if callback.name in saved and not isinstance(callback, BestCheckpoint):  # best.pt is the truth
-            callback.load_state_dict(saved[callback.name])
-        elif isinstance(callback, EarlyStopping):  # a last.pt from before callbacks kept their state
-            callback.bad_epochs = state.epoch - (state.best.epoch or 0)
     metrics = run.metrics_log()
     if metrics.note():
         state.emit("message", metrics.note())

@@ -7,8 +7,8 @@ import threading
 
 import torch
 
+from bincls.runs.folder import RunFolder
 from bincls.training.distributed import World, any_flags
-from bincls.training.run_folder import RunFolder
 
 
 class StopRequested(Exception):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from bincls.training.run_summary import epoch_records
+from bincls.runs.summary import epoch_records
 
 CLASS_COLOURS = ("#1f77b4", "#ff7f0e")
 RGB = (("R", "#d62728"), ("G", "#2ca02c"), ("B", "#1f77b4"))

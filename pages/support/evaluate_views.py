@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from bincls.inference.metrics import TIED_STD, chance_verdict
-from bincls.training.run_summary import summarize
+from bincls.chance import TIED_STD, chance_verdict
+from bincls.runs.summary import summarize
 from pages.support import keys, run_pieces
 from pages.support.formatting import num
 from pages.support.trust_views import metric_intervals

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from bincls.paths import SAMPLE_DATA
-from bincls.training.run_summary import RunSummary
+from bincls.runs.summary import RunSummary
 
 STATE_ICONS = {
     "queued": ":material/schedule:",

@@ -17,8 +17,8 @@ from bincls.data.folder_layout import resolve_layout
 from bincls.data.scan import ScanResult, scan_layout
 from bincls.data.split import make_split
 from bincls.paths import runs_dir
-from bincls.training.run_folder import RunFolder, list_runs
-from bincls.training.run_summary import runs_with_checkpoint
+from bincls.runs.folder import RunFolder, list_runs
+from bincls.runs.summary import runs_with_checkpoint
 from pages.support import keys
 from pages.support.state import split_config
 

@@ -15,8 +15,8 @@ import secrets
 
 import streamlit as st
 
+from bincls.json_files import read_json, write_json_atomic
 from bincls.paths import cache_dir
-from bincls.training.run_folder import read_json, write_json_atomic
 from pages.support import keys
 
 COOKIE = "bincls_user"

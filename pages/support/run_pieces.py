@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bincls.training.run_folder import RunFolder
-from bincls.training.run_summary import RunSummary
+from bincls.runs.folder import RunFolder
+from bincls.runs.summary import RunSummary
 from pages.support.messages import page_words
 
 

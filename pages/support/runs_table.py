@@ -9,8 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from bincls import BinclsError
-from bincls.training.run_folder import RunFolder
-from bincls.training.run_summary import RunSummary, epoch_records, set_run_name
+from bincls.runs.folder import RunFolder
+from bincls.runs.names import set_run_name
+from bincls.runs.summary import RunSummary, epoch_records
 from pages.support import charts, keys
 from pages.support.formatting import STATE_MARKS, duration, when
 from pages.support.messages import flash

@@ -6,8 +6,8 @@ import streamlit as st
 
 from bincls import BinclsError
 from bincls.paths import runs_dir
-from bincls.training.launcher import active_run
-from bincls.training.run_summary import summarize
+from bincls.runs.active import active_run
+from bincls.runs.summary import summarize
 from pages.support import keys, loaders
 from pages.support.formatting import STATE_ICONS, data_label
 from pages.support.state import current_run

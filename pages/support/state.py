@@ -9,7 +9,7 @@ import streamlit as st
 from bincls.data import data_root
 from bincls.data.split import SplitConfig
 from bincls.paths import SAMPLE_DATA, runs_dir
-from bincls.training.run_folder import RunFolder, list_runs
+from bincls.runs.folder import RunFolder, list_runs
 from pages.support import keys, memory
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from bincls.runs.folder import RunFolder
+from bincls.runs.metrics_tail import MetricsTail
+from bincls.runs.summary import RunSummary, epoch_records, summarize
 from bincls.training.launcher import stop_run
-from bincls.training.metrics_tail import MetricsTail
-from bincls.training.run_folder import RunFolder
-from bincls.training.run_summary import RunSummary, epoch_records, summarize
 from pages.support import charts, keys
 from pages.support.formatting import STATE_ICONS, duration, num, pct
 from pages.support.state import run_by_id

@@ -1,6 +1,6 @@
 """The Train page's run panel: start or resume a run, follow it live, and show how it ended.
 
-Everything shown is read from the run folder (`bincls.training.run_summary`), never from a trainer."""
+Everything shown is read from the run folder (`bincls.runs.summary`), never from a trainer."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import streamlit as st
 
 from bincls import BinclsError
 from bincls.paths import runs_dir
-from bincls.training.launcher import BusyError, active_run, resume_training, start_training
+from bincls.runs.active import BusyError, active_run
+from bincls.runs.folder import RunFolder
+from bincls.runs.summary import RunSummary, console_tail, epoch_records, summarize
+from bincls.training.launcher import resume_training, start_training
 from bincls.training.preflight import preflight
-from bincls.training.run_folder import RunFolder
-from bincls.training.run_summary import RunSummary, console_tail, epoch_records, summarize
 from pages.support import keys, run_pieces, train_live, train_settings
 from pages.support.formatting import count, duration, num, pct
 from pages.support.messages import page_words, show_error
@@ -39,7 +40,7 @@ def launch(action: Callable[[], RunFolder]) -> None:
 def start() -> RunFolder:
     """The run the settings describe, checked first so a wrong combination is a message now."""
     resolved = preflight(train_settings.form_config())
-    return start_training(resolved.config, runs_dir(), processes=train_settings.processes())
+    return start_training(resolved, runs_dir(), processes=train_settings.processes())
 
 
 def shown_run() -> RunFolder | None:

@@ -18,10 +18,11 @@ import torch
 from bincls import BinclsError
 from bincls.compute import device_info, resolve_device
 from bincls.models import list_models
+from bincls.models.weights import weights_at_hand
+from bincls.runs.folder import RunFolder
 from bincls.training.config import DEVICES, TrainConfig
 from bincls.training.preflight import preflight
-from bincls.training.recipes import Resolved, weights_at_hand
-from bincls.training.run_folder import RunFolder
+from bincls.training.recipes import Resolved
 from pages.support import keys
 from pages.support.messages import page_words
 

@@ -9,7 +9,7 @@ import streamlit as st
 
 from bincls import BinclsError
 from bincls.inference.intervals import fmt_interval
-from bincls.training.run_folder import RunFolder
+from bincls.runs.folder import RunFolder
 from pages.support import keys, loaders
 from pages.support.messages import show_error
 
@@ -119,7 +119,7 @@ def _test_pair(pair: tuple[str, str]) -> None:
 
 
 def _short(run: RunFolder) -> str:
-    from bincls.training.run_summary import summarize
+    from bincls.runs.summary import summarize
 
     return f"`{run.id.rsplit('-', 1)[-1]}` ({summarize(run).model or '?'})"
 

@@ -9,8 +9,8 @@ import pandas as pd
 import streamlit as st
 from PIL import ImageOps
 
-from bincls.training.run_folder import RunFolder
-from bincls.training.run_summary import summarize
+from bincls.runs.folder import RunFolder
+from bincls.runs.summary import summarize
 from pages.support import keys, loaders
 from pages.support.formatting import run_label
 

@@ -9,8 +9,8 @@ import shutil
 from appsupport import button, open_page
 
 from bincls.paths import SAMPLE_DATA, runs_dir
-from bincls.training.run_folder import RunFolder
-from bincls.training.run_summary import summarize
+from bincls.runs.folder import RunFolder
+from bincls.runs.summary import summarize
 from pages.support import run_pieces
 from pages.support.keys import CURRENT_RUN, RUNS_TABLE
 from pages.support.messages import page_words

@@ -12,9 +12,9 @@ from appsupport import open_page
 from streamlit.testing.v1 import AppTest
 
 from bincls.paths import SAMPLE_DATA, runs_dir
+from bincls.runs.folder import RunFolder
 from bincls.training.config import TrainConfig
 from bincls.training.loop import train
-from bincls.training.run_folder import RunFolder
 from pages.support.keys import CURRENT_RUN, RUNS_TABLE
 
 

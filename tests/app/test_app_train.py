@@ -13,9 +13,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from bincls.paths import SAMPLE_DATA, runs_dir
-from bincls.training.launcher import active_run, stop_run
+from bincls.runs.active import active_run
+from bincls.runs.folder import ACTIVE
+from bincls.training.launcher import stop_run
 from bincls.training.recipes import RECIPES
-from bincls.training.run_folder import ACTIVE
 from pages.support import train_settings
 from pages.support.keys import TRAIN_KEYS
 

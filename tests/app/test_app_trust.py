@@ -17,9 +17,9 @@ from bincls.inference.evaluate import evaluate
 from bincls.inference.intervals import fmt_interval, wilson
 from bincls.inference.predict import Predictor
 from bincls.paths import SAMPLE_DATA, runs_dir
+from bincls.runs.folder import RunFolder
 from bincls.training.config import TrainConfig
 from bincls.training.loop import train
-from bincls.training.run_folder import RunFolder
 from pages.support.keys import PREDICT_UPLOADS, RUNS_TABLE
 from pages.support.trust_views import UNLIKE, verdict
 

@@ -12,9 +12,9 @@ from bincls.compute import plan_compute, tune_allocator
 from bincls.data.decode_cache import load_or_decode, parse_bytes
 from bincls.data.images import load_rgb
 from bincls.data.transforms import Augment, BatchTransform, Preprocess, build_eval_transform, train_margin
+from bincls.runs.folder import RunFolder
 from bincls.training.config import TrainConfig
 from bincls.training.loop import train
-from bincls.training.run_folder import RunFolder
 
 
 def _paths(sample_dir, n=6):

@@ -29,8 +29,10 @@ from browser import (
     set_number,
 )
 
-from bincls.training.launcher import active_run, stop_run
-from bincls.training.run_folder import ACTIVE, RunFolder, pid_alive
+from bincls.runs.active import active_run
+from bincls.runs.folder import ACTIVE, RunFolder
+from bincls.runs.process import pid_alive
+from bincls.training.launcher import stop_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -31,10 +31,10 @@ from playwright.sync_api import expect
 from bincls.data.overlay import load_decisions
 from bincls.inference.predict import Predictor
 from bincls.paths import SAMPLE_DATA
+from bincls.runs.folder import RunFolder, list_runs
+from bincls.runs.summary import summarize
 from bincls.training.config import TrainConfig
 from bincls.training.loop import train
-from bincls.training.run_folder import RunFolder, list_runs
-from bincls.training.run_summary import summarize
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 WAIT = 180_000

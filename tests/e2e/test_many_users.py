@@ -33,8 +33,9 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from bincls.paths import SAMPLE_DATA, runs_dir, uploads_dir
+from bincls.runs.active import active_run
 from bincls.training.config import TrainConfig
-from bincls.training.launcher import active_run, start_training, stop_and_wait
+from bincls.training.launcher import start_training, stop_and_wait
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -15,7 +15,7 @@ from bincls.inference.batch_predict import (
 )
 from bincls.inference.predict import Predictor
 from bincls.paths import SAMPLE_DATA
-from bincls.training.run_folder import RunFolder
+from bincls.runs.folder import RunFolder
 
 
 def _items(n: int) -> list[tuple[str, str]]:

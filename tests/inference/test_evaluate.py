@@ -27,9 +27,9 @@ from bincls.inference.evaluate import (
 )
 from bincls.inference.predict import Predictor, thumbnail_data_uri
 from bincls.paths import SAMPLE_DATA
+from bincls.runs.folder import RunFolder
 from bincls.training.config import TrainConfig
 from bincls.training.loop import train
-from bincls.training.run_folder import RunFolder
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +181,8 @@ def test_thumbnail_data_uri():
 
 
 def test_evaluating_a_runs_test_split_is_kept_for_the_runs_table(run):
-    from bincls.training.run_summary import TEST_RESULT_FILE, saved_test_result, summarize
+    from bincls.runs.results import TEST_RESULT_FILE, saved_test_result
+    from bincls.runs.summary import summarize
 
     (run.path / TEST_RESULT_FILE).unlink(missing_ok=True)  # the module's evaluation of the original
     assert summarize(run).test_accuracy is None

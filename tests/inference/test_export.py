@@ -28,7 +28,7 @@ from bincls.inference.predict import Predictor
 from bincls.models import build_model, model_config
 from bincls.models.checkpoint import make_checkpoint
 from bincls.paths import SAMPLE_DATA
-from bincls.training.run_folder import RunFolder
+from bincls.runs.folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[2]
 

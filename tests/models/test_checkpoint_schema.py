@@ -32,7 +32,7 @@ def _model(key, value):
 
 # What is damaged -> the words the message must have.
 DAMAGE = {
-    "img_size 40000": (_model("img_size", 40_000), "img_size must be a whole number from 16 to 1024"),
+    "img_size 40000": (_model("img_size", 40_000), "img_size must be a whole number from 32 to 1024"),
     "img_size text": (_model("img_size", "224"), "model_config.img_size"),
     "no state_dict": (_without("state_dict"), "it has no state_dict"),
     "no model_config": (_without("model_config"), "it has no model_config"),

@@ -16,11 +16,12 @@ import torch
 from bincls import BinclsError
 from bincls.models.checkpoint import load_model, read_checkpoint
 from bincls.paths import PROJECT_ROOT
+from bincls.runs.folder import RunFolder
+from bincls.runs.process import pid_alive
 from bincls.training.config import TrainConfig
 from bincls.training.events import Listener
 from bincls.training.launcher import check_resumable, resume_training, start_training
 from bincls.training.loop import train
-from bincls.training.run_folder import RunFolder, pid_alive
 
 FAST = {"epochs": 4, "img_size": 48, "batch_size": 16, "workers": 0, "patience": 0}
 

@@ -11,9 +11,9 @@ from PIL import Image
 
 from bincls.inference.predict import Predictor
 from bincls.models.checkpoint import read_checkpoint
+from bincls.runs.folder import RunFolder
 from bincls.training.config import TrainConfig
 from bincls.training.loop import train
-from bincls.training.run_folder import RunFolder
 
 
 def _two_tone_folder(root, n: int = 80, seed: int = 0):

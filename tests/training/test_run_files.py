@@ -22,10 +22,10 @@ from bincls.data.split import load_split
 from bincls.inference.evaluate import evaluate
 from bincls.models.checkpoint import read_checkpoint
 from bincls.paths import PROJECT_ROOT, runs_dir
+from bincls.runs.folder import RunFolder
 from bincls.training.config import TrainConfig
 from bincls.training.events import Listener
 from bincls.training.loop import train
-from bincls.training.run_folder import RunFolder
 
 TINY = {"epochs": 2, "img_size": 32, "batch_size": 8, "workers": 0, "patience": 0}
 

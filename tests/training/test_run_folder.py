@@ -8,9 +8,10 @@ import time
 import pytest
 
 from bincls import BinclsError
+from bincls.runs.active import BusyError, active_run
+from bincls.runs.folder import RunFolder, list_runs
 from bincls.training.config import TrainConfig
-from bincls.training.launcher import BusyError, active_run, start_training, stop_run
-from bincls.training.run_folder import RunFolder, list_runs
+from bincls.training.launcher import start_training, stop_run
 
 
 def test_status_and_metrics_files(tmp_path):

@@ -10,10 +10,10 @@ import torch
 
 from bincls import BinclsError
 from bincls.models.checkpoint import load_model, read_checkpoint
+from bincls.runs.folder import RunFolder
 from bincls.training.config import TrainConfig
 from bincls.training.events import Listener
 from bincls.training.loop import train
-from bincls.training.run_folder import RunFolder
 
 FAST = {"epochs": 2, "img_size": 48, "batch_size": 16, "workers": 0}
 

@@ -17,11 +17,11 @@ from streamlit.testing.v1 import AppTest
 from bincls import BinclsError
 from bincls.models.checkpoint import read_checkpoint
 from bincls.paths import PROJECT_ROOT
+from bincls.runs.folder import RunFolder, list_runs
 from bincls.training.config import TrainConfig
 from bincls.training.events import Listener
 from bincls.training.launcher import start_training
 from bincls.training.loop import train
-from bincls.training.run_folder import RunFolder, list_runs
 from pages.support.keys import TRAIN_KEYS
 
 TINY = {"epochs": 3, "img_size": 32, "batch_size": 16, "workers": 0, "patience": 0}

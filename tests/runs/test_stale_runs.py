@@ -14,9 +14,11 @@ from appsupport import open_page
 
 from bincls import BinclsError
 from bincls.paths import PROJECT_ROOT, runs_dir
+from bincls.runs.active import BusyError, active_run
+from bincls.runs.folder import ACTIVE, RunFolder
+from bincls.runs.process import pid_alive
 from bincls.training.config import TrainConfig
-from bincls.training.launcher import BusyError, active_run, check_resumable, claim_new_run, stop_run
-from bincls.training.run_folder import ACTIVE, RunFolder, pid_alive
+from bincls.training.launcher import check_resumable, claim_new_run, stop_run
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import threading
 
-from bincls.training.run_folder import RunFolder
-from bincls.training.run_records import parse_metrics
+from bincls.runs.folder import RunFolder
+from bincls.runs.records import parse_metrics
 
 
 class MetricsTail:

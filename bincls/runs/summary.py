@@ -11,18 +11,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bincls.errors import BinclsError
-from bincls.inference.metrics import TIED_STD, chance_verdict
-from bincls.training.config import DEFAULT_LR, read_run_config
-from bincls.training.run_folder import ACTIVE, RunFolder, list_runs, read_json, write_json_atomic
+from bincls.chance import TIED_STD, chance_verdict
+from bincls.runs.folder import ACTIVE, RunFolder, list_runs
+from bincls.runs.names import run_name
+from bincls.runs.results import saved_test_result
 
 ENDED_EARLY = ("failed", "interrupted", "stopped")  # states a run can be resumed from
-# A name given after the run started: a file of its own, so that it never races the trainer's writes of
-# status.json, and config.json stays what repeats the run.
-NAME_FILE = "name.txt"
-MAX_NAME = 200
-# The run's own test split, evaluated at its saved threshold (written by `inference.evaluate`).
-TEST_RESULT_FILE = "test_result.json"
 
 
 @dataclass(frozen=True)
@@ -31,7 +25,7 @@ class RunSummary:
     state: str  # queued, running, finished, stopped, failed, interrupted (or unknown)
     model: str
     optimizer: str
-    lr: float | None  # the one set, else the optimizer's default
+    lr: float | None  # as the run's config.json has it (a preset always fills it in)
     data: list[str] = field(default_factory=list)
     name: str | None = None  # given on the Train page (config) or later (name.txt)
     preset: str | None = None  # the recipe that filled in the settings
@@ -107,7 +101,7 @@ def summarize(run: RunFolder, epochs: list[dict] | None = None) -> RunSummary:
         state=state,
         model=cfg.get("model") or status.get("model", ""),
         optimizer=optimizer,
-        lr=cfg.get("lr") or DEFAULT_LR.get(optimizer),
+        lr=cfg.get("lr"),
         data=[str(p) for p in cfg.get("data", [])],
         name=run_name(run, cfg),
         preset=cfg.get("preset") or status.get("preset"),
@@ -137,61 +131,6 @@ def _duration(status: dict) -> float | None:
     if not (started and finished):
         return None
     return max(status.get("elapsed_s") or 0.0, finished - started)
-
-
-def run_name(run: RunFolder, cfg: dict | None = None) -> str | None:
-    """The name given later (name.txt), else the one the run started with (config.json), else None."""
-    try:
-        given = (run.path / NAME_FILE).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        given = ""
-    return given or (cfg if cfg is not None else run.config()).get("name") or None
-
-
-def set_run_name(run: RunFolder, name: str) -> str | None:
-    """Name (or rename) a run; an empty name goes back to the one it started with. Returns the name."""
-    clean = " ".join("".join(ch if ch.isprintable() else " " for ch in name).split())
-    if len(clean) > MAX_NAME:
-        raise BinclsError(f"A run name has at most {MAX_NAME} characters; this one has {len(clean)}.")
-    path = run.path / NAME_FILE
-    try:
-        if clean:
-            tmp = path.with_name(f".{NAME_FILE}.{os.getpid()}.tmp")
-            tmp.write_text(clean + "\n", encoding="utf-8")
-            os.replace(tmp, path)
-        else:
-            path.unlink(missing_ok=True)
-    except OSError as exc:
-        raise BinclsError(f"Could not write the name into {path}: {exc.strerror or exc}. "
-                          "Make the runs folder writable.") from None  # fmt: skip
-    return run_name(run)
-
-
-def saved_test_result(run: RunFolder) -> dict | None:
-    """The run's last evaluation on its own test split, when it is of the checkpoint the run has now."""
-    result = read_json(run.path / TEST_RESULT_FILE)
-    if not isinstance(result, dict):
-        return None
-    ckpt = run.path / str(result.get("checkpoint", ""))
-    try:
-        current = ckpt.is_file() and abs(ckpt.stat().st_mtime - float(result.get("checkpoint_mtime"))) < 1e-3
-    except (TypeError, ValueError):
-        return None
-    return result if current else None
-
-
-def keep_test_result(run: RunFolder, checkpoint: Path, metrics: dict) -> None:
-    """Record an evaluation of the run's test split beside it (the Runs table shows it); a runs folder that
-    cannot be written only loses the record."""
-    keys = ("n", "accuracy", "balanced_accuracy", "auroc", "f1", "loss", "threshold", "p_std")
-    record = {k: metrics.get(k) for k in keys} | {
-        "checkpoint": checkpoint.name, "checkpoint_mtime": checkpoint.stat().st_mtime,
-        "negatives": sum(metrics["confusion_matrix"][0]), "positives": sum(metrics["confusion_matrix"][1]),
-    }  # fmt: skip
-    try:
-        write_json_atomic(run.path / TEST_RESULT_FILE, record)
-    except OSError:
-        pass
 
 
 def learned_nothing(status: dict, cfg: dict, epochs: list[dict] | None = None) -> str | None:
@@ -226,7 +165,7 @@ def _as_epoch(best: dict | None) -> dict | None:
 def likely_cause(status: dict, cfg: dict, tied: bool) -> str:
     """The most likely reason a run learned nothing, from its settings and data, with what to try."""
     n_train, done = status.get("train_images") or 0, status.get("epochs_done") or 0
-    lr = cfg.get("lr") or DEFAULT_LR.get(cfg.get("optimizer", ""))
+    lr = cfg.get("lr")
     if tied:
         return (f"the learning rate ({lr:g}) is too high for this model, so its units stopped responding; "
                 "try a 10x lower one, or the Auto recipe.") if lr else "the training diverged."  # fmt: skip
@@ -239,15 +178,6 @@ def likely_cause(status: dict, cfg: dict, tied: bool) -> str:
     return ("the pretrained features do not separate the two classes: check on the Data page that the "
             "folders hold what their names say (mixed-up labels look like this), or fine-tune the whole "
             "network (the Best recipe).")
-def config_problem(run: RunFolder) -> str | None:
-    """Why the run's config.json does not read back as settings (edited by hand), or None."""
-    try:
-        read_run_config(run.path)
-    except BinclsError as exc:
-        return str(exc)
-    return None
-
-
 def runs_with_checkpoint(runs_dir: str | os.PathLike | None = None) -> list[RunFolder]:
     """Runs that are over and have a checkpoint to evaluate or predict with, newest first."""
     out = []

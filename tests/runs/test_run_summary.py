@@ -8,18 +8,12 @@ import os
 import pytest
 
 from bincls import BinclsError
-from bincls.inference.metrics import chance_verdict
-from bincls.training.run_folder import RunFolder
-from bincls.training.run_summary import (
-    config_problem,
-    console_tail,
-    epoch_records,
-    keep_test_result,
-    runs_with_checkpoint,
-    saved_test_result,
-    set_run_name,
-    summarize,
-)
+from bincls.chance import chance_verdict
+from bincls.runs.folder import RunFolder
+from bincls.runs.names import set_run_name
+from bincls.runs.results import keep_test_result, saved_test_result
+from bincls.runs.summary import console_tail, epoch_records, runs_with_checkpoint, summarize
+from bincls.training.config import config_problem
 
 GONE_PID = 2**22 + 12345  # no such process
 
@@ -41,7 +35,7 @@ def test_a_finished_run(tmp_path):
                best_epoch=2, best_val_accuracy=0.7)  # fmt: skip
     s = summarize(run)
     assert (s.id, s.state, s.model, s.optimizer) == (run.id, "finished", "small-cnn", "sgd")
-    assert s.lr == 1e-2  # sgd's default: the run did not set one
+    assert s.lr is None  # as config.json has it: a run written by hand without one (presets always set it)
     assert s.data == ["/data/ants", "/data/bees"] and s.created is not None
     assert (s.epochs_done, s.epochs_asked, s.duration_s) == (3, 3, 90.0)
     assert (s.best_epoch, s.best_val_accuracy, s.best_record) == (2, 0.7, None)  # no epochs given
@@ -75,13 +69,13 @@ def test_a_live_run_and_a_failed_one(tmp_path):
 def test_a_hand_edited_config_is_named_not_raised(tmp_path):
     run = _run(tmp_path, "finished")
     (run.path / "config.json").write_text(json.dumps({"data": ["x"], "epochs": "many"}))
-    assert "epochs must be a whole number >= 1" in config_problem(run)
+    assert "epochs must be a whole number from 1 to 10000" in config_problem(run.path)
     (run.path / "config.json").write_text("[1, 2]")
     s = summarize(run)  # a config that is no object reads as no settings
-    assert s.model == "" and s.epochs_asked is None and config_problem(run)
+    assert s.model == "" and s.epochs_asked is None and config_problem(run.path)
     good = RunFolder.create(tmp_path, "ok")
     good.write_config({"data": ["x"], "epochs": 2})
-    assert config_problem(good) is None
+    assert config_problem(good.path) is None
 
 
 def test_runs_with_checkpoint_are_the_ended_ones_with_a_pt(tmp_path):

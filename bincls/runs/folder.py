@@ -7,11 +7,7 @@ any moment, never sees half a file. metrics.jsonl is only appended to and flushe
 
 from __future__ import annotations
 
-import errno
-import json
-import math
 import os
-import re
 import secrets
 import shutil
 import time
@@ -20,163 +16,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from bincls.errors import BinclsError
+from bincls.json_files import json_text, read_json, reserve_space, with_space_reserve, write_json_atomic
 from bincls.paths import runs_dir as default_runs_dir
-from bincls.training.run_records import MetricsLog, clean_status, parse_metrics
+from bincls.runs.process import pid_alive, process_fields, process_started
+from bincls.runs.records import MetricsLog, clean_status, parse_metrics
 
 STATES = ("queued", "running", "stopped", "finished", "failed")
 ACTIVE = ("queued", "running")
 STOP_FILE = "STOP"
-
-
-def json_safe(obj: Any) -> Any:
-    """JSON has no NaN/inf: write them as null so every line stays valid JSON for any reader."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
-
-
-def json_text(obj: Any, **kwargs: Any) -> str:
-    """JSON that any reader can read back: NaN and inf as null; characters as they are, unless a name
-    holds bytes that are not UTF-8 (Python keeps them as lone surrogates), which are then escaped."""
-    safe = json_safe(obj)
-    text = json.dumps(safe, ensure_ascii=False, **kwargs)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(safe, ensure_ascii=True, **kwargs)
-    return text
-
-
-# Kept in every run folder and given up when the disk is full, so that the run can still record why
-# it failed: a status.json and a log line need a few kilobytes.
-RESERVE_NAME = ".space-reserve"
-RESERVE_BYTES = 128 * 1024
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-
-
-def reserve_space(folder: str | os.PathLike) -> None:
-    """(Re)create the folder's space reserve; best effort (a full or read-only disk goes without)."""
-    target = Path(folder) / RESERVE_NAME
-    try:
-        if not target.exists() or target.stat().st_size < RESERVE_BYTES:
-            with open(target, "wb") as f:
-                f.write(b"\0" * RESERVE_BYTES)
-    except OSError:
-        pass
-
-
-def _with_space(folder: Path, write) -> None:
-    """Run `write()`; when the disk is full, give up the folder's reserve once and try again."""
-    try:
-        write()
-    except OSError as exc:
-        reserve = folder / RESERVE_NAME
-        if exc.errno not in _NO_SPACE or not reserve.exists():
-            raise
-        reserve.unlink()
-        write()
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    text = json_text(obj, indent=1)
-
-    def write() -> None:
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
-
-    _with_space(path.parent, write)
-
-
-def read_json(path: str | os.PathLike, default: Any = None) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):  # also a file cut inside a character (UnicodeDecodeError)
-        return default
-
-
-_TMP = re.compile(r"\.(\d+)\.tmp$")
-
-
-def remove_stale_temp_files(folder: str | os.PathLike) -> list[str]:
-    """Delete the half-written `*.<pid>.tmp` files that a killed process left in `folder` (those of a
-    process that is still running are its saves in progress); returns their names."""
-    gone = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return gone
-    for name in names:
-        m = _TMP.search(name)
-        if m and not psutil.pid_exists(int(m.group(1))):
-            try:
-                os.unlink(os.path.join(folder, name))
-                gone.append(name)
-            except OSError:
-                pass
-    return gone
-
-
-def process_started(pid: int) -> float | None:
-    """When process `pid` started (seconds since the epoch), or None when there is no such process."""
-    try:
-        return psutil.Process(int(pid)).create_time()
-    except (psutil.Error, ValueError, TypeError):
-        return None
-
-
-def process_fields(pid: int) -> dict:
-    """What a status records of a run's process: its pid, and its start time, which tells it apart from
-    an unrelated process that got the same pid later (after a reboot, or once pids wrap around)."""
-    return {"pid": pid, "pid_started": process_started(pid)}
-
-
-# Words in the command line of a process that trains: `python -m bincls train`, torchrun.
-_TRAINING_COMMANDS = ("bincls", "torch.distributed.run", "torchrun")
-
-
-def pid_alive(pid: Any, started: Any = None) -> bool:
-    """True while process `pid` runs and is the one that was recorded: the process that started at
-    `started` (psutil's create_time) when that is known; without it (a status written by hand or by an
-    old release), a process whose command line says it trains. A pid reused by an unrelated program,
-    after a reboot or once pids wrap around, is not alive."""
-    if not (isinstance(pid, int) and not isinstance(pid, bool) and pid > 0):
-        return False  # never waitpid(-1) or (0): those mean "any child"
-    try:
-        # A finished child of this process stays a zombie until reaped: reap it, it is gone.
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except (ChildProcessError, OSError, OverflowError):
-        pass
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        if isinstance(started, (int, float)) and not isinstance(started, bool):
-            return abs(proc.create_time() - float(started)) < 1.0
-        command = proc.cmdline()
-        # A process that is exiting has no command line any more: it still counts until it is gone.
-        return not command or any(word in part for part in command for word in _TRAINING_COMMANDS)
-    except psutil.AccessDenied:
-        return True  # it exists; someone else's
-    except (psutil.Error, OverflowError, ValueError):
-        return False
 
 
 @dataclass(frozen=True)
@@ -277,7 +125,7 @@ class RunFolder:
                 f.write(line)
                 f.flush()
 
-        _with_space(self.path, write)
+        with_space_reserve(self.path, write)
 
     def metrics_log(self) -> MetricsLog:
         """The usable lines of metrics.jsonl and the numbers of the damaged ones (see `run_records`)."""
@@ -298,7 +146,7 @@ class RunFolder:
             with open(self.log_path, "a", encoding="utf-8", errors="backslashreplace") as f:
                 f.write(f"{stamp} {message}\n")
 
-        _with_space(self.path, write)
+        with_space_reserve(self.path, write)
 
     def save_checkpoint(self, name: str, checkpoint: dict) -> Path:
         """torch.save to a temp file, then rename: the previous checkpoint survives a failed save.

@@ -9,25 +9,13 @@ a status field of the wrong type is dropped and named, never a traceback.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-
-def is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+from bincls.checks import int_at_least, is_int, is_number, optional
 
 
-def is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _number_or_null(v: Any) -> bool:
-    return v is None or is_number(v)
-
-
-def _int_at_least(low: int):
-    return lambda v: is_int(v) and v >= low
+_number_or_null = optional(is_number)
 
 
 def _text(v: Any) -> bool:
@@ -37,17 +25,17 @@ def _text(v: Any) -> bool:
 # status.json: the type each known field must have. Unknown fields are kept (other releases add some).
 STATUS_FIELDS = {
     "state": _text,
-    "pid": _int_at_least(1),
+    "pid": int_at_least(1),
     "pid_started": is_number,
-    "processes": _int_at_least(1),
+    "processes": int_at_least(1),
     **dict.fromkeys(("created", "started", "finished", "updated"), is_number),
     **dict.fromkeys(("error", "message", "model", "run_id", "device", "device_name", "data_mode"),
                     lambda v: v is None or isinstance(v, str)),
     **dict.fromkeys(("epoch", "step", "global_step", "resumes", "epochs_done", "resumed_from_epoch"),
-                    _int_at_least(0)),
-    **dict.fromkeys(("epochs", "steps_per_epoch"), _int_at_least(1)),
-    **dict.fromkeys(("train_images", "val_images", "test_images", "skipped_files"), _int_at_least(0)),
-    "best_epoch": lambda v: v is None or _int_at_least(1)(v),
+                    int_at_least(0)),
+    **dict.fromkeys(("epochs", "steps_per_epoch"), int_at_least(1)),
+    **dict.fromkeys(("train_images", "val_images", "test_images", "skipped_files"), int_at_least(0)),
+    "best_epoch": optional(int_at_least(1)),
     **dict.fromkeys(("images_per_s", "eta_s", "best_val_loss", "best_val_accuracy", "pos_weight"),
                     _number_or_null),
     **dict.fromkeys(("last_epoch_metrics", "best_metrics"), lambda v: isinstance(v, dict)),
@@ -100,22 +88,22 @@ def _confusion(v: Any) -> bool:
 # index must be there; every other known key, when there, must have its type.
 RECORD_CHECKS = {
     "step": _all(
-        _needs(("epoch", "step", "steps_per_epoch"), _int_at_least(1)),
+        _needs(("epoch", "step", "steps_per_epoch"), int_at_least(1)),
         _needs(("loss",), is_number),
-        _may(("global_step", "epochs"), _int_at_least(1)),
+        _may(("global_step", "epochs"), int_at_least(1)),
         _may(("lr", "images_per_s", "eta_s", "time"), _number_or_null),
     ),
     "epoch": _all(
-        _needs(("epoch",), _int_at_least(1)),
+        _needs(("epoch",), int_at_least(1)),
         _may(("epoch_time",), is_number),
         _may(("train_loss", "train_accuracy", "val_loss", "val_accuracy"), _number_or_null),
         _may(("lr", "images_per_s", "eta_s", "best_val_loss", "time"), _number_or_null),
-        _may(("epochs",), _int_at_least(1)),
-        _may(("best_epoch",), lambda v: v is None or _int_at_least(1)(v)),
+        _may(("epochs",), int_at_least(1)),
+        _may(("best_epoch",), optional(int_at_least(1))),
         _may(("val_confusion_matrix",), _confusion),
         _vals_are_numbers,
     ),
-    "resumed": _needs(("epoch", "global_step"), _int_at_least(0)),
+    "resumed": _needs(("epoch", "global_step"), int_at_least(0)),
 }
 
 

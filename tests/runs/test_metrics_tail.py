@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import os
 
-from bincls.training import run_records
-from bincls.training.metrics_tail import MetricsTail
-from bincls.training.run_folder import RunFolder
+from bincls.runs.folder import RunFolder
+from bincls.runs.metrics_tail import MetricsTail
+from bincls.runs import records as run_records
 
 
 def _steps(run: RunFolder, first: int, last: int) -> None:
