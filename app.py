@@ -8,9 +8,9 @@ import streamlit as st
 ICON = Path(__file__).resolve().parent / "assets" / "favicon.png"
 st.set_page_config(page_title="bincls: binary image classifier", page_icon=str(ICON), layout="wide")
 
-from pages.support import keys, memory  # noqa: E402  (set_page_config must come first)
-from pages.support.sidebar import sidebar  # noqa: E402
-from pages.support.state import init_state  # noqa: E402
+from pages.support.shared import keys, memory  # noqa: E402  (set_page_config must come first)
+from pages.support.shared.sidebar import sidebar  # noqa: E402
+from pages.support.shared.state import init_state  # noqa: E402
 
 pages = {
     "Workflow": [
@@ -30,7 +30,7 @@ init_state()
 st.session_state[keys.APP_BOOTED] = True
 wanted = st.session_state.pop(keys.WANTED_PAGE, None)
 if wanted:
-    st.switch_page(wanted)  # the page a direct link asked for (see pages.support.state.require_app)
+    st.switch_page(wanted)  # the page a direct link asked for (see pages.support.shared.state.require_app)
 sidebar(live=nav.title not in ("Data", "Predict"))  # the pages with file uploaders
 with st.sidebar:
     memory.remember_browser()  # a first visit: give the browser its id cookie

@@ -96,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig.from_dict(run.config())
         from bincls.training.loop import train
 
-        result = train(cfg, listeners=_console(), run=run, resume=bool(args.resume))
+        result = train(cfg, listeners=_console(), run=run, resume=bool(args.resume), started=_process_start())
         _print_run(result)
         return 0
     if not args.paths:
@@ -110,9 +110,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = claim_new_run(resolved.config, args.runs_dir) if main_process else None
     from bincls.training.loop import train
 
-    result = train(resolved, runs_dir=args.runs_dir, listeners=_console(), run=run)
+    result = train(resolved, runs_dir=args.runs_dir, listeners=_console(), run=run, started=_process_start())
     _print_run(result)
     return 0
+
+
+def _process_start() -> float:
+    """When this process started: a time budget covers the whole command, imports and checks included."""
+    import psutil
+
+    return psutil.Process().create_time()
 
 
 def _console() -> list:

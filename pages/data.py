@@ -7,10 +7,11 @@ import streamlit as st
 
 from bincls.data.browse import IMAGE_EXTENSIONS
 from bincls.paths import SAMPLE_DATA, uploads_dir
-from pages.support import audit_review, data_choice, data_report, keys, loaders
-from pages.support.folder_browser import folder_browser
-from pages.support.messages import show_flashed, stop_on_error
-from pages.support.state import require_app
+from pages.support.data import audit_review, choice, report
+from pages.support.data.folder_browser import folder_browser
+from pages.support.shared import keys, loaders
+from pages.support.shared.messages import show_flashed, stop_on_error
+from pages.support.shared.state import require_app
 
 require_app(__file__)
 
@@ -26,7 +27,7 @@ def data_label(paths: list[str]) -> str:
     return "one folder" if len(paths) == 1 else "two class folders"
 
 
-data_choice.init()
+choice.init()
 st.title("Data")
 st.caption(
     "Point bincls at two classes of images. It only reads your folders: nothing in them is changed, "
@@ -41,7 +42,7 @@ with st.container(border=True):
     left.markdown(f"**In use:** {data_label(paths)}")
     left.caption("  \n".join(f"`{p}`" for p in paths))
     right.button(
-        "Use the sample", on_click=data_choice.use_sample, icon=":material/restart_alt:",
+        "Use the sample", on_click=choice.use_sample, icon=":material/restart_alt:",
         disabled=paths == [str(SAMPLE_DATA)], help="Go back to the bundled ants vs bees sample.",
     )  # fmt: skip
 with st.container():  # always present, so the tabs below keep their place (and the open tab) on reruns
@@ -57,12 +58,12 @@ with tab_path:
             "Dataset folder", key=keys.DATA_ROOT_INPUT, placeholder="/home/me/data/cats_vs_dogs",
             help="Two class subfolders (cats/, dogs/), or train/ and val/ [test/] each holding the same two.",
         )  # fmt: skip
-        st.form_submit_button("Use this folder", on_click=data_choice.use_typed_root, type="primary")
+        st.form_submit_button("Use this folder", on_click=choice.use_typed_root, type="primary")
     with two, st.form("data_pair_form", border=False):
         st.markdown("**Two class folders**, one per class")
         st.text_input("Class A folder", key=keys.DATA_CLASS_A_INPUT, placeholder="/home/me/data/cats")
         st.text_input("Class B folder", key=keys.DATA_CLASS_B_INPUT, placeholder="/home/me/data/dogs")
-        st.form_submit_button("Use these two folders", on_click=data_choice.use_typed_pair, type="primary")
+        st.form_submit_button("Use these two folders", on_click=choice.use_typed_pair, type="primary")
 
 with tab_browse:
     folder_browser()
@@ -84,7 +85,7 @@ with tab_upload:
                 type=sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS) + ["zip"],
                 key=f"{keys.UPLOAD_FILES[i]}-{gen}",
             )  # fmt: skip
-    st.button("Use the uploaded images", on_click=data_choice.use_uploads, type="primary",
+    st.button("Use the uploaded images", on_click=choice.use_uploads, type="primary",
               icon=":material/upload:")
 
 # 2. Check ----------------------------------------------------------------------------------------------
@@ -95,7 +96,7 @@ with stop_on_error():
 names = scan.class_names
 found, usable = scan.class_counts(), scan.class_counts(usable_only=True)
 st.caption(
-    f"Layout: {data_choice.LAYOUT_KINDS.get(scan.layout.kind, scan.layout.kind)}. "
+    f"Layout: {choice.LAYOUT_KINDS.get(scan.layout.kind, scan.layout.kind)}. "
     f"Class 0 is **{names[0]}**, class 1 is **{names[1]}**."
 )
 for note in scan.notes:
@@ -120,9 +121,9 @@ with st.expander("Rename the classes"):
         new_a = r1.text_input("Name of class 0", value=names[0])
         new_b = r2.text_input("Name of class 1", value=names[1])
         if st.form_submit_button("Rename"):
-            data_choice.rename([new_a, new_b])
+            choice.rename([new_a, new_b])
             st.rerun()
-    st.button("Back to the folder names", on_click=data_choice.rename, args=(None,),
+    st.button("Back to the folder names", on_click=choice.rename, args=(None,),
               disabled=ss[keys.CLASS_NAMES] is None)
 
 t_bal, t_size, t_skip, t_dup, t_mode, t_sample = st.tabs([
@@ -130,17 +131,17 @@ t_bal, t_size, t_skip, t_dup, t_mode, t_sample = st.tabs([
     f"Duplicates & conflicts ({len(scan.duplicates):,})", "Colour modes & formats", "Sample images",
 ])  # fmt: skip
 with t_bal:
-    data_report.class_balance(scan)
+    report.class_balance(scan)
 with t_size:
-    data_report.image_sizes(scan)
+    report.image_sizes(scan)
 with t_skip:
-    data_report.skipped_files(scan)
+    report.skipped_files(scan)
 with t_dup:
-    data_report.duplicates(scan)
+    report.duplicates(scan)
 with t_mode:
-    data_report.modes_and_formats(scan)
+    report.modes_and_formats(scan)
 with t_sample:
-    data_report.sample_images(scan, int(ss[keys.SPLIT_SEED]))
+    report.sample_images(scan, int(ss[keys.SPLIT_SEED]))
 
 # 3. Split ----------------------------------------------------------------------------------------------
 st.subheader("3. Split into train, validation and test")
@@ -153,9 +154,9 @@ if scan.layout.presplit:
         icon=":material/call_split:",
     )
 s1, s2, s3 = st.columns([2, 2, 1], gap="large")
-s1.slider("Validation share (%)", 5, 45, step=5, key=keys.SPLIT_VAL_PCT, on_change=data_choice.apply_split)
-s2.slider("Test share (%)", 0, 45, step=5, key=keys.SPLIT_TEST_PCT, on_change=data_choice.apply_split)
-s3.number_input("Seed", 0, 2**31 - 1, step=1, key=keys.SPLIT_SEED_INPUT, on_change=data_choice.apply_split,
+s1.slider("Validation share (%)", 5, 45, step=5, key=keys.SPLIT_VAL_PCT, on_change=choice.apply_split)
+s2.slider("Test share (%)", 0, 45, step=5, key=keys.SPLIT_TEST_PCT, on_change=choice.apply_split)
+s3.number_input("Seed", 0, 2**31 - 1, step=1, key=keys.SPLIT_SEED_INPUT, on_change=choice.apply_split,
                 help="The same seed gives the same split.")
 tr, va, te = ss[keys.SPLIT_RATIOS]
 st.caption(f"Train gets the rest: {tr:.0%}. Each class is split with the same shares (stratified), by file.")

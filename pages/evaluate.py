@@ -17,13 +17,13 @@ from bincls.inference.evaluate import (
     saved_threshold,
 )
 from bincls.training.config import config_problem
-from pages.support import evaluate_views as views
-from pages.support import evaluation_charts as charts
-from pages.support import keys, loaders
-from pages.support.export_panel import export_panel
-from pages.support.messages import flash, show_flashed, stop_on_error
-from pages.support.state import keep_widget_state, require_app
-from pages.support.widgets import GALLERY_COLUMNS, checkpoint_runs_or_stop, pick_run, result_gallery
+from pages.support.evaluate import metric_charts as charts
+from pages.support.evaluate import views
+from pages.support.shared import keys, loaders
+from pages.support.shared.export_panel import export_panel
+from pages.support.shared.messages import flash, show_flashed, stop_on_error
+from pages.support.shared.state import keep_widget_state, require_app
+from pages.support.shared.widgets import GALLERY_COLUMNS, checkpoint_runs_or_stop, pick_run, result_gallery
 
 require_app(__file__)
 

@@ -10,11 +10,11 @@ import streamlit as st
 from bincls import BinclsError
 from bincls.inference.batch_predict import FULL_VIEWS, class_counts
 from bincls.inference.predict import thumbnail_data_uri
-from pages.support import keys, loaders, trust_views
-from pages.support.export_panel import export_panel
-from pages.support.messages import show_error, stop_on_error
-from pages.support.state import keep_widget_state, require_app
-from pages.support.widgets import checkpoint_runs_or_stop, pick_run
+from pages.support.shared import keys, loaders, trust_views
+from pages.support.shared.export_panel import export_panel
+from pages.support.shared.messages import show_error, stop_on_error
+from pages.support.shared.state import keep_widget_state, require_app
+from pages.support.shared.widgets import checkpoint_runs_or_stop, pick_run
 
 require_app(__file__)
 

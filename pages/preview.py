@@ -13,10 +13,10 @@ from bincls import BinclsError
 from bincls.data.batch_feeds import preview_batch
 from bincls.data.transforms import Augment, Preprocess, denormalize
 from bincls.models import list_models, model_config
-from pages.support import keys, loaders
-from pages.support.charts import RGB, channel_histogram
-from pages.support.messages import show_error, stop_on_error
-from pages.support.state import require_app
+from pages.support.shared import keys, loaders
+from pages.support.shared.charts import RGB, channel_histogram
+from pages.support.shared.messages import show_error, stop_on_error
+from pages.support.shared.state import require_app
 
 require_app(__file__)
 

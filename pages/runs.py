@@ -9,9 +9,10 @@ from bincls import BinclsError
 from bincls.paths import runs_dir
 from bincls.runs.summary import summarize
 from bincls.training.config import config_problem
-from pages.support import keys, loaders, run_pieces, runs_table, trust_views
-from pages.support.messages import flash, show_flashed
-from pages.support.state import require_app, run_by_id
+from pages.support.runs import table
+from pages.support.shared import keys, loaders, run_pieces, trust_views
+from pages.support.shared.messages import flash, show_flashed
+from pages.support.shared.state import require_app, run_by_id
 
 require_app(__file__)
 
@@ -68,9 +69,9 @@ ids = [s.id for s in summaries]
 keep_selection(ids)
 st.caption(f"{len(all_runs)} run{'s' if len(all_runs) > 1 else ''} in {runs_dir()}, newest first. "
            "Tick rows to compare their curves, rename one, download its model, open it in Train, or delete.")
-event = st.dataframe(runs_table.table(summaries), key=keys.RUNS_TABLE, on_select="rerun",
+event = st.dataframe(table.table(summaries), key=keys.RUNS_TABLE, on_select="rerun",
                      selection_mode="multi-row", hide_index=True, placeholder="–",
-                     column_config=runs_table.COLUMNS)  # fmt: skip
+                     column_config=table.COLUMNS)  # fmt: skip
 ss[keys.RUNS_TABLE_IDS] = ids
 for r in all_runs:
     if (problem := config_problem(r.path)) is not None:
@@ -89,7 +90,7 @@ if c1.button("Open in Train", icon=":material/model_training:", disabled=not one
 if c2.button("Rename…", icon=":material/edit:", disabled=not one, width="stretch",
              help="Give the run a name that says what it tried"):
     ss[keys.RUNS_NEW_NAME] = selected[0].name or ""
-    runs_table.rename_dialog(selected[0], folders[selected[0].id])
+    table.rename_dialog(selected[0], folders[selected[0].id])
 if c3.button("Delete…", icon=":material/delete:", disabled=not selected, width="stretch",
              help="Asks first; a running run must be stopped before it can be deleted"):
     confirm_delete([s.id for s in selected])
@@ -100,7 +101,7 @@ if one:
     run_pieces.learned_nothing_warning(s)
     run_pieces.model_download(folders[s.id], key=f"runs_download_{s.id}")
 if selected:
-    runs_table.compare(selected, folders)
+    table.compare(selected, folders)
     trust_views.paired_test([folders[s.id] for s in selected])  # when two are ticked
 else:
     st.caption("Select runs in the table (the boxes at the left of the rows) to compare their validation "

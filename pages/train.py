@@ -5,10 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from bincls import BinclsError
-from pages.support import keys, loaders, train_form, train_panel
-from pages.support.formatting import data_label
-from pages.support.state import require_app
-from pages.support.train_settings import init_settings
+from pages.support.shared import keys, loaders
+from pages.support.shared.formatting import data_label
+from pages.support.shared.state import require_app
+from pages.support.train import form, panel
+from pages.support.train.settings import init_settings
 
 require_app(__file__)
 
@@ -37,18 +38,18 @@ def dataset_line() -> bool:
 st.title("Train")
 init_settings()
 data_ok = dataset_line()
-run = train_panel.shown_run()
-pressed = train_form.preset_section(data_ok)
-train_panel.fold_settings_for(run)
+run = panel.shown_run()
+pressed = form.preset_section(data_ok)
+panel.fold_settings_for(run)
 with st.expander("All settings (the recipe's values until you change one)", icon=":material/tune:",
                  key=keys.TRAIN_SETTINGS_OPEN, on_change="rerun"):
     left, right = st.columns([1, 1], gap="large")
     with left:
-        train_form.model_settings()
-        train_form.training_settings()
+        form.model_settings()
+        form.training_settings()
     with right:
-        train_form.show_summary()
+        form.show_summary()
 ss[keys.TRAIN_SAVED] = {k: ss[k] for k in (*keys.TRAIN_KEYS.values(), keys.TRAIN_SETTINGS_OPEN) if k in ss}
 if pressed:
-    train_panel.launch(train_panel.start)
-train_panel.run_panel(run)
+    panel.launch(panel.start)
+panel.run_panel(run)

@@ -31,7 +31,7 @@ from bincls.data.images import ImageProblem, inspect_file, load_rgb
 from bincls.data.split import SplitConfig
 from bincls.paths import SAMPLE_DATA, runs_dir, uploads_dir
 from bincls.training.config import TrainConfig, read_run_config
-from pages.support import keys
+from pages.support.shared import keys
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 ZIP = "application/zip"

@@ -150,6 +150,23 @@ def test_no_import_cycle_among_engine_modules():
     assert not cycles, cycles
 
 
+def test_a_pages_helpers_are_used_by_that_page_alone():
+    """pages/support/ is sorted by page: pages/support/<page>/ is imported only by pages/<page>.py and by
+    its own folder; what several pages use lives in pages/support/shared/."""
+    support = ROOT / "pages" / "support"
+    users: dict[str, set[str]] = {}
+    for path in [ROOT / "app.py", *sorted((ROOT / "pages").rglob("*.py"))]:
+        for folder in re.findall(r"pages\.support\.(\w+)", path.read_text()):
+            users.setdefault(folder, set()).add(str(path.relative_to(ROOT)))
+    folders = {p.name for p in support.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert "shared" in folders and not list(support.glob("*.py"))[1:], "helpers live in folders"
+    for folder in folders - {"shared"}:
+        assert (ROOT / "pages" / f"{folder}.py").is_file(), f"pages/support/{folder}/ has no page"
+        strangers = {u for u in users.get(folder, ()) if u not in (f"pages/{folder}.py",)
+                     and not u.startswith(f"pages/support/{folder}/")}  # fmt: skip
+        assert not strangers, (folder, strangers)
+
+
 def test_inference_loads_no_training_loop():
     import subprocess
     import sys

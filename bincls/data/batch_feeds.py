@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from bincls.compute import ComputePlan, plan_inference
 from bincls.data.dataset import DataSource, ImageFileDataset
@@ -56,6 +56,14 @@ class TensorBatches:
     def n_items(self) -> int:
         return len(self.x)
 
+    def sample(self, n: int, seed: int = 0) -> TensorBatches:
+        """At most `n` of the items, chosen at random (all of them when there are fewer)."""
+        if len(self.x) <= n:
+            return self
+        idx = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(seed))[:n]
+        return TensorBatches(self.x[idx], self.y[idx], self.batch_size, self.device, self.transform,
+                             channels_last=self.channels_last)  # fmt: skip
+
     def __iter__(self) -> Iterator[Batch]:
         n = len(self.x)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
@@ -87,6 +95,16 @@ class LoaderBatches:
         that still holds them waits for them at exit)."""
         self.loader = None
 
+    def sample(self, n: int, seed: int = 0) -> LoaderBatches:
+        """At most `n` of the items, chosen at random, read once by fresh workers."""
+        dataset = self.loader.dataset
+        if len(dataset) <= n:
+            return self
+        idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+        loader = DataLoader(Subset(dataset, idx), batch_size=self.loader.batch_size,
+                            num_workers=self.loader.num_workers, worker_init_fn=_worker_init)  # fmt: skip
+        return LoaderBatches(loader, self.device, self.channels_last)
+
     def __iter__(self) -> Iterator[Batch]:
         for x, y in self.loader:
             x = x.to(self.device, non_blocking=True)
@@ -109,6 +127,10 @@ class TrainingData:
     # model's out-of-distribution detector is fitted on.
     train_images: TensorBatches | LoaderBatches | None = None
     train_features: torch.Tensor | None = None
+    # The validation images' features as they are and mirrored, in fp32 as prediction computes them:
+    # with a frozen backbone, calibration, the choice of test-time augmentation and the detector reuse
+    # them instead of running the backbone on the validation images again.
+    val_views: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def close(self) -> None:
         for batches in (self.train, self.val, self.val_images, self.train_images):
@@ -199,8 +221,8 @@ def prepare_training_data(
     ty, vy = _labels(train_t), _labels(val_t)
     eval_tf = BatchTransform(pre, None)
     if frozen_model is not None and not aug.enabled:
-        feats_t, feats_v = _all_features(frozen_model, tx, vx, eval_tf, batch_size,
-                                         plan_inference(device, model_name), progress)  # fmt: skip
+        feats_t, feats_v, mirrored_v = _all_features(
+            frozen_model, tx, vx, eval_tf, batch_size, plan_inference(device, model_name), progress)
         return TrainingData(
             TensorBatches(feats_t, ty, batch_size, device, shuffle=True, generator=gen),
             TensorBatches(feats_v, vy, batch_size, device),
@@ -209,8 +231,8 @@ def prepare_training_data(
             "each epoch trains only the head.",
             _head_forward,
             TensorBatches(vx, vy, batch_size, device, eval_tf, channels_last=channels_last),
-            train_features=feats_t,
-        )
+            train_features=feats_t, val_views=(feats_v, mirrored_v),
+        )  # fmt: skip
     note = f"Images decoded in memory ({where})."
     if frozen_model is not None:
         note += (
@@ -225,12 +247,19 @@ def prepare_training_data(
     )  # fmt: skip
 
 
-def _all_features(model, tx, vx, tf, batch_size, infer, progress) -> tuple[torch.Tensor, torch.Tensor]:
-    """The backbone's features of the training and validation images, with one count over both."""
-    total, told = len(tx) + len(vx), _told(progress, "computing the backbone's features")
+def _all_features(model, tx, vx, tf, batch_size, infer, progress) -> tuple[torch.Tensor, ...]:
+    """The backbone's features of the training images (in the fastest plan measured, bf16 where it pays),
+    and of the validation images as they are and mirrored in fp32, as prediction computes them; one count
+    over all three."""
+    total, told = len(tx) + 2 * len(vx), _told(progress, "computing the backbone's features")
+    fp32 = ComputePlan(infer.device, None, infer.channels_last, "fp32, as prediction")
     feats_t = _features(model, tx, tf, batch_size, infer, told and (lambda n: told(n, total)))
-    feats_v = _features(model, vx, tf, batch_size, infer, told and (lambda n: told(len(tx) + n, total)))
-    return feats_t, feats_v
+    feats_v, mirrored_v = (
+        _features(model, vx, tf, batch_size, fp32, told and (lambda n, k=k: told(len(tx) + k * len(vx) + n,
+                                                                                  total)), mirror=bool(k))
+        for k in (0, 1)
+    )  # fmt: skip
+    return feats_t, feats_v, mirrored_v
 
 
 def _told(progress: Callable[[str, int, int], None] | None, what: str) -> Callable[[int, int], None] | None:
@@ -241,9 +270,10 @@ def _told(progress: Callable[[str, int, int], None] | None, what: str) -> Callab
 @torch.no_grad()
 def _features(
     model: nn.Module, images: torch.Tensor, tf: BatchTransform, batch_size: int, infer: ComputePlan,
-    done: Callable[[int], None] | None = None,
+    done: Callable[[int], None] | None = None, mirror: bool = False,
 ) -> torch.Tensor:  # fmt: skip
-    """The backbone's pooled features of `images`; `done(n)` after each batch, with the images so far."""
+    """The backbone's pooled features of `images` (of their mirror images with `mirror`, flipped after the
+    transform, as test-time augmentation does); `done(n)` after each batch, with the images so far."""
     model.eval()
     if infer.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -251,6 +281,8 @@ def _features(
     for x, _ in TensorBatches(
         images, torch.zeros(len(images)), batch_size * 2, infer.device, tf, channels_last=infer.channels_last
     ):
+        if mirror:
+            x = torch.flip(x, dims=[-1])
         with infer.autocast():
             out.append(model.forward_features(x).float())
         n += len(x)

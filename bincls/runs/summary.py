@@ -42,6 +42,8 @@ class RunSummary:
     best_val_accuracy: float | None = None
     best_record: dict | None = None  # the best epoch's metrics line, when the epochs were given
     error: str | None = None  # why it failed
+    ended_by: str | None = None  # what ended training: epochs, early_stopping, time_budget, ... (status.json)
+    stop_reason: str | None = None  # the same in words, when it ended before the epochs asked for
     has_last_checkpoint: bool = False
     test_accuracy: float | None = None  # on its test split, once evaluated (TEST_RESULT_FILE)
     learned_nothing: str | None = None  # why its validation results are those of guessing, with the cause
@@ -57,6 +59,10 @@ class RunSummary:
 
     @property
     def early_stopped(self) -> bool:
+        """Early stopping (patience) ended it; runs written before `ended_by` existed: fewer epochs than
+        asked."""
+        if self.ended_by is not None:
+            return self.ended_by == "early_stopping"
         return self.state == "finished" and self.epochs_done < (self.epochs_asked or 0)
 
     @property
@@ -118,6 +124,8 @@ def summarize(run: RunFolder, epochs: list[dict] | None = None) -> RunSummary:
         best_val_accuracy=status.get("best_val_accuracy"),
         best_record=next((r for r in epochs or [] if r.get("epoch") == best_epoch), None),
         error=status.get("error"),
+        ended_by=status.get("ended_by"),
+        stop_reason=status.get("stop_reason"),
         has_last_checkpoint=run.last_checkpoint.exists(),
         test_accuracy=(saved_test_result(run) or {}).get("accuracy"),
         learned_nothing=None if state in ACTIVE else learned_nothing(status, cfg, epochs),

@@ -301,6 +301,11 @@ class TrainConfig:
             raise BinclsError(f"The run config is incomplete or wrong: {exc}") from None
 
 
+def page_settings() -> dict[str, dataclasses.Field]:
+    """The settings the Train page shows, in the schema's order, by name."""
+    return {f.name: f for f in dataclasses.fields(TrainConfig) if f.metadata["page"] is not None}
+
+
 def _split_shares(text: str) -> list[float]:
     from bincls.data.split import SplitConfig  # the split's own parser: "70,20,10" and two shares work too
 

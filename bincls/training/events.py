@@ -20,6 +20,8 @@ from bincls.runs.process import process_fields
 class Listener:
     """Override what you need; every hook is a no-op by default."""
 
+    def attempt_started(self) -> None: ...
+
     def run_started(self, info: dict) -> None: ...
 
     def message(self, text: str) -> None: ...
@@ -66,9 +68,14 @@ class RunFolderWriter(Listener):
         self.run = run
         self._last_status = 0.0
         self._beat_chance = run.status().get("beat_chance_epoch")  # kept over a resume
+        self._stage: tuple[str, float, int] | None = None  # (what, when it began, done then): for its ETA
+
+    def attempt_started(self) -> None:
+        """The process works on the run from now (checking files, features): it is running, not queued."""
+        self.run.set_status(state="running", **process_fields(os.getpid()), started=time.time())
 
     def run_started(self, info: dict) -> None:
-        self.run.set_status(state="running", **process_fields(os.getpid()), started=time.time(), **info)
+        self.run.set_status(state="running", **process_fields(os.getpid()), **info)
         self.run.log(f"started: {info.get('model')} on {info.get('device')}")
 
     def message(self, text: str) -> None:
@@ -76,12 +83,18 @@ class RunFolderWriter(Listener):
         self.run.set_status(message=text, preparing=None)
 
     def preparing(self, what: str, done: int, total: int) -> None:
-        """Work before the first step (decoding, the backbone's features), as a count for a progress bar."""
+        """Work outside the epochs (decoding, the backbone's features, calibration), as a count for a
+        progress bar, with the time this stage still needs at its pace so far."""
         now = time.monotonic()
+        if self._stage is None or self._stage[0] != what or done < self._stage[2]:
+            self._stage = (what, now, done)
         if done < total and now - self._last_status < self.STATUS_EVERY_S:
             return
         self._last_status = now
-        self.run.set_status(preparing={"what": what, "done": done, "total": total})
+        _, began, first = self._stage
+        rate = (done - first) / (now - began) if done > first and now > began else None
+        eta = (total - done) / rate if rate else None
+        self.run.set_status(preparing={"what": what, "done": done, "total": total, "eta_s": eta})
 
     def resumed(self, info: dict) -> None:
         # The marker tells readers that steps logged after this point of the killed attempt are void.

@@ -21,6 +21,7 @@ from bincls.inference.logits import predict_logits
 from bincls.inference.metrics import binary_metrics
 from bincls.json_files import remove_stale_temp_files, reserve_space
 from bincls.runs.folder import RunFolder
+from bincls.training import budget
 from bincls.training.config import TrainConfig
 from bincls.training.distributed import World, any_flags, gather, min_value, sum_values, world_from_env
 from bincls.training.distributed import stop as stop_world
@@ -29,7 +30,7 @@ from bincls.training.finish import finish_model
 from bincls.training.phases import enter_phase, head_epochs
 from bincls.training.recipes import Resolved, is_resolved, resolve
 from bincls.training.setup import setup
-from bincls.training.state import FINISH_SHARE, TrainingState
+from bincls.training.state import TrainingState
 from bincls.training.stopping import StopFlag, StopRequested
 
 
@@ -48,6 +49,7 @@ def train(
     listeners: list[Listener] | None = None,
     run: RunFolder | None = None,
     resume: bool = False,
+    started: float | None = None,
 ) -> TrainResult:
     """Train one model and keep a run folder; returns when finished, stopped or failed (raises).
 
@@ -58,7 +60,7 @@ def train(
     (weights, optimizer, scheduler, step) on the split saved in the run. Under torchrun every process
     calls this; only rank 0 writes.
     """
-    started = time.time()
+    started = started or time.time()  # the time budget counts from here (the CLI: its process's start)
     world = world_from_env()
     if resume and run is None:
         raise BinclsError("Resuming needs the run folder to continue.")
@@ -70,6 +72,7 @@ def train(
         cfg, note = resolved.config, resolved.note
     run = _open_run(cfg, runs_dir, run, resume, note is not None) if world.is_main else None
     emit = Emitter(_listeners(cfg, run, listeners) if world.is_main else [])
+    emit("attempt_started")  # running from now: checking files and computing features are part of the run
     if note:
         if run is not None:
             run.set_status(preset_note=note)
@@ -162,18 +165,16 @@ class _Diverged(Exception):
     """The training loss became NaN or infinite."""
 
 
-class _OverBudget(Exception):
-    """The time budget ran out in the middle of an epoch."""
-
-
 def fit(state: TrainingState, stop: StopFlag) -> TrainResult:
     """Epochs until done, stopped early by a callback or the time budget, or stopped on request."""
     emit = state.emit
-    result = "finished"
+    result, ended_by = "finished", "epochs"
     try:
         while state.epoch < state.epochs:
             epoch = state.epoch + 1
-            _before_epoch(state, epoch)
+            if not _before_epoch(state, epoch):
+                ended_by = "time_budget"
+                break
             t0 = time.perf_counter()
             train_metrics = train_one_epoch(state, epoch, stop)
             stop.check()
@@ -183,20 +184,35 @@ def fit(state: TrainingState, stop: StopFlag) -> TrainResult:
                 callback.on_validation(state, val)
             record = _epoch_record(state, train_metrics, val, time.perf_counter() - t0)
             emit("epoch_end", record)
-            reasons = [r for c in state.callbacks if (r := c.after_epoch(state, record))]
+            reasons = [(c.name, r) for c in state.callbacks if (r := c.after_epoch(state, record))]
+            if train_metrics["cut"]:
+                reasons.append(("time_budget", state.stop_reason))
             state.saver.save_last(partial(state.last_checkpoint, epoch, epoch=epoch, metrics=record),
                                   throttle=True)
             _replan(state)
             if reasons:
-                emit("message", reasons[0])
+                ended_by, state.stop_reason = reasons[0]
+                emit("message", state.stop_reason)
                 break
+        else:
+            if state.epochs < state.cfg.epochs:  # the budget planned fewer than asked
+                ended_by = "time_budget"
+                state.stop_reason = (f"time budget: the {state.budget:.0f} s held {state.epochs} of "
+                                     f"{state.cfg.epochs} epochs")  # fmt: skip
     except StopRequested:
-        result = "stopped"
-        emit("message", f"stop requested: stopped in epoch {state.epoch + 1}")
+        result, ended_by = "stopped", "request"
+        state.stop_reason = f"stop requested: stopped in epoch {state.epoch + 1}"
+        emit("message", state.stop_reason)
         if state.global_step > 0:
             state.saver.save_last(partial(state.last_checkpoint, state.epoch, epoch=state.epoch + 1))
-    except (_Diverged, _OverBudget) as exc:
+    except _Diverged as exc:
+        ended_by = "divergence_guard"
         _fall_back(state, exc)
+    return _wrap_up(state, result, ended_by)
+
+
+def _wrap_up(state: TrainingState, result: str, ended_by: str) -> TrainResult:
+    """Write what throttling held back, go back to the best epoch, calibrate it, and say how it ended."""
     if state.global_step > 0:
         state.saver.flush()
         state.best.flush(state)
@@ -205,35 +221,47 @@ def fit(state: TrainingState, stop: StopFlag) -> TrainResult:
         state.model.load_state_dict(best.weights)  # the best epoch, not the last, is the result
     if result == "finished" and best.epoch is not None:
         finish_model(state)
-    emit("run_ended", result, {
+    state.emit("run_ended", result, {
         "best_epoch": best.epoch,
         "best_val_loss": best.metrics.get("loss"),
         "best_val_accuracy": best.metrics.get("accuracy"),
         "best_metrics": dict(best.metrics),
         "epochs_done": len(state.epoch_times),
         "elapsed_s": time.time() - state.started,
+        "ended_by": ended_by,
+        "stop_reason": state.stop_reason,
+        "time_budget": state.budget,
     })  # fmt: skip
     return TrainResult(state.run, result, best.epoch, best.metrics, state.model)
 
 
-def _before_epoch(state: TrainingState, epoch: int) -> None:
-    """Switch from the head phase to the main one when the head's epochs are done."""
+def _before_epoch(state: TrainingState, epoch: int) -> bool:
+    """Switch from the head phase to the main one when the head's epochs are done; False when the time
+    budget leaves no time for the main phase at all (the run keeps the head it trained)."""
     if state.phase == "head" and epoch > head_epochs(state):
+        if budget.must_cut(state, 0.0):
+            state.stop_reason = (f"time budget: no time left of the {state.budget:.0f} s to fine-tune "
+                                 "the whole network; keeping the head trained on the frozen backbone")
+            state.emit("message", state.stop_reason)
+            return False
         state.emit("message", f"head trained for {head_epochs(state)} epochs: fine-tuning the whole network")
         enter_phase(state, "main")
+    return True
 
 
 def _replan(state: TrainingState) -> None:
-    """With a time budget, as many more epochs as the time left holds (at most the epochs asked for).
+    """With a time budget, as many more epochs as the time left holds (at most the epochs asked for),
+    keeping back what follows the last epoch (validation, calibration).
 
     The schedule follows: it spans the planned steps, so it still ends where the budget does. Without a
     budget, or with time to spare, the plan is the epochs asked for, and runs repeat exactly.
     """
-    if state.deadline is None or state.phase != "main":
+    if state.budget is None or state.phase != "main":
         return
     recent = state.epoch_times[-3:]
-    fits = int((state.deadline - time.time()) / (sum(recent) / len(recent)))
-    planned = min_value(state.world, min(state.cfg.epochs, state.epoch + max(fits, 0)), state.device)
+    fits = budget.epochs_that_fit(state, sum(recent) / len(recent))
+    planned = min_value(state.world, min(state.cfg.epochs, state.epoch + fits), state.device)
+    planned = max(planned, state.epoch)
     if planned != state.epochs:
         was, state.epochs = state.epochs, planned
         state.phase_steps = max((planned - head_epochs(state)) * state.steps_per_epoch, 1)
@@ -245,55 +273,50 @@ def _replan(state: TrainingState) -> None:
 
 
 def _fall_back(state: TrainingState, exc: Exception) -> None:
-    """A diverged loss or a spent budget ends the run with its best checkpoint, or fails it without one."""
-    if isinstance(exc, _OverBudget):
-        used = time.time() - state.started
-        state.emit("message", f"time budget reached in epoch {state.epoch + 1}: {used:.0f} s of "
-                              f"{state.budget:.0f} s used; keeping the best checkpoint")  # fmt: skip
-        if state.best.epoch is None:
-            raise BinclsError(
-                f"The time budget of {state.budget:.0f} s ran out before the first epoch ended: give more "
-                "time (--time-budget), fewer or smaller images (--img-size), or a faster preset."
-            )
-        return
+    """A diverged loss ends the run with its best checkpoint, or fails it without one."""
     if state.best.epoch is None:
         raise BinclsError(
             f"The loss became {exc} at epoch {state.epoch + 1}: training diverged. The learning rate "
             f"({state.cfg.learning_rate:g}) is probably too high; try 10x lower."
         )
-    state.emit("message", f"the training loss became {exc} in epoch {state.epoch + 1}: training diverged, "
-                          f"so the run keeps its best checkpoint (epoch {state.best.epoch})")  # fmt: skip
+    state.stop_reason = (f"the training loss became {exc} in epoch {state.epoch + 1}: training diverged, "
+                         f"so the run keeps its best checkpoint (epoch {state.best.epoch})")  # fmt: skip
+    state.emit("message", state.stop_reason)
 
 
 def train_one_epoch(state: TrainingState, epoch: int, stop: StopFlag) -> dict:
-    """One pass over the training batches (the rest of one, after a mid-epoch resume); emits each step."""
+    """One pass over the training batches (the rest of one, after a mid-epoch resume); emits each step.
+
+    With a time budget, the epoch ends early at the last step after which validation and calibration
+    still end in time ("cut": True), so no work is thrown away."""
     steps, world, device = state.steps_per_epoch, state.world, state.device
     t0 = time.perf_counter()
     state.net.train()
-    seen, loss_sum, correct = 0, 0.0, 0
+    seen, loss_sum, correct, cut = 0, 0.0, 0, False
     first = state.skip_steps + 1 if epoch == state.epoch + 1 else 1
-    overdue = None if state.deadline is None else state.deadline + FINISH_SHARE * state.budget / 2
     for step, (x, y) in enumerate(islice(state.feed.train, steps - first + 1), start=first):
         ts = time.perf_counter()
         y = y.float().view(-1, 1)
         with state.plan.autocast():
             logits = state.net(x)
         loss = state.loss_fn(logits.float(), y)
-        late = overdue is not None and time.time() > overdue
-        flags = [stop.requested(), not torch.isfinite(loss), late]
-        stop_now, diverged, over = any_flags(world, flags, device)
+        # The first step of a run always trains: without it there is no model to keep.
+        late = state.global_step > 0 and budget.must_cut(state, state.step_s or 0.0)
+        stop_now, diverged, cut = any_flags(world, [stop.requested(), not torch.isfinite(loss), late], device)
         if stop_now:
             raise StopRequested()
         if diverged:
             raise _Diverged(loss.item())
-        if over:
-            raise _OverBudget()
+        if cut:
+            state.stop_reason = (f"time budget: epoch {epoch} ended after step {step - 1} of {steps}, so "
+                                 f"that validation and calibration end within the {state.budget:.0f} s")
+            break
         _step(state, loss)
         n = x.shape[0]
         seen += n
         loss_sum += loss.item() * n
         correct += int(((logits.detach() > 0).float() == y).sum())
-        per_step = (time.perf_counter() - t0) / (step - first + 1)
+        state.step_s = per_step = (time.perf_counter() - t0) / (step - first + 1)
         state.emit("step", {
             "kind": "step", "epoch": epoch, "epochs": state.epochs, "step": step,
             "steps_per_epoch": steps, "global_step": state.global_step, "loss": loss.item(),
@@ -303,7 +326,7 @@ def train_one_epoch(state: TrainingState, epoch: int, stop: StopFlag) -> dict:
         })  # fmt: skip
     state.skip_steps = 0
     seen, loss_sum, correct = sum_values(world, [seen, loss_sum, correct], device)
-    return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1), "seen": seen}
+    return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1), "seen": seen, "cut": cut}
 
 
 def _step(state: TrainingState, loss: torch.Tensor) -> None:
@@ -331,17 +354,20 @@ def _remaining(state: TrainingState, epoch: int, done: int, this_epoch: float, p
     in_phase = done - (head_epochs(state) if state.phase == "main" else 0)
     recent = state.epoch_times[-min(in_phase, 3) :] if in_phase > 0 else []
     per_epoch = sum(recent) / len(recent) if recent else per_epoch
-    left = this_epoch + per_epoch * max(state.epochs - epoch, 0)
-    if state.deadline is not None:
-        left = min(left, max(state.deadline - time.time(), 0.0))
+    left = this_epoch + per_epoch * max(state.epochs - epoch, 0) + budget.finish_estimate(state)
+    if (end := budget.end(state)) is not None:
+        left = min(left, max(end - time.time(), 0.0))
     return left
 
 
 def validate(state: TrainingState) -> dict:
-    """Metrics on the whole validation split (every process's share gathered)."""
+    """Metrics on the whole validation split (every process's share gathered); its time is kept, as the
+    time budget plans with it."""
+    t0 = time.perf_counter()
     logits, labels = gather(
         state.world, *predict_logits(state.model, state.feed.val, state.plan, state.feed.forward)
     )
+    state.last_val_s = time.perf_counter() - t0
     return binary_metrics(logits, labels)
 
 

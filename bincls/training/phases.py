@@ -86,6 +86,7 @@ def enter_phase(state: TrainingState, phase: str) -> None:
     if state.feed is not None:  # the previous phase's batches go before the new ones load
         state.feed.close()
     state.phase, state.feed = phase, None
+    state.step_s = state.last_val_s = None  # the time budget plans each phase at its own pace
     emit("message", "preparing the images" if phase == "main" else "computing the backbone's features")
     mcfg = state.mcfg
     pre = Preprocess(mcfg.img_size, tuple(mcfg.mean), tuple(mcfg.std))

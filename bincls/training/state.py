@@ -21,9 +21,6 @@ from bincls.training.config import TrainConfig
 from bincls.training.distributed import World
 from bincls.training.events import Emitter
 
-# Of a time budget, this share is kept for what follows the last epoch (calibration on validation).
-FINISH_SHARE = 0.08
-
 
 @dataclass
 class TrainingState:
@@ -41,7 +38,7 @@ class TrainingState:
     pos_weight: float
     emit: Emitter
     saver: CheckpointSaver
-    started: float  # time.time() when the run (this attempt's share of it included) began
+    started: float  # time.time() when the run's process began (earlier attempts' time subtracted)
     callbacks: list[Callback] = field(default_factory=list)
     epochs: int = 1  # planned: the epochs asked for, fewer when a time budget holds fewer
     epoch: int = 0
@@ -58,6 +55,9 @@ class TrainingState:
     scaler: torch.amp.GradScaler | None = None
     phase_start_step: int = 0
     phase_steps: int = 1
+    step_s: float | None = None  # seconds per training step in this phase (the time budget plans with it)
+    last_val_s: float | None = None  # seconds of the last validation pass
+    stop_reason: str | None = None  # why training ended before the planned epochs, in words
 
     @property
     def steps_per_epoch(self) -> int:
@@ -71,11 +71,6 @@ class TrainingState:
     def budget(self) -> float | None:
         """Seconds the run may take, or None."""
         return self.cfg.time_budget or None
-
-    @property
-    def deadline(self) -> float | None:
-        """When training must end (time.time()), leaving time to calibrate; None without a budget."""
-        return None if self.budget is None else self.started + self.budget * (1 - FINISH_SHARE)
 
     def checkpoint(self, **extra) -> dict:
         """The model as a checkpoint: its weights and everything needed to rebuild it and predict."""

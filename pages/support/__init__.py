@@ -1,8 +1,7 @@
-"""What the pages share, one job per module: `keys` (every session key), `state` (session defaults and
-the run being followed), `loaders` (cached engine calls), `messages` (one way to show a message or stop),
-`formatting`, `widgets` (paged table, galleries, run picker), `folder_browser`, `sidebar`, and the plotly
-builders in one style (`charts`, `evaluation_charts`). Page-specific pieces too long for a page script:
-`data_choice`, `data_report`, `train_settings`, `train_panel`, `evaluate_views`.
+"""The pages' helpers, sorted by page: one folder per page (`data/`, `train/`, `evaluate/`, `runs/`)
+holds what only that page uses; `shared/` holds what two or more pages use (session keys and state,
+cached engine calls, messages, formatting, widgets, charts, the sidebar, the export section).
 
-A subfolder of pages/, so Streamlit never takes these modules for pages.
+A subfolder of pages/, so Streamlit never takes these modules for pages. tests/test_project.py checks
+that a page's folder is used by that page alone.
 """

@@ -68,8 +68,8 @@ def test_audit_rows_are_reviewed_and_decisions_saved_beside_not_in_the_data(imag
 
 @pytest.mark.slow
 def test_a_long_review_is_paged_and_decisions_on_later_pages_are_saved(hymenoptera, imagenet_hub):
-    from pages.support.audit_review import ROWS_PER_PAGE
-    from pages.support.keys import AUDIT_PAGE, DATA_PATHS
+    from pages.support.data.audit_review import ROWS_PER_PAGE
+    from pages.support.shared.keys import AUDIT_PAGE, DATA_PATHS
 
     data = [str(hymenoptera)]
     at = data_page(**{DATA_PATHS: data})

@@ -13,7 +13,7 @@ from appsupport import button, data_page
 from streamlit.testing.v1 import AppTest
 
 from bincls.paths import SAMPLE_DATA, uploads_dir
-from pages.support import keys
+from pages.support.shared import keys
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 ZIP = "application/zip"

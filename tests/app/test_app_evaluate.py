@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from bincls.inference.predict import Predictor
 from bincls.paths import SAMPLE_DATA
-from pages.support.keys import EVAL_CELL, EVAL_FOLDER, EVAL_SOURCE, EVAL_THRESHOLD
+from pages.support.shared.keys import EVAL_CELL, EVAL_FOLDER, EVAL_SOURCE, EVAL_THRESHOLD
 
 
 def matrix(at: AppTest) -> list[list[int]]:

@@ -10,7 +10,7 @@ from appsupport import open_page
 
 from bincls.inference.evaluate import save_threshold
 from bincls.paths import SAMPLE_DATA
-from pages.support.keys import PREDICT_EXPORT
+from pages.support.shared.keys import PREDICT_EXPORT
 
 
 def export_button(at):

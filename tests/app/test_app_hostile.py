@@ -13,7 +13,7 @@ from appsupport import button, data_page, open_page
 
 from bincls.data.data_root import ENV
 from bincls.paths import SAMPLE_DATA, uploads_dir
-from pages.support import keys as common
+from pages.support.shared import keys as common
 
 OUTSIDE = "leads outside the folder this app may read"
 

@@ -8,7 +8,7 @@ from appsupport import open_page
 
 from bincls.inference.evaluate import save_threshold
 from bincls.paths import SAMPLE_DATA
-from pages.support.keys import PREDICT_FOLDER_INPUT, PREDICT_HEATMAPS, PREDICT_UPLOADS
+from pages.support.shared.keys import PREDICT_FOLDER_INPUT, PREDICT_HEATMAPS, PREDICT_UPLOADS
 
 
 def upload(name: str, data: bytes) -> tuple[str, bytes, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from pages.support import keys
+from pages.support.shared import keys
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 

@@ -11,10 +11,10 @@ from appsupport import button, open_page
 from bincls.paths import SAMPLE_DATA, runs_dir
 from bincls.runs.folder import RunFolder
 from bincls.runs.summary import summarize
-from pages.support import run_pieces
-from pages.support.keys import CURRENT_RUN, RUNS_TABLE
-from pages.support.messages import page_words
-from pages.support.widgets import best_run_id
+from pages.support.shared import run_pieces
+from pages.support.shared.keys import CURRENT_RUN, RUNS_TABLE
+from pages.support.shared.messages import page_words
+from pages.support.shared.widgets import best_run_id
 
 
 def _downloads(at) -> list[str]:

@@ -15,7 +15,7 @@ from bincls.paths import SAMPLE_DATA, runs_dir
 from bincls.runs.folder import RunFolder
 from bincls.training.config import TrainConfig
 from bincls.training.loop import train
-from pages.support.keys import CURRENT_RUN, RUNS_TABLE
+from pages.support.shared.keys import CURRENT_RUN, RUNS_TABLE
 
 
 @pytest.fixture(scope="module")

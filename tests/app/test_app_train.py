@@ -17,8 +17,8 @@ from bincls.runs.active import active_run
 from bincls.runs.folder import ACTIVE
 from bincls.training.launcher import stop_run
 from bincls.training.recipes import RECIPES
-from pages.support import train_settings
-from pages.support.keys import TRAIN_KEYS
+from pages.support.shared.keys import TRAIN_KEYS
+from pages.support.train import settings
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -118,9 +118,9 @@ def test_settings_start_from_the_recipe(monkeypatch):
     changed = {"epochs": 7, "patience": 2, "schedule": "none", "augment": False, "precision": "fp32",
                "weight_decay": 0.01}  # fmt: skip
     monkeypatch.setitem(RECIPES, "scratch", {**RECIPES["scratch"], **changed})
-    train_settings._resolved.clear()  # the page caches what the preset resolves to for a minute
+    settings._resolved.clear()  # the page caches what the preset resolves to for a minute
     at = _open_train_page()
-    train_settings._resolved.clear()
+    settings._resolved.clear()
     shown = {name: at.session_state[TRAIN_KEYS[name]] for name in changed if name != "precision"}
     assert shown == {k: v for k, v in changed.items() if k != "precision"}
 
@@ -238,3 +238,24 @@ def test_precision_and_memory_budget_reach_the_run(train_page):
     status = run.status()
     assert status["state"] == "finished" and status["precision"] == "fp32"
     assert status["data_mode"] == "stream"  # 64K is below the decoded images: it streams
+
+
+def test_every_bound_the_page_shows_is_the_schemas(imagenet_hub):
+    """The Train page draws each setting from the schema (bincls.training.config): for every number the page
+    shows, its lowest and highest values are the schema's, so the page never offers what a run refuses."""
+    from bincls.training.config import page_settings
+
+    at = _open_train_page()
+    at.selectbox(key=TRAIN_KEYS["model"]).set_value("mobilenet_v2").run()
+    at.radio(key=TRAIN_KEYS["freeze_backbone"]).set_value("finetune").run()  # shows "head epochs" too
+    checked = set()
+    for name, f in page_settings().items():
+        meta = f.metadata
+        if meta["low"] is None and meta["high"] is None:
+            continue
+        widget = at.number_input(key=TRAIN_KEYS[name])
+        scale = 60 if name == "time_budget" else 1  # the page shows minutes
+        assert (widget.min, widget.max) == (meta["low"] / scale, meta["high"] / scale), name
+        assert widget.label == meta["page"].label
+        checked.add(name)
+    assert {"lr", "label_smoothing", "img_size", "time_budget", "head_epochs"} <= checked

@@ -20,8 +20,8 @@ from bincls.paths import SAMPLE_DATA, runs_dir
 from bincls.runs.folder import RunFolder
 from bincls.training.config import TrainConfig
 from bincls.training.loop import train
-from pages.support.keys import PREDICT_UPLOADS, RUNS_TABLE
-from pages.support.trust_views import UNLIKE, verdict
+from pages.support.shared.keys import PREDICT_UPLOADS, RUNS_TABLE
+from pages.support.shared.trust_views import UNLIKE, verdict
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def test_evaluate_starts_at_the_threshold_training_chose_as_predict_does(sample_
     import torch
 
     from bincls.models.checkpoint import read_checkpoint
-    from pages.support.keys import EVAL_THRESHOLD
+    from pages.support.shared.keys import EVAL_THRESHOLD
 
     ckpt = read_checkpoint(sample_run.best_checkpoint)
     ckpt["threshold"] = 0.3  # as training's calibration places it on a larger validation split

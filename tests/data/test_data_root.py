@@ -16,7 +16,7 @@ from bincls.data.data_root import ENV, browse_home, confine, data_root
 from bincls.data.uploads import new_upload_session, safe_name, save_uploads
 from bincls.paths import SAMPLE_DATA, runs_dir, uploads_dir
 from bincls.runs.folder import RunFolder
-from pages.support import keys
+from pages.support.shared import keys
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PNG = fac.encode(fac.rgb_image(seed=3), "PNG")

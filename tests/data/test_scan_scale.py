@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 import bincls.data.scan as scan_mod
 from bincls.data.scan import ImageRecord, find_duplicates, iter_checks
-from pages.support import keys
+from pages.support.shared import keys
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "bincls" / "sample_data"

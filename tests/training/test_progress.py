@@ -27,7 +27,10 @@ def test_feature_computation_reports_its_own_count(sample_dir):
                                  frozen_model=extractor, progress=lambda *a: told.append(a))  # fmt: skip
     n_train, n_val = len(data.part("train")), len(data.part("val"))
     features = [(d, t) for w, d, t in told if w == "computing the backbone's features"]
-    assert feed.mode == "features" and features[-1] == (n_train + n_val, n_train + n_val)
+    # The validation images twice: as they are and mirrored, in fp32, for calibration to reuse.
+    total = n_train + 2 * n_val
+    assert feed.mode == "features" and features[-1] == (total, total)
+    assert feed.val_views[0].shape == feed.val_views[1].shape == (n_val, feed.val.x.shape[1])
     assert [d for d, _ in features] == sorted(d for d, _ in features) and len(features) >= 3
     assert ("decoding training images", n_train, n_train) in told  # decoding has its own count first
     assert told.index(("decoding training images", n_train, n_train)) < told.index(
@@ -49,11 +52,11 @@ def test_a_run_tells_its_listeners_how_far_the_preparation_is(sample_dir, tmp_pa
     assert run.status().get("preparing") is None  # cleared once the steps began
 
 
-def _state(epoch_times, epochs, phase="main", head=0, deadline=None):
+def _state(epoch_times, epochs, phase="main", head=0, budget=None):
     model = SimpleNamespace(pretrained=bool(head), backbone=object())
     cfg = SimpleNamespace(freeze_backbone=False, head_epochs=head, epochs=epochs)
     return SimpleNamespace(epoch_times=list(epoch_times), epochs=epochs, phase=phase, model=model, cfg=cfg,
-                           deadline=deadline, steps_per_epoch=10)  # fmt: skip
+                           budget=budget, started=time.time(), feed=None, steps_per_epoch=10)  # fmt: skip
 
 
 def test_the_eta_follows_this_phase_and_not_the_fast_head_epochs():
@@ -66,5 +69,5 @@ def test_the_eta_follows_this_phase_and_not_the_fast_head_epochs():
 
 
 def test_the_eta_never_runs_past_the_time_budget():
-    state = _state([30, 30, 30], epochs=300, phase="head", deadline=time.time() + 60)
+    state = _state([30, 30, 30], epochs=300, phase="head", budget=60)
     assert 55 <= _eta(state, 4, 1, per_step=3.0) <= 60

@@ -22,7 +22,7 @@ from bincls.training.config import TrainConfig
 from bincls.training.events import Listener
 from bincls.training.launcher import start_training
 from bincls.training.loop import train
-from pages.support.keys import TRAIN_KEYS
+from pages.support.shared.keys import TRAIN_KEYS
 
 TINY = {"epochs": 3, "img_size": 32, "batch_size": 16, "workers": 0, "patience": 0}
 APP = str(Path(__file__).resolve().parents[2] / "app.py")

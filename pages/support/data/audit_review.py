@@ -15,8 +15,8 @@ from PIL import ImageOps
 from bincls import BinclsError
 from bincls.data.browse import folder_fingerprint
 from bincls.data.overlay import forget_decisions, load_decisions, overlay_path, save_decisions
-from pages.support import keys, loaders
-from pages.support.messages import flash, show_error, show_flashed
+from pages.support.shared import keys, loaders
+from pages.support.shared.messages import flash, show_error, show_flashed
 
 ss = st.session_state
 ROWS_PER_PAGE = 20

@@ -13,8 +13,8 @@ from bincls.data import data_root
 from bincls.data.folder_layout import resolve_layout
 from bincls.data.uploads import new_upload_session, save_uploads
 from bincls.paths import SAMPLE_DATA
-from pages.support import keys
-from pages.support.messages import flash
+from pages.support.shared import keys
+from pages.support.shared.messages import flash
 
 ss = st.session_state
 LAYOUT_KINDS = {

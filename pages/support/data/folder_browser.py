@@ -11,7 +11,8 @@ import streamlit as st
 from bincls.data import data_root
 from bincls.data.browse import LIST_CAP
 from bincls.paths import SAMPLE_DATA
-from pages.support import data_choice, keys, loaders
+from pages.support.data import choice
+from pages.support.shared import keys, loaders
 
 ss = st.session_state
 
@@ -33,12 +34,12 @@ def folder_browser() -> None:
 def _toolbar(here: Path) -> None:
     with st.container(horizontal=True, vertical_alignment="bottom"):
         st.text_input("Current folder", value=str(here), disabled=True, width=560)
-        st.button("Up", icon=":material/arrow_upward:", on_click=data_choice.browse_to,
+        st.button("Up", icon=":material/arrow_upward:", on_click=choice.browse_to,
                   args=(str(here.parent),), help="Go to the parent folder",
                   disabled=here.parent == here or here == data_root.data_root())
-        st.button("Home", icon=":material/home:", on_click=data_choice.browse_to,
+        st.button("Home", icon=":material/home:", on_click=choice.browse_to,
                   args=(str(data_root.browse_home()),))
-        st.button("Sample", icon=":material/pets:", on_click=data_choice.browse_to, args=(str(SAMPLE_DATA),),
+        st.button("Sample", icon=":material/pets:", on_click=choice.browse_to, args=(str(SAMPLE_DATA),),
                   help="Go to the bundled sample's folder", disabled=data_root.data_root() is not None)
 
 
@@ -67,21 +68,21 @@ def _actions(here: Path, image_counts: dict[str, str]) -> None:
             format_func=lambda n, c=image_counts: f"{n}  ({c.get(n, '?')} images)",
         )  # fmt: skip
         with st.container(horizontal=True):
-            st.button("Open", icon=":material/folder_open:", on_click=data_choice.open_selected)
+            st.button("Open", icon=":material/folder_open:", on_click=choice.open_selected)
             for slot in "AB":
-                st.button(f"As class {slot}", on_click=data_choice.pick_selected, args=(slot,),
+                st.button(f"As class {slot}", on_click=choice.pick_selected, args=(slot,),
                           help=f"Use this subfolder as class {slot}")
-            st.button("As dataset", on_click=data_choice.use_selected,
+            st.button("As dataset", on_click=choice.use_selected,
                       help="Use this subfolder as the dataset folder (it holds the two classes)")
     st.markdown(f"**This folder** ({here.name or here})")
     # The primary action only where it fits: a folder with at least two subfolders of images.
     dataset_like = sum(1 for n in image_counts.values() if n not in ("0", "")) >= 2
     with st.container(horizontal=True):
-        st.button("Use as dataset", on_click=data_choice.use_data, args=([str(here)], "this folder"),
+        st.button("Use as dataset", on_click=choice.use_data, args=([str(here)], "this folder"),
                   type="primary" if dataset_like else "secondary",
                   help="This folder holds two class folders, or train / val [/ test] folders.")
-        st.button("Use as class A", on_click=data_choice.pick, args=("A", str(here)))
-        st.button("Use as class B", on_click=data_choice.pick, args=("B", str(here)))
+        st.button("Use as class A", on_click=choice.pick, args=("A", str(here)))
+        st.button("Use as class B", on_click=choice.pick, args=("B", str(here)))
     picks = ss[keys.BROWSE_PICKS]
     st.caption(
         f"Class A: `{picks['A'] or 'not picked'}`  \nClass B: `{picks['B'] or 'not picked'}`  \n"

@@ -11,8 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from bincls.data.scan import ScanResult
-from pages.support import charts, keys, loaders
-from pages.support.widgets import paged_table
+from pages.support.shared import charts, keys, loaders
+from pages.support.shared.widgets import paged_table
 
 # Imbalance rule: warn when the smaller class has fewer than 40% as many usable images as the larger.
 IMBALANCE_RATIO = 0.4

@@ -7,8 +7,8 @@ import plotly.graph_objects as go
 
 from bincls.inference.calibration import ECE_BINS
 from bincls.inference.evaluate import calibration, pr_curve, roc_curve
-from pages.support.charts import CHANCE_COLOR, style
-from pages.support.formatting import num
+from pages.support.shared.charts import CHANCE_COLOR, style
+from pages.support.shared.formatting import num
 
 AXIS = [-0.04, 1.06]  # probability axes, with room for markers at 0 and 1
 MARK = {"size": 13, "color": "#f59e0b", "line": {"width": 1, "color": "#111827"}}  # the current threshold

@@ -7,9 +7,9 @@ import streamlit as st
 
 from bincls.chance import TIED_STD, chance_verdict
 from bincls.runs.summary import summarize
-from pages.support import keys, run_pieces
-from pages.support.formatting import num
-from pages.support.trust_views import metric_intervals
+from pages.support.shared import keys, run_pieces
+from pages.support.shared.formatting import num
+from pages.support.shared.trust_views import metric_intervals
 
 ss = st.session_state
 FORMULA_ROWS = [  # metric, formula (LaTeX), in words; {pos}/{neg} are the class names

@@ -12,9 +12,9 @@ from bincls import BinclsError
 from bincls.runs.folder import RunFolder
 from bincls.runs.names import set_run_name
 from bincls.runs.summary import RunSummary, epoch_records
-from pages.support import charts, keys
-from pages.support.formatting import STATE_MARKS, duration, when
-from pages.support.messages import flash
+from pages.support.shared import charts, keys
+from pages.support.shared.formatting import STATE_MARKS, duration, when
+from pages.support.shared.messages import flash
 
 ss = st.session_state
 COLUMNS = {

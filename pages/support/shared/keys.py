@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bincls.training.config import page_settings
+
 # Shared by all pages -----------------------------------------------------------------------------------
 DATA_PATHS = "data_paths"  # list[str]: one root or two class folders
 CLASS_NAMES = "class_names"  # list[str] | None: renamed classes
@@ -12,7 +14,7 @@ CURRENT_RUN = "current_run"  # run id last started or picked
 PREVIEW_SEED = "preview_seed"  # changes on "new batch"
 APP_BOOTED = "app_booted"  # app.py has set up the navigation in this session
 WANTED_PAGE = "wanted_page"  # page asked for by a direct link before app.py had run
-USER_ID = "user_id"  # this browser's id (its cookie): names its state file (pages.support.memory)
+USER_ID = "user_id"  # this browser's id (its cookie): names its state file (pages.support.shared.memory)
 USER_COOKIE_SENT = "user_cookie_sent"  # the browser has the id cookie (it sent it, or it was set now)
 USER_RESTORED = "user_restored"  # this session has read the state file
 USER_SAVED = "user_saved"  # what the state file holds now
@@ -44,14 +46,10 @@ PREVIEW_TRAIN = "preview_train"  # True: train transform (random augmentation); 
 PREVIEW_IMAGE = "preview_image"  # path of the image shown in the augmentation preview
 
 # Train and Runs pages ----------------------------------------------------------------------------------
-# Session keys of the Train page's settings widgets, by setting name.
-TRAIN_KEYS = {
-    name: f"train_{name}"
-    for name in ("preset", "name", "time_budget", "model", "weights", "weights_file", "tuning", "head_epochs",
-                 "img_size", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule",
-                 "warmup_epochs", "label_smoothing", "patience", "seed", "device", "augment", "all_gpus",
-                 "precision", "memory_budget")
-}  # fmt: skip
+# Session keys of the Train page's settings widgets, by setting name: every setting the schema shows on the
+# page (bincls.training.config, `page=Shown(...)`), plus the page's own: a weights file's path and "use
+# all GPUs".
+TRAIN_KEYS = {name: f"train_{name}" for name in (*page_settings(), "weights_file", "all_gpus")}
 TRAIN_PRESET_SHOWN = "train_preset_shown"  # {setting: value}: what the preset last put in each widget
 TRAIN_SETTINGS_OPEN = "train_settings_open"  # the Train page's settings expander is open
 TRAIN_COLLAPSED_FOR = "train_collapsed_for"  # run id the settings were folded away for, once

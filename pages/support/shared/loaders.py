@@ -19,8 +19,8 @@ from bincls.data.split import make_split
 from bincls.paths import runs_dir
 from bincls.runs.folder import RunFolder, list_runs
 from bincls.runs.summary import runs_with_checkpoint
-from pages.support import keys
-from pages.support.state import split_config
+from pages.support.shared import keys
+from pages.support.shared.state import split_config
 
 
 # A resource, not data: st.cache_data would pickle the result on every read, over a second per read

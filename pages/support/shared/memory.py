@@ -17,7 +17,7 @@ import streamlit as st
 
 from bincls.json_files import read_json, write_json_atomic
 from bincls.paths import cache_dir
-from pages.support import keys
+from pages.support.shared import keys
 
 COOKIE = "bincls_user"
 COOKIE_DAYS = 365

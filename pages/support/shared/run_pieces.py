@@ -7,7 +7,7 @@ import streamlit as st
 
 from bincls.runs.folder import RunFolder
 from bincls.runs.summary import RunSummary
-from pages.support.messages import page_words
+from pages.support.shared.messages import page_words
 
 
 def learned_nothing_warning(s: RunSummary) -> bool:

@@ -8,9 +8,9 @@ from bincls import BinclsError
 from bincls.paths import runs_dir
 from bincls.runs.active import active_run
 from bincls.runs.summary import summarize
-from pages.support import keys, loaders
-from pages.support.formatting import STATE_ICONS, data_label
-from pages.support.state import current_run
+from pages.support.shared import keys, loaders
+from pages.support.shared.formatting import STATE_ICONS, data_label
+from pages.support.shared.state import current_run
 
 
 def sidebar(live: bool = True) -> None:

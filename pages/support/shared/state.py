@@ -10,11 +10,11 @@ from bincls.data import data_root
 from bincls.data.split import SplitConfig
 from bincls.paths import SAMPLE_DATA, runs_dir
 from bincls.runs.folder import RunFolder, list_runs
-from pages.support import keys, memory
+from pages.support.shared import keys, memory
 
 
 def init_state() -> None:
-    """What this browser chose last time (pages.support.memory), else the defaults: the bundled sample."""
+    """What this browser chose last time (`shared.memory`), else the defaults: the bundled sample."""
     ss = st.session_state
     memory.restore()
     ss.setdefault(keys.DATA_PATHS, [str(SAMPLE_DATA)])

@@ -10,8 +10,8 @@ import streamlit as st
 from bincls import BinclsError
 from bincls.inference.intervals import fmt_interval
 from bincls.runs.folder import RunFolder
-from pages.support import keys, loaders
-from pages.support.messages import show_error
+from pages.support.shared import keys, loaders
+from pages.support.shared.messages import show_error
 
 ss = st.session_state
 UNLIKE = "Unlike the training images"

@@ -11,8 +11,8 @@ from PIL import ImageOps
 
 from bincls.runs.folder import RunFolder
 from bincls.runs.summary import summarize
-from pages.support import keys, loaders
-from pages.support.formatting import run_label
+from pages.support.shared import keys, loaders
+from pages.support.shared.formatting import run_label
 
 # A browser cannot take a 100,000-row table: long tables show a page at a time, with a CSV of them all.
 TABLE_ROWS = 200

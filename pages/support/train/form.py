@@ -12,19 +12,20 @@ import pandas as pd
 import streamlit as st
 
 from bincls import BinclsError
-from bincls.models import MIN_IMG_SIZE, build_model, model_config, model_summary
-from bincls.training.config import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, to_command
+from bincls.models import build_model, model_config, model_summary
+from bincls.training.config import page_settings, to_command
 from bincls.training.recipes import Resolved
-from pages.support import keys
-from pages.support import train_settings as settings
-from pages.support.formatting import count
-from pages.support.messages import show_error
+from pages.support.shared import keys
+from pages.support.shared.formatting import count
+from pages.support.shared.messages import show_error
+from pages.support.train import settings
 
 K = keys.TRAIN_KEYS
 ss = st.session_state
 MODELS = settings.MODELS
+SETTINGS = page_settings()
 # Every setting keeps its value while the user is on other pages (and while it is hidden, like the weights
-# file's path under another Weights choice); pages.support.memory keeps them over a reload.
+# file's path under another Weights choice); pages.support.shared.memory keeps them over a reload.
 KEEP = {"persist_state": "session"}
 
 
@@ -51,9 +52,9 @@ def preset_section(data_ok: bool) -> bool:
         st.radio("Recipe", list(settings.PRESETS), format_func=settings.PRESETS.get, key=K["preset"], **KEEP,
                  horizontal=True)  # fmt: skip
         st.caption(settings.PRESET_HELP[ss[K["preset"]]])
-    c2.number_input("Time budget (minutes, 0: none)", min_value=0.0, max_value=24 * 60.0, step=0.5,
-                    key=K["time_budget"], **KEEP, help="Training stops when it is spent, keeping the best "
-                    "checkpoint; the recipe plans its epochs to fit.")  # fmt: skip
+    budget = SETTINGS["time_budget"].metadata  # seconds in the schema, minutes on the page
+    c2.number_input(budget["page"].label, min_value=budget["low"] / 60, max_value=budget["high"] / 60,
+                    step=budget["page"].step, key=K["time_budget"], **KEEP, help=budget["page"].help)
     result = settings.resolved()
     _choice_note(result)
     c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
@@ -81,48 +82,57 @@ def model_settings() -> None:
             st.text_input("Weights file (a torchvision state_dict)", key=K["weights_file"], **KEEP,
                           placeholder="/path/to/mobilenet_v2_imagenet.pth")  # fmt: skip
         disabled = ss[K["weights"]] == "none"
-        st.radio("Training", list(settings.TUNING), format_func=settings.TUNING.get, key=K["tuning"], **KEEP,
+        st.radio(SETTINGS["freeze_backbone"].metadata["page"].label, list(settings.TUNING),
+                 format_func=settings.TUNING.get, key=K["freeze_backbone"], **KEEP,
                  horizontal=True, disabled=disabled, help="Freezing needs pretrained weights.")  # fmt: skip
-        if ss[K["tuning"]] == "finetune" and not disabled:
-            st.number_input("Head epochs first", min_value=0, max_value=100, key=K["head_epochs"], **KEEP,
-                            help="Epochs that train only the new head on the frozen backbone before the "
-                            "whole network is fine-tuned.")  # fmt: skip
+        if ss[K["freeze_backbone"]] == "finetune" and not disabled:
+            for name in _section("model"):
+                setting_widget(st, name)
+
+
+def setting_widget(container, name: str, **extra) -> None:
+    """The widget of one setting as the schema declares it (bincls.training.config): its label, help,
+    choices or bounds and step, so the page and the engine can never disagree about what is allowed."""
+    f = SETTINGS[name]
+    meta, shown = f.metadata, f.metadata["page"]
+    common = {"key": K[name], "help": shown.help or meta["help"][:1].upper() + meta["help"][1:] + ".",
+              **KEEP, **extra}  # fmt: skip
+    if meta["choices"]:
+        container.selectbox(shown.label, meta["choices"], **common)
+    elif str(f.type).startswith("bool"):
+        container.toggle(shown.label, **common)
+    elif meta["low"] is not None or meta["high"] is not None:
+        kind = int if meta["whole"] else float
+        bound = {"min_value": meta["low"], "max_value": meta["high"]}
+        container.number_input(shown.label, **{k: kind(v) for k, v in bound.items() if v is not None},
+                               step=kind(shown.step or 1) if meta["whole"] else shown.step,
+                               format=shown.format, **common)  # fmt: skip
+    else:
+        container.text_input(shown.label, **common)
+
+
+def _section(name: str) -> list[str]:
+    return [n for n, f in SETTINGS.items() if f.metadata["page"].section == name]
 
 
 def training_settings() -> None:
-    """The rest of the settings; each shows the recipe's value until changed."""
+    """The rest of the settings, in three columns in the schema's order; each shows the recipe's value
+    until changed."""
     entry = MODELS[ss[K["model"]]]
-    c1, c2, c3 = st.columns(3)
-    c1.number_input(
-        "Image size (px)", min_value=MIN_IMG_SIZE, max_value=1024, step=16, key=K["img_size"], **KEEP,
-        help=f"{entry.name} default: {entry.default_img_size}. "
-        + ("Its dense layer is sized from this, so the model only takes this size."
-           if entry.fixed_input else "Images are resized to a square of this side."),
-    )  # fmt: skip
-    c2.number_input("Epochs (at most)", min_value=1, max_value=1000, key=K["epochs"], **KEEP)
-    c3.number_input("Batch size", min_value=1, max_value=1024, key=K["batch_size"], **KEEP)
-    c1.selectbox("Optimizer", OPTIMIZERS, key=K["optimizer"], **KEEP)
-    c2.number_input("Learning rate", min_value=1e-6, max_value=5.0, step=1e-4, format="%g", key=K["lr"],
-                    help="Of the head; a fine-tuned pretrained backbone learns at a tenth of it at most.",
-                    **KEEP)  # fmt: skip
-    c3.number_input("Weight decay", min_value=0.0, max_value=1.0, step=0.01, format="%g",
-                    key=K["weight_decay"], **KEEP)  # fmt: skip
-    c1.selectbox("LR schedule", SCHEDULES, key=K["schedule"], **KEEP)
-    c2.number_input("Warm-up epochs", min_value=0.0, max_value=100.0, step=0.5, key=K["warmup_epochs"],
-                    **KEEP)  # fmt: skip
-    c3.number_input("Label smoothing", min_value=0.0, max_value=0.49, step=0.05, key=K["label_smoothing"],
-                    **KEEP)  # fmt: skip
-    c1.number_input("Patience", min_value=0, max_value=1000, key=K["patience"], **KEEP,
-                    help="Early stopping: epochs without a better val loss before it stops; 0: off.")
-    c2.number_input("Seed", step=1, key=K["seed"], help="Seeds the split and the training.", **KEEP)
-    c3.toggle("Augmentation", key=K["augment"], help="Random flips, crops and colour jitter in training.",
-              **KEEP)  # fmt: skip
-    c1, c2, c3 = st.columns(3)
-    c1.selectbox("Device", DEVICES, format_func=settings.device_labels().get, key=K["device"], **KEEP)
-    c2.selectbox("Precision", PRECISIONS, key=K["precision"], **KEEP,
-                 help="auto: what measured fastest for this device and model (bench/compute_plan.py).")
-    c3.text_input("Memory budget", key=K["memory_budget"], **KEEP, placeholder="auto: half of the free RAM",
-                  help="A size like 4G or 512M. Above it, images stream from disk instead of memory.")
+    columns = st.columns(3)
+    for i, name in enumerate(_section("training")):
+        extra = {}
+        if name == "img_size":
+            extra["help"] = f"{entry.name} default: {entry.default_img_size}. " + (
+                "Its dense layer is sized from this, so the model only takes this size."
+                if entry.fixed_input else "Images are resized to a square of this side.")  # fmt: skip
+        setting_widget(columns[i % 3], name, **extra)
+    columns = st.columns(3)
+    for i, name in enumerate(_section("system")):
+        extra = {"format_func": settings.device_labels().get} if name == "device" else {}
+        if name == "memory_budget":
+            extra["placeholder"] = "auto: half of the free RAM"
+        setting_widget(columns[i % 3], name, **extra)
     if settings.gpu_count() > 1:
         st.toggle(f"Use all {settings.gpu_count()} GPUs", key=K["all_gpus"], **KEEP,
                   help="One training process per GPU with torchrun (DistributedDataParallel); the batch "
@@ -182,7 +192,8 @@ def show_summary() -> None:
     st.subheader("Model summary", anchor=False)
     pretrained = MODELS[model].pretrainable and ss[K["weights"]] != "none"
     try:
-        rows, totals = summary_table(model, size, pretrained, pretrained and ss[K["tuning"]] == "freeze")
+        frozen = pretrained and ss[K["freeze_backbone"]] == "freeze"
+        rows, totals = summary_table(model, size, pretrained, frozen)
     except BinclsError as exc:
         show_error(exc)
         return

@@ -17,9 +17,9 @@ from bincls.runs.folder import RunFolder
 from bincls.runs.metrics_tail import MetricsTail
 from bincls.runs.summary import RunSummary, epoch_records, summarize
 from bincls.training.launcher import stop_run
-from pages.support import charts, keys
-from pages.support.formatting import STATE_ICONS, duration, num, pct
-from pages.support.state import run_by_id
+from pages.support.shared import charts, keys
+from pages.support.shared.formatting import STATE_ICONS, duration, num, pct
+from pages.support.shared.state import run_by_id
 
 LIVE_EVERY = 2.0  # seconds between redraws of the live panel
 CHART_EVERY = 10.0  # seconds between redraws of the charts while only steps (no epoch) were added
@@ -85,8 +85,9 @@ def _progress(run: RunFolder, s: RunSummary, status: dict, planned: int, bar) ->
     prep = status.get("preparing") or {}
     if prep.get("total"):
         what = str(prep.get("what", "preparing the images"))
+        left = f" · about {duration(prep['eta_s'])} left" if prep.get("eta_s") is not None else ""
         bar.progress(min(prep["done"] / prep["total"], 1.0),
-                     text=f"{what[:1].upper()}{what[1:]}: {prep['done']:,} of {prep['total']:,} images")
+                     text=f"{what[:1].upper()}{what[1:]}: {prep['done']:,} of {prep['total']:,} images{left}")
     elif s.state == "queued" or not epoch:
         bar.progress(0.0, text=f"Starting: {status.get('message') or 'launching the training process'}…")
     else:

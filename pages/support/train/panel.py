@@ -15,10 +15,11 @@ from bincls.runs.folder import RunFolder
 from bincls.runs.summary import RunSummary, console_tail, epoch_records, summarize
 from bincls.training.launcher import resume_training, start_training
 from bincls.training.preflight import preflight
-from pages.support import keys, run_pieces, train_live, train_settings
-from pages.support.formatting import count, duration, num, pct
-from pages.support.messages import page_words, show_error
-from pages.support.state import current_run, run_by_id
+from pages.support.shared import keys, run_pieces
+from pages.support.shared.formatting import count, duration, num, pct
+from pages.support.shared.messages import page_words, show_error
+from pages.support.shared.state import current_run, run_by_id
+from pages.support.train import live, settings
 
 ss = st.session_state
 
@@ -39,8 +40,8 @@ def launch(action: Callable[[], RunFolder]) -> None:
 
 def start() -> RunFolder:
     """The run the settings describe, checked first so a wrong combination is a message now."""
-    resolved = preflight(train_settings.form_config())
-    return start_training(resolved, runs_dir(), processes=train_settings.processes())
+    resolved = preflight(settings.form_config())
+    return start_training(resolved, runs_dir(), processes=settings.processes())
 
 
 def shown_run() -> RunFolder | None:
@@ -69,7 +70,7 @@ def run_panel(run: RunFolder | None) -> None:
     if run is None:
         st.info("No runs yet: choose the settings above and press Train.", icon=":material/model_training:")
     elif summarize(run).active:
-        train_live.live_panel(run.id)
+        live.live_panel(run.id)
     else:
         ended_panel(run)
 
@@ -77,7 +78,7 @@ def run_panel(run: RunFolder | None) -> None:
 def ended_panel(run: RunFolder) -> None:
     records = run.read_metrics()
     s = summarize(run, epoch_records(records))
-    train_live.header(run, s)
+    live.header(run, s)
     _outcome(s)
     _resume(run, s)
     if s.state in ("failed", "interrupted") and (tail := console_tail(run)) is not None:
@@ -95,14 +96,14 @@ def ended_panel(run: RunFolder) -> None:
         run_pieces.model_download(run, key=f"train_download_{run.id}")
         st.page_link("pages/evaluate.py", label="Next: evaluate the best checkpoint on the test set",
                      icon=":material/fact_check:")  # fmt: skip
-    train_live.curves(train_live.figures(records, max(s.epochs_done, 1)), records)
+    live.curves(live.figures(records, max(s.epochs_done, 1)), records)
 
 
 def _resume(run: RunFolder, s: RunSummary) -> None:
     """The Resume button of a run that ended early, or why it cannot resume here."""
     if not s.resumable:
         return
-    if (problem := train_settings.resume_problem(run)) is not None:
+    if (problem := settings.resume_problem(run)) is not None:
         st.info(f"Resume is not possible here: {problem}", icon=":material/block:")
         return
     last = "its last checkpoint" if s.has_last_checkpoint else "the start (no checkpoint saved)"
@@ -128,7 +129,18 @@ def _outcome(s: RunSummary) -> None:
         st.warning(f"Finished {s.epochs_done} of {count(asked, 'epoch')} in {took}, but it learned nothing.",
                    icon=":material/warning:")
     elif s.state == "finished":
-        early = " (early stopping)" if s.early_stopped else ""
-        st.success(f"Finished {s.epochs_done} of {count(asked, 'epoch')} in {took}{early}.",
+        st.success(f"Finished {s.epochs_done} of {count(asked, 'epoch')} in {took}{_why_ended(s)}.",
                    icon=":material/check_circle:")
     run_pieces.learned_nothing_warning(s)
+
+
+def _why_ended(s: RunSummary) -> str:
+    """Why a finished run trained fewer epochs than asked, in the page's words ("" when it did them all)."""
+    if s.ended_by == "time_budget":
+        return f": {s.stop_reason}" if s.stop_reason else ": its time budget was reached"
+    if s.ended_by == "early_stopping":
+        detail = s.stop_reason.split(": ", 1)[-1] if s.stop_reason else ""
+        return f" (early stopping: {detail})" if detail else " (early stopping)"
+    if s.ended_by == "divergence_guard":
+        return f": {s.stop_reason}" if s.stop_reason else ": training diverged"
+    return " (early stopping)" if s.early_stopped else ""

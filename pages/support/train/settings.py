@@ -23,8 +23,8 @@ from bincls.runs.folder import RunFolder
 from bincls.training.config import DEVICES, TrainConfig
 from bincls.training.preflight import preflight
 from bincls.training.recipes import Resolved
-from pages.support import keys
-from pages.support.messages import page_words
+from pages.support.shared import keys
+from pages.support.shared.messages import page_words
 
 K = keys.TRAIN_KEYS
 ss = st.session_state
@@ -64,7 +64,7 @@ def _widget_values(cfg: TrainConfig) -> dict[str, object]:
         values.update(weights=cfg.weights)
     else:
         values.update(weights="file", weights_file=cfg.weights)
-    values["tuning"] = "freeze" if cfg.freeze_backbone else "finetune"
+    values["freeze_backbone"] = "freeze" if cfg.freeze_backbone else "finetune"
     values["memory_budget"] = cfg.memory_budget or ""
     values["time_budget"] = round((cfg.time_budget or 0) / 60, 2)  # shown in minutes
     return values
@@ -74,7 +74,7 @@ def _own_settings() -> dict[str, object]:
     """The settings the user changed from what the preset showed, as TrainConfig fields."""
     shown = ss.get(keys.TRAIN_PRESET_SHOWN, {})
     own = {}
-    for name in (*DIRECT, "weights", "weights_file", "tuning", "memory_budget", "time_budget"):
+    for name in (*DIRECT, "weights", "weights_file", "freeze_backbone", "memory_budget", "time_budget"):
         key = K[name]
         if key in ss and name in shown and ss[key] != shown[name]:
             own[name] = ss[key]
@@ -84,8 +84,8 @@ def _own_settings() -> dict[str, object]:
         out["weights"] = ss[K["weights_file"]].strip().strip("'\"") if choice == "file" else choice
         if not out["weights"]:
             raise BinclsError(NO_WEIGHTS_FILE)
-    if "tuning" in own:
-        out["freeze_backbone"] = ss[K["tuning"]] == "freeze"
+    if "freeze_backbone" in own:
+        out["freeze_backbone"] = ss[K["freeze_backbone"]] == "freeze"
     if "memory_budget" in own:
         out["memory_budget"] = ss[K["memory_budget"]].strip() or None
     if "time_budget" in own:
@@ -165,7 +165,7 @@ def init_settings() -> None:
 
 
 def _is_own(name: str, own: dict) -> bool:
-    field = {"weights_file": "weights", "tuning": "freeze_backbone"}.get(name, name)
+    field = {"weights_file": "weights"}.get(name, name)
     return field in own
 
 

@@ -1,0 +1,1 @@
+"""Helpers of the Evaluate page only: its views and metric charts."""

@@ -1,0 +1,1 @@
+"""Helpers of the Runs page only: the table of runs."""

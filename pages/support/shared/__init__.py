@@ -1,0 +1,1 @@
+"""What two or more pages use: keys, state, loaders, messages, formatting, widgets, charts, the sidebar."""

@@ -1,0 +1,46 @@
+"""The time budget covers the whole run: what follows the last epoch is kept back, epochs are planned at
+the measured pace, and an epoch that would overrun is cut at the last step that fits (issue 23, item 3)."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from bincls.training import budget
+
+
+def _state(budget_s, elapsed, n_val=400, n_train=1400, val_s=None, step_s=None, cached_views=False,
+           bf16=False, pooled=True):  # fmt: skip
+    feed = SimpleNamespace(val=SimpleNamespace(n_items=n_val), train=SimpleNamespace(n_items=n_train),
+                           val_views=("plain", "mirrored") if cached_views else None,
+                           train_features=None)  # fmt: skip
+    model = SimpleNamespace(forward_features=lambda x: x) if pooled else SimpleNamespace()
+    return SimpleNamespace(budget=budget_s, started=time.time() - elapsed, feed=feed, model=model,
+                           plan=SimpleNamespace(dtype="bf16" if bf16 else None), last_val_s=val_s,
+                           step_s=step_s, cfg=SimpleNamespace(batch_size=32, epochs=20),
+                           world=SimpleNamespace(size=1))  # fmt: skip
+
+
+def test_calibration_is_kept_back_at_the_pace_validation_measured():
+    state = _state(120, 10, val_s=4.0)  # 10 ms an image
+    # The image and its mirror for 400 validation images, then 1,400 training images for the detector.
+    assert budget.finish_estimate(state) == pytest.approx(2 * 400 * 0.01 + 1400 * 0.01)
+    assert budget.finish_estimate(_state(120, 10, val_s=4.0, bf16=True)) > budget.finish_estimate(state)
+    # With a frozen backbone the features phase computed both views already: only the head runs.
+    assert budget.finish_estimate(_state(120, 10, val_s=4.0, cached_views=True)) < 1
+
+
+def test_epochs_are_planned_to_end_before_what_follows_them():
+    state = _state(120, 30, val_s=4.0)  # 90 s left, 22 s kept back (+2 s safety)
+    assert budget.epochs_that_fit(state, 10.0) == 6
+    assert budget.epochs_that_fit(_state(None, 30), 10.0) == 20  # no budget: the epochs asked for
+
+
+def test_an_epoch_is_cut_when_one_more_step_would_not_leave_time_to_finish():
+    fits = _state(120, 60, val_s=4.0)  # 60 s left; validation 4 + calibration 22 + safety 2
+    assert not budget.must_cut(fits, step_s=1.0)
+    late = _state(120, 95, val_s=4.0)  # 25 s left: one more step, then 28 s of work after it
+    assert budget.must_cut(late, step_s=1.0)
+    assert not budget.must_cut(_state(None, 10_000), step_s=1.0)
