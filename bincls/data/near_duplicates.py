@@ -9,7 +9,7 @@ connected pairs. docs/measurements.md has the recall and false merges behind the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Protocol
@@ -67,18 +67,19 @@ def _neighbour_masks(radius: int) -> np.ndarray:
     return np.array(masks, dtype=np.uint64)
 
 
-def close_pairs(hashes: np.ndarray, mirrored: np.ndarray, threshold: int = THRESHOLD) -> np.ndarray:
-    """[K, 3] (i, j, distance) for i < j whose hashes (or i's mirror and j) differ in <= threshold bits.
+# Candidates compared per numpy step, and pairs held before they are folded into groups: memory
+# stays bounded even when thousands of images share one hash (a folder of near-identical frames).
+BATCH = 1 << 21
+
+
+def close_pairs(hashes: np.ndarray, mirrored: np.ndarray, threshold: int = THRESHOLD) -> Iterator[np.ndarray]:
+    """[K, 2] arrays of (i, j), i != j, whose hashes (or i's mirror and j's hash) differ in <= threshold bits.
 
     Multi-index hashing, not all N^2 pairs: if two 64-bit hashes differ in at most t bits, one of
     their four 16-bit slices differs in at most t // 4 (pigeonhole). So each hash looks up only the
     slices within that radius of its own, and only those candidates are compared in full.
     """
-    n = len(hashes)
-    if n < 2:
-        return np.zeros((0, 3), dtype=np.int64)
     masks = _neighbour_masks(threshold // CHUNKS)
-    found = []
     for c in range(CHUNKS):
         shift = np.uint64(c * _CHUNK_BITS)
         keys = ((hashes >> shift) & np.uint64(0xFFFF)).astype(np.int64)
@@ -86,37 +87,66 @@ def close_pairs(hashes: np.ndarray, mirrored: np.ndarray, threshold: int = THRES
         count = np.bincount(keys, minlength=1 << _CHUNK_BITS)
         start = np.concatenate(([0], np.cumsum(count)[:-1]))
         for queries in (hashes, mirrored):
-            qkeys = ((queries >> shift) & np.uint64(0xFFFF)).astype(np.uint64)
+            qkeys = (queries >> shift) & np.uint64(0xFFFF)
             for mask in masks:
                 q = (qkeys ^ mask).astype(np.int64)
                 hits = count[q]
-                total = int(hits.sum())
-                if total == 0:
-                    continue
-                i = np.repeat(np.arange(n), hits)
-                offset = np.arange(total) - np.repeat(np.cumsum(hits) - hits, hits)
-                j = order[np.repeat(start[q], hits) + offset]
-                keep = i != j
-                i, j = i[keep], j[keep]
-                d = hamming(queries[i], hashes[j])
-                near = d <= threshold
-                found.append(np.stack([np.minimum(i, j)[near], np.maximum(i, j)[near], d[near]], axis=1))
-    if not found:
-        return np.zeros((0, 3), dtype=np.int64)
-    pairs = np.concatenate(found).astype(np.int64)
-    # The same pair comes from several slices and both directions: keep its smallest distance.
-    pairs = pairs[np.lexsort((pairs[:, 2], pairs[:, 1], pairs[:, 0]))]
-    first = np.ones(len(pairs), dtype=bool)
-    first[1:] = (pairs[1:, 0] != pairs[:-1, 0]) | (pairs[1:, 1] != pairs[:-1, 1])
-    return pairs[first]
+                for lo, hi in _batches(hits):
+                    yield _compare(lo, hi, q, hits, start, order, queries, hashes, threshold)
 
 
-def group_indices(n: int, pairs: np.ndarray) -> list[list[int]]:
-    """Connected groups (two or more members) of the graph whose edges are `pairs`, sorted."""
-    if not len(pairs):
-        return []
+def _batches(hits: np.ndarray) -> Iterator[tuple[int, int]]:
+    """Ranges of queries with about BATCH candidates each (one query alone may have more)."""
+    ends = np.cumsum(hits)
+    if not len(ends) or ends[-1] == 0:
+        return
+    cuts = np.searchsorted(ends, np.arange(BATCH, ends[-1], BATCH), side="right")
+    bounds = np.unique(np.r_[0, cuts, len(hits)])
+    yield from zip(bounds[:-1].tolist(), bounds[1:].tolist())
+
+
+def _compare(lo, hi, q, hits, start, order, queries, hashes, threshold) -> np.ndarray:
+    """The candidates of queries lo..hi (those sharing the looked-up slice), kept where close in full."""
+    hits = hits[lo:hi]
+    total = int(hits.sum())
+    i = np.repeat(np.arange(lo, hi), hits)
+    offset = np.arange(total) - np.repeat(np.cumsum(hits) - hits, hits)
+    j = order[np.repeat(start[q[lo:hi]], hits) + offset]
+    near = (i != j) & (hamming(queries[i], hashes[j]) <= threshold)
+    return np.stack([i[near], j[near]], axis=1)
+
+
+def _components(n: int, pair_batches: Iterable[np.ndarray]) -> np.ndarray:
+    """Component label of each of n nodes. Pairs are folded into a star per component whenever
+    they pile up, so at most about n + BATCH edges are ever held."""
+    held, size = [np.zeros((0, 2), dtype=np.int64)], 0
+    for pairs in pair_batches:
+        held.append(pairs)
+        size += len(pairs)
+        if size > BATCH:
+            held, size = [_stars(n, np.concatenate(held))], 0
+    return _labels(n, np.concatenate(held))
+
+
+def _labels(n: int, pairs: np.ndarray) -> np.ndarray:
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
+    return connected_components(graph, directed=False)[1]
+
+
+def _stars(n: int, pairs: np.ndarray) -> np.ndarray:
+    """The same components as `pairs`, as edges from each member to its component's first node."""
+    labels = _labels(n, pairs)
+    root = np.full(labels.max() + 1, n)
+    np.minimum.at(root, labels, np.arange(n))
+    others = np.flatnonzero(root[labels] != np.arange(n))
+    return np.stack([others, root[labels[others]]], axis=1)
+
+
+def group_indices(n: int, pair_batches: Iterable[np.ndarray]) -> list[list[int]]:
+    """Connected groups (two or more members) of the graph whose edges are the pairs, sorted."""
+    if n < 2:
+        return []
+    labels = _components(n, pair_batches)
     sizes = np.bincount(labels)
     members: dict[int, list[int]] = {}
     for i in np.flatnonzero(sizes[labels] > 1):
@@ -135,16 +165,23 @@ def find_near_duplicates(
     threshold: int = THRESHOLD,
 ) -> list[NearDuplicateGroup]:
     """Groups of images that look the same, with at least two different files' contents (groups of
-    byte-identical copies only are the scan's exact duplicates). Paths in a group are sorted."""
-    paths = [r.path for r in records]
+    byte-identical copies only are the scan's exact duplicates). Only one file per hash is searched
+    (byte-identical copies share it); the files with its hash join its group. Paths in a group are sorted."""
+    values, first, which = np.unique(hashes, return_index=True, return_inverse=True)
+    counts = np.bincount(which, minlength=len(values))
+    by_hash, bounds = np.argsort(which, kind="stable"), np.r_[0, np.cumsum(counts)]
+    groups = group_indices(len(values), close_pairs(values, mirrored[first], threshold))
+    grouped = {k for g in groups for k in g}
+    groups += [[int(k)] for k in np.flatnonzero(counts > 1) if k not in grouped]
     out = []
-    for members in group_indices(len(paths), close_pairs(hashes, mirrored, threshold)):
+    for found in groups:
+        files = [i for k in found for i in by_hash[bounds[k] : bounds[k + 1]].tolist()]
+        members = sorted(files, key=lambda i: records[i].path)
         if len({records[i].sha256 for i in members}) < 2:
             continue
-        members.sort(key=lambda i: paths[i])
         ref = members[0]
         dist = [int(min(hamming(hashes[ref], hashes[i]), hamming(mirrored[ref], hashes[i]))) for i in members]
-        out.append(NearDuplicateGroup(tuple(paths[i] for i in members), tuple(dist),
+        out.append(NearDuplicateGroup(tuple(records[i].path for i in members), tuple(dist),
                                       tuple(class_names[records[i].label] for i in members)))  # fmt: skip
     return sorted(out, key=lambda g: g.paths)
 
