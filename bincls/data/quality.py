@@ -65,16 +65,17 @@ def quality_issues(path: str, stats: dict[str, float], width: int, height: int) 
     def flag(check: str, reason: str) -> None:
         out.append(QualityIssue(path, check, reason))
 
-    blank = stats["entropy"] < BLANK_ENTROPY
-    if blank:
+    dark, bright = stats["bright_p99"] < DARK_P99, stats["bright_p05"] > BRIGHT_P05
+    if stats["entropy"] < BLANK_ENTROPY:
         flag("blank", f"nearly blank: {stats['entropy']:.1f} bits of grey-level entropy "
                       f"(under {BLANK_ENTROPY:g})")  # fmt: skip
-    elif stats["edges"] < BLUR_EDGES:  # a blank image has no edges either: said once, as blank
+    # A blank, very dark or washed-out image has weak edges too: said once, for the reason it has.
+    elif stats["edges"] < BLUR_EDGES and not (dark or bright):
         flag("blurry", f"blurry: edge strength {stats['edges']:.1f} (under {BLUR_EDGES:g})")
-    if stats["bright_p99"] < DARK_P99:
+    if dark:
         flag("dark", f"very dark: its brightest pixels reach {stats['bright_p99']:.0%} "
                      f"(under {DARK_P99:.0%})")  # fmt: skip
-    if stats["bright_p05"] > BRIGHT_P05:
+    if bright:
         flag("bright", f"very bright: its darkest pixels are at {stats['bright_p05']:.0%} "
                        f"(over {BRIGHT_P05:.0%})")  # fmt: skip
     long, short = max(width, height), min(width, height)

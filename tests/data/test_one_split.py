@@ -33,7 +33,7 @@ def xray_like(root):
 
 
 def run_split(tmp_path, data: list[str], ratios, seed: int) -> dict:
-    """The split.csv a run writes, through the run's own data step, from its config as saved in config.json."""
+    """The split.csv a run writes, through the run's own data step, from its config as in config.json."""
     cfg = TrainConfig(data=data, split=list(ratios), seed=seed)
     cfg = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))  # as the training process reads it
     run = RunFolder.create(tmp_path / "runs")
@@ -78,7 +78,8 @@ def test_shares_written_any_way_allocate_alike():
         SplitConfig(7, 2, 1),
     ]
     for n in (135, 125, 45, 523, 7, 3):
-        got = {tuple(allocate(n, (c.normalized().train, c.normalized().val, c.normalized().test))) for c in ways}
+        shares = [c.normalized() for c in ways]
+        got = {tuple(allocate(n, (s.train, s.val, s.test))) for s in shares}
         assert len(got) == 1, (n, got)
     assert allocate(135, (0.7, 0.2, 0.1)) == [94, 27, 14]
     assert allocate(125, (0.7, 0.2, 0.1)) == [87, 25, 13]  # 12.5 -> 13: halves round up, not to even
