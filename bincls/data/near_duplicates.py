@@ -70,6 +70,7 @@ def _neighbour_masks(radius: int) -> np.ndarray:
 # Candidates compared per numpy step, and pairs held before they are folded into groups: memory
 # stays bounded even when thousands of images share one hash (a folder of near-identical frames).
 BATCH = 1 << 21
+FULL_UP_TO = 4096
 
 
 def close_pairs(hashes: np.ndarray, mirrored: np.ndarray, threshold: int = THRESHOLD) -> Iterator[np.ndarray]:
@@ -77,8 +78,12 @@ def close_pairs(hashes: np.ndarray, mirrored: np.ndarray, threshold: int = THRES
 
     Multi-index hashing, not all N^2 pairs: if two 64-bit hashes differ in at most t bits, one of
     their four 16-bit slices differs in at most t // 4 (pigeonhole). So each hash looks up only the
-    slices within that radius of its own, and only those candidates are compared in full.
+    slices within that radius of its own, and only those candidates are compared in full. Up to
+    `FULL_UP_TO` hashes, comparing every pair at once is quicker than the index's ~1,100 lookups.
     """
+    if len(hashes) <= FULL_UP_TO:
+        yield from _all_pairs(hashes, mirrored, threshold)
+        return
     masks = _neighbour_masks(threshold // CHUNKS)
     for c in range(CHUNKS):
         shift = np.uint64(c * _CHUNK_BITS)
@@ -93,6 +98,16 @@ def close_pairs(hashes: np.ndarray, mirrored: np.ndarray, threshold: int = THRES
                 hits = count[q]
                 for lo, hi in _batches(hits):
                     yield _compare(lo, hi, q, hits, start, order, queries, hashes, threshold)
+
+
+def _all_pairs(hashes: np.ndarray, mirrored: np.ndarray, threshold: int) -> Iterator[np.ndarray]:
+    rows = max(1, BATCH // max(len(hashes), 1))
+    for lo in range(0, len(hashes), rows):
+        block = slice(lo, lo + rows)
+        d = np.minimum(hamming(hashes[block, None], hashes), hamming(mirrored[block, None], hashes))
+        i, j = np.nonzero(d <= threshold)
+        i += lo
+        yield np.stack([i[i != j], j[i != j]], axis=1)
 
 
 def _batches(hits: np.ndarray) -> Iterator[tuple[int, int]]:

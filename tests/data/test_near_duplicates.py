@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 from bincls.cli import main as cli_main
+from bincls.data import near_duplicates
 from bincls.data.dataset import load_data
 from bincls.data.folder_layout import resolve_layout
 from bincls.data.near_duplicates import close_pairs, group_indices
@@ -144,7 +145,9 @@ def test_presplit_copy_in_val_or_test_is_left_out_with_the_reason(tmp_path, samp
     assert leaked not in set(data.split["path"])
 
 
-def test_the_index_finds_exactly_the_pairs_a_full_comparison_finds():
+@pytest.mark.parametrize("full_up_to", [0, 10_000])  # the index, and every pair at once
+def test_the_index_finds_exactly_the_pairs_a_full_comparison_finds(monkeypatch, full_up_to):
+    monkeypatch.setattr(near_duplicates, "FULL_UP_TO", full_up_to)
     rng = np.random.default_rng(3)
     n = 1500
     h = rng.integers(0, 2**63, n, dtype=np.uint64)
