@@ -25,16 +25,19 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    from bincls.data.dataset import split_data
     from bincls.data.folder_layout import resolve_layout
+    from bincls.data.overlay import load_decisions
     from bincls.data.scan import scan_layout
-    from bincls.data.split import make_split, split_counts
 
     if len(args.paths) > 2:
         raise BinclsError(f"scan takes one or two paths; got {len(args.paths)}.")
     layout = resolve_layout(args.paths, _names(args.names))
     scan = scan_layout(layout, progress=_progress_printer(args.json))
-    split = make_split(scan, SplitConfig.parse(args.split, args.seed))
-    counts = split_counts(split, scan.class_names)
+    decisions = {} if args.ignore_audit else load_decisions(args.paths)
+    # The split train makes of the same data, seed and shares (the audit's decisions applied, as train does)
+    data = split_data(scan, SplitConfig.parse(args.split, args.seed), decisions)
+    counts = data.counts()
     if args.json:
         out = scan.to_dict()
         out["split"] = counts
@@ -65,8 +68,26 @@ def format_scan(scan, counts: dict[str, dict[str, int]]) -> str:
     for group in scan.conflicts[:10]:
         more = f" == ... and {len(group) - 3} more" if len(group) > 3 else ""
         lines.append("  conflict: " + " == ".join(group[:3]) + more)
+    lines.append(_near_duplicates_line(scan.near_duplicates))
+    lines.append(_quality_line(scan.quality))
     lines.extend(f"Note: {n}" for n in scan.notes)
     return "\n".join(lines)
+
+
+def _near_duplicates_line(groups) -> str:
+    conflicts = sum(g.label_conflict for g in groups)
+    files = sum(len(g.paths) for g in groups)
+    return (f"Near-duplicate groups: {len(groups)} ({files} files; each kept on one side of the split), "
+            f"across classes: {conflicts} (--json lists them)")  # fmt: skip
+
+
+def _quality_line(issues) -> str:
+    by_check = Counter(q.check for q in issues)
+    if not issues:
+        return "Quality warnings: none"
+    found = ", ".join(f"{by_check[c]} {c}" for c in sorted(by_check))
+    files = len({q.path for q in issues})
+    return f"Quality warnings: {found} ({files} files; they still train; --json lists them)"
 
 
 def _progress_printer(quiet: bool):
@@ -295,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scan", help="check every file of a dataset and show its split")
     _add_data_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--ignore-audit", action="store_true",
+                   help="split without the label audit's decisions (as train --ignore-audit)")
     p.set_defaults(func=cmd_scan)
 
     from bincls.training.config import DEVICES, add_arguments

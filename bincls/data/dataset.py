@@ -50,6 +50,17 @@ def scan_folders(
     return scan_layout(resolve_layout(paths, class_names), progress, use_cache)
 
 
+def split_data(
+    scan: ScanResult, split: SplitConfig | None = None, decisions: dict[str, str] | None = None
+) -> DataSource:
+    """The split a run trains on, from a scan: the label audit's {path: keep|exclude|relabel}
+    (bincls.data.overlay) applied, then `make_split`. The Data page, the Train page's header,
+    `bincls scan` and a run all come through here, so what they show is what trains."""
+    config = (split or SplitConfig()).normalized()
+    scan = apply_overlay(scan, decisions or {})
+    return DataSource(scan, make_split(scan, config), config)
+
+
 def load_data(
     paths: list[str | os.PathLike],
     class_names: list[str] | None = None,
@@ -57,11 +68,8 @@ def load_data(
     progress: Progress | None = None,
     decisions: dict[str, str] | None = None,
 ) -> DataSource:
-    """Scan and split in one call: `load_data(["data/cats", "data/dogs"])`. `decisions`: the label
-    audit's {path: keep|exclude|relabel} to apply (bincls.data.overlay), before the split."""
-    config = (split or SplitConfig()).normalized()
-    scan = apply_overlay(scan_folders(paths, class_names, progress), decisions or {})
-    return DataSource(scan, make_split(scan, config), config)
+    """Scan and split in one call: `load_data(["data/cats", "data/dogs"])` (see `split_data`)."""
+    return split_data(scan_folders(paths, class_names, progress), split, decisions)
 
 
 class ImageFileDataset(Dataset):

@@ -40,6 +40,8 @@ from bincls.data.file_access import (
     is_junk_name,
     open_regular,
 )
+from bincls.data.near_duplicates import image_hashes
+from bincls.data.quality import thumbnail_stats
 
 __all__ = [  # the junk names live in file_access; re-exported from here, their old home
     "ACCEPTED_FORMATS", "BACKGROUND", "JUNK_DIRS", "JUNK_NAMES", "MAX_FILE_BYTES", "MAX_PIXELS", "STATS_SIDE",
@@ -108,6 +110,8 @@ class ImageInfo:
     pixels: int  # pixels in that small image
     sha256: str  # of the file's bytes, for exact duplicates
     size: int  # bytes
+    hashes: tuple[str, str]  # perceptual hashes of the thumbnail and its mirror, for near-duplicates
+    stats: dict[str, float]  # brightness, entropy, edges of the thumbnail, for the quality checks
 
 
 def _sniff_unsupported(head: bytes) -> str | None:
@@ -390,4 +394,6 @@ def inspect_file(path: str | os.PathLike) -> ImageInfo:
         pixels=int(flat.shape[0]),
         sha256=digest,
         size=size,
+        hashes=image_hashes(rgb),
+        stats=thumbnail_stats(rgb),
     )

@@ -18,9 +18,13 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from bincls.data.file_access import readable, walk_files
 from bincls.data.folder_layout import SPLITS, Layout
 from bincls.data.images import ImageProblem, inspect_file
+from bincls.data.near_duplicates import NearDuplicateGroup, find_near_duplicates, left_out_across_given_splits
+from bincls.data.quality import QualityIssue, quality_issues
 from bincls.paths import cache_dir
 
 Progress = Callable[[int, int], None]
@@ -65,6 +69,8 @@ class ScanResult:
     channel_std: tuple[float, float, float]
     from_cache: int = 0  # files whose check was reused from the cache
     notes: list[str] = field(default_factory=list)
+    near_duplicates: list[NearDuplicateGroup] = field(default_factory=list)  # the same photo, other files
+    quality: list[QualityIssue] = field(default_factory=list)  # warnings only: these images still train
 
     @property
     def class_names(self) -> list[str]:
@@ -103,6 +109,8 @@ class ScanResult:
             "skipped": [asdict(s) for s in self.skipped],
             "duplicates": self.duplicates,
             "conflicts": self.conflicts,
+            "near_duplicates": [g.to_dict() for g in self.near_duplicates],
+            "quality": [q.to_dict() for q in self.quality],
             "excluded": [{"path": p, "reason": r} for p, r in sorted(self.excluded.items())],
             "modes": self.mode_counts(),
             "formats": self.format_counts(),
@@ -122,9 +130,9 @@ class ScanCache:
     """Per-file check results keyed by (path, size, mtime), so unchanged files are not decoded again."""
 
     # Bumped whenever a file's verdict can change for the same bytes (v2: corrupt PNGs were accepted;
-    # v3: memory bombs, decoder exceptions and non-regular files). Paths are kept as their bytes, so
-    # a folder whose name is not UTF-8 is cached too.
-    VERSION = 3
+    # v3: memory bombs, decoder exceptions and non-regular files; v4: perceptual hashes and quality
+    # statistics). Paths are kept as their bytes, so a folder whose name is not UTF-8 is cached too.
+    VERSION = 4
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = os.fspath(path or cache_dir() / f"scan-v{self.VERSION}.sqlite")
@@ -312,6 +320,9 @@ def scan_layout(layout: Layout, progress: Progress | None = None, use_cache: boo
             skipped.extend(junk)
 
     images: list[ImageRecord] = []
+    hashes: list[int] = []
+    mirrored: list[int] = []
+    quality: list[QualityIssue] = []
     sums = [0.0, 0.0, 0.0]
     sqsums = [0.0, 0.0, 0.0]
     pixels = hits = 0
@@ -332,12 +343,21 @@ def scan_layout(layout: Layout, progress: Progress | None = None, use_cache: boo
             path, label, split, res["width"], res["height"], mode, fmt, res["size"], res["sha256"]
         )
         images.append(record)
+        hashes.append(int(res["hashes"][0], 16))
+        mirrored.append(int(res["hashes"][1], 16))
+        quality.extend(quality_issues(path, res["stats"], res["width"], res["height"]))
         for c in range(3):
             sums[c] += res["channel_sum"][c]
             sqsums[c] += res["channel_sqsum"][c]
         pixels += res["pixels"]
 
     duplicates, conflicts, excluded = find_duplicates(images, layout.class_names)
+    near = find_near_duplicates(images, np.array(hashes, np.uint64), np.array(mirrored, np.uint64),
+                                layout.class_names)  # fmt: skip
+    if layout.presplit:
+        given = {r.path: r.given_split for r in images}
+        for path, reason in left_out_across_given_splits(near, given, _SPLIT_RANK).items():
+            excluded.setdefault(path, reason)
     mean = tuple(s / pixels for s in sums) if pixels else (0.0, 0.0, 0.0)
     std = tuple(max(q / pixels - m * m, 0.0) ** 0.5 for q, m in zip(sqsums, mean)) if pixels else (1.0,) * 3
     return ScanResult(
@@ -351,7 +371,12 @@ def scan_layout(layout: Layout, progress: Progress | None = None, use_cache: boo
         channel_std=std,
         from_cache=hits,
         notes=list(layout.notes),
+        near_duplicates=near,
+        quality=quality,
     )
+
+
+_SPLIT_RANK: dict[str | None, int] = {None: 0, **{s: i for i, s in enumerate(SPLITS)}}
 
 
 def find_duplicates(
@@ -362,7 +387,7 @@ def find_duplicates(
     Within a class one copy is kept (the earliest split, then the first path), so copies never
     straddle splits. Across classes the image is a label conflict and every copy is left out.
     """
-    split_rank = {None: 0, **{s: i for i, s in enumerate(SPLITS)}}
+    split_rank = _SPLIT_RANK
     # One pass over a dict by hash; only hashes seen twice get a list, so 100,000 distinct files
     # cost no 100,000 one-element lists.
     first: dict[str, ImageRecord] = {}

@@ -249,3 +249,32 @@ def test_skipped_files_duplicates_and_conflicts_are_shown(tmp_path):
     captions = [im.captions for im in at.image]
     assert ["cats", "dogs"] in captions  # the conflict, one thumbnail per class
     assert ["kept", "left out"] in captions  # the copy within cats
+
+
+def _report_script(root: str) -> None:
+    """The Data report's near-duplicate and quality sections on a scan (for the page to call)."""
+    from bincls.data.dataset import load_data
+    from pages.support import data_report
+
+    data = load_data([root])
+    data_report.near_duplicates(data.scan, data.split)
+    data_report.image_quality(data.scan)
+
+
+def test_near_duplicate_and_quality_sections_show_groups_sides_and_reasons(tmp_path, sample_dir):
+    from PIL import Image
+
+    for cls in ("ants", "bees"):
+        (tmp_path / cls).mkdir()
+        for p in sorted((sample_dir / cls).iterdir())[:8]:
+            (tmp_path / cls / p.name).write_bytes(p.read_bytes())
+    first = sorted((sample_dir / "ants").iterdir())[0]
+    Image.open(first).convert("RGB").resize((250, 174)).save(tmp_path / "bees" / "smaller-ant.jpg")
+    Image.new("RGB", (300, 40), (10, 10, 10)).save(tmp_path / "bees" / "strip.png")
+    at = AppTest.from_function(_report_script, args=(str(tmp_path),), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
+    assert "ants vs bees · label conflict" in text and "2 files" in text
+    table = at.dataframe[0].value
+    assert set(table["check"]) >= {"dark", "aspect", "small"} or set(table["check"]) >= {"blank", "aspect"}
+    assert "still trains" in text

@@ -459,3 +459,15 @@ def test_face_mask_rgba_png_loads_on_white(face_mask_scan):
     clear = alpha == 0
     if clear.any():
         assert (rgb[clear] == 255).all()
+
+
+def test_face_mask_dirty_has_its_one_real_near_duplicate(face_mask_scan):
+    found = [[Path(p).name for p in g.paths] for g in face_mask_scan.near_duplicates]
+    assert ["augmented_image_265.jpg", "augmented_image_267.jpg"] in found
+    assert len(found) <= 2  # the distinct photos are not merged
+
+
+def test_shared_placeholder_gif_is_blank_and_hymenoptera_mostly_clean(hymenoptera_scan):
+    checks = {(q.path.rsplit("/", 1)[1], q.check) for q in hymenoptera_scan.quality}
+    assert ("imageNotFound.gif", "blank") in checks
+    assert len({p for p, _ in checks}) <= 5  # of 398 photos

@@ -1,10 +1,12 @@
 """The Data page's report on a scan: class balance, image sizes, skipped files, duplicates and
-conflicts, colour modes and formats, sample images. Each function draws one tab."""
+conflicts, near-duplicates, image quality, colour modes and formats, sample images. Each function
+draws one tab."""
 
 from __future__ import annotations
 
 import os
 import random
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -120,6 +122,48 @@ def _group(paths: list[str], conflict: bool, label_of: dict[str, str], roots: li
             st.image(images, caption=captions, width=THUMB)
         more = f"  \n... and {len(paths) - len(shown)} more" if len(paths) > len(shown) else ""
         st.caption("  \n".join(f"`{short(p, roots)}`" for p in shown) + more)
+
+
+def near_duplicates(scan: ScanResult, split: pd.DataFrame) -> None:
+    """The same photo in other files (resized, re-encoded, cropped, re-exposed, mirrored): each group is
+    kept on one side of `split` (the page's split table); groups across classes first."""
+    groups = sorted(scan.near_duplicates, key=lambda g: not g.label_conflict)
+    if not groups:
+        st.success("No near-duplicates: no photo is in two files.", icon=":material/check_circle:")
+        return
+    n_conflicts = sum(g.label_conflict for g in groups)
+    st.caption(f"{len(groups):,} group(s) of files that show the same photo; {n_conflicts:,} across the two "
+               "classes (a label conflict: check which label is right). Each group stays whole in train, "
+               "val or test, so the test never scores a photo that training saw. Distance: differing bits "
+               "of 64 in the perceptual hash (0: identical to the eye).")  # fmt: skip
+    where = dict(zip(split["path"], split["split"]))
+    roots = display_roots(scan)
+    cols = st.columns(GROUP_COLUMNS)
+    for i, g in enumerate(groups[:GROUPS_SHOWN]):
+        with cols[i % GROUP_COLUMNS], st.container(border=True):
+            side = {where.get(p, "left out") for p in g.paths}
+            title = " vs ".join(sorted(set(g.classes))) + (" · label conflict" if g.label_conflict else "")
+            st.markdown(f"**{title}** · {len(g.paths)} files · {', '.join(sorted(side))}")
+            thumbs = [(t, f"{c} · {d}") for p, c, d in zip(g.paths[:GROUP_THUMBS], g.classes, g.distances)
+                      if (t := loaders.thumbnail(p, THUMB)) is not None]  # fmt: skip
+            if thumbs:
+                st.image([t for t, _ in thumbs], caption=[c for _, c in thumbs], width=THUMB)
+            st.caption("  \n".join(f"`{short(p, roots)}`" for p in g.paths[:GROUP_THUMBS]))
+    if len(groups) > GROUPS_SHOWN:
+        st.caption(f"Showing {GROUPS_SHOWN} of {len(groups):,} groups; `bincls scan --json` lists them all.")
+
+
+def image_quality(scan: ScanResult) -> None:
+    """Blurry, very dark or bright, nearly blank, extreme-shape and very small images: warnings only."""
+    if not scan.quality:
+        st.success("No image-quality warnings.", icon=":material/check_circle:")
+        return
+    counts = Counter(q.check for q in scan.quality)
+    st.caption(", ".join(f"{n:,} {c}" for c, n in counts.most_common()) + ". These are warnings: every one "
+               "of these images still trains unless you exclude it in the label review below.")
+    roots = display_roots(scan)
+    paged_table(scan.quality, lambda q: (short(q.path, roots), q.check, q.reason),
+                ["file", "check", "reason"], keys.DATA_QUALITY_PAGE, "quality.csv")  # fmt: skip
 
 
 def modes_and_formats(scan: ScanResult) -> None:

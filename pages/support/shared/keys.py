@@ -34,6 +34,7 @@ SPLIT_TEST_PCT = "w_split_test"
 SPLIT_SEED_INPUT = "w_split_seed"
 DATA_SKIPPED_PAGE = "w_data_skipped_page"  # page of the skipped-files table
 DATA_EXCLUDED_PAGE = "w_data_excluded_page"  # page of the left-out-of-training table
+DATA_QUALITY_PAGE = "w_data_quality_page"  # page of the image-quality warnings table
 AUDIT_ASKED = "audit_asked"  # {dataset key: True}: the label audit was run for these datasets this session
 AUDIT_PAGE = "w_audit_page"  # page of the audit's review grid
 AUDIT_SHOW = "w_audit_show"  # which kind of row the review grid shows ("all", "label", ...)

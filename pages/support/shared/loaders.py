@@ -12,10 +12,10 @@ import streamlit as st
 from bincls import BinclsError
 from bincls.data import data_root
 from bincls.data.browse import file_stamp, folder_fingerprint, list_subfolders
-from bincls.data.dataset import DataSource
+from bincls.data.dataset import DataSource, split_data
 from bincls.data.folder_layout import resolve_layout
+from bincls.data.overlay import load_decisions
 from bincls.data.scan import ScanResult, scan_layout
-from bincls.data.split import make_split
 from bincls.paths import runs_dir
 from bincls.runs.folder import RunFolder, list_runs
 from bincls.runs.summary import runs_with_checkpoint
@@ -50,10 +50,9 @@ def current_scan() -> ScanResult:
 
 
 def current_data() -> DataSource:
-    """Scan and split of the current dataset; raises BinclsError when it cannot be used."""
-    scan = current_scan()
-    cfg = split_config()
-    return DataSource(scan, make_split(scan, cfg), cfg)
+    """Scan and split of the current dataset, the label audit's decisions applied: the very split a run
+    of it trains on (`split_data`, as the run calls it); raises BinclsError when it cannot be used."""
+    return split_data(current_scan(), split_config(), load_decisions(st.session_state[keys.DATA_PATHS]))
 
 
 @st.cache_data(ttl=30, show_spinner="Counting images...", max_entries=64)
