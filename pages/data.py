@@ -126,9 +126,10 @@ with st.expander("Rename the classes"):
     st.button("Back to the folder names", on_click=choice.rename, args=(None,),
               disabled=ss[keys.CLASS_NAMES] is None)
 
-t_bal, t_size, t_skip, t_dup, t_mode, t_sample = st.tabs([
+t_bal, t_size, t_skip, t_dup, t_near, t_quality, t_mode, t_sample = st.tabs([
     "Class balance", "Image sizes", f"Skipped files ({len(scan.skipped):,})",
-    f"Duplicates & conflicts ({len(scan.duplicates):,})", "Colour modes & formats", "Sample images",
+    f"Duplicates & conflicts ({len(scan.duplicates):,})", f"Near-duplicates ({len(scan.near_duplicates):,})",
+    f"Image quality ({len(scan.quality):,})", "Colour modes & formats", "Sample images",
 ])  # fmt: skip
 with t_bal:
     report.class_balance(scan)
@@ -138,6 +139,10 @@ with t_skip:
     report.skipped_files(scan)
 with t_dup:
     report.duplicates(scan)
+with t_near:
+    report.near_duplicates_of_current_split(scan)
+with t_quality:
+    report.image_quality(scan)
 with t_mode:
     report.modes_and_formats(scan)
 with t_sample:

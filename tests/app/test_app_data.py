@@ -254,7 +254,7 @@ def test_skipped_files_duplicates_and_conflicts_are_shown(tmp_path):
 def _report_script(root: str) -> None:
     """The Data report's near-duplicate and quality sections on a scan (for the page to call)."""
     from bincls.data.dataset import load_data
-    from pages.support import data_report
+    from pages.support.data import report as data_report
 
     data = load_data([root])
     data_report.near_duplicates(data.scan, data.split)

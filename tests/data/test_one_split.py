@@ -18,7 +18,7 @@ from bincls.training.config import TrainConfig
 from bincls.training.distributed import World
 from bincls.training.events import Emitter
 from bincls.training.setup import _data
-from pages.support import keys
+from pages.support.shared import keys
 
 
 def xray_like(root):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from bincls import BinclsError
 from bincls.data.scan import ScanResult
 from pages.support.shared import charts, keys, loaders
 from pages.support.shared.widgets import paged_table
@@ -151,6 +152,16 @@ def near_duplicates(scan: ScanResult, split: pd.DataFrame) -> None:
             st.caption("  \n".join(f"`{short(p, roots)}`" for p in g.paths[:GROUP_THUMBS]))
     if len(groups) > GROUPS_SHOWN:
         st.caption(f"Showing {GROUPS_SHOWN} of {len(groups):,} groups; `bincls scan --json` lists them all.")
+
+
+def near_duplicates_of_current_split(scan: ScanResult) -> None:
+    """The near-duplicate groups with the side of the split each group is on (the split below)."""
+    try:
+        data = loaders.current_data()
+    except BinclsError as exc:
+        st.caption(f"The groups show with the split, once the data can be split: {exc}")
+        return
+    near_duplicates(scan, data.split)
 
 
 def image_quality(scan: ScanResult) -> None:
