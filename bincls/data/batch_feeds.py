@@ -5,6 +5,7 @@ cached backbone features. The training loop iterates any of them the same way.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -131,6 +132,7 @@ class TrainingData:
     # with a frozen backbone, calibration, the choice of test-time augmentation and the detector reuse
     # them instead of running the backbone on the validation images again.
     val_views: tuple[torch.Tensor, torch.Tensor] | None = None
+    fp32_image_s: float | None = None  # measured seconds of one image's fp32 forward pass (the val views')
 
     def close(self) -> None:
         for batches in (self.train, self.val, self.val_images, self.train_images):
@@ -221,7 +223,7 @@ def prepare_training_data(
     ty, vy = _labels(train_t), _labels(val_t)
     eval_tf = BatchTransform(pre, None)
     if frozen_model is not None and not aug.enabled:
-        feats_t, feats_v, mirrored_v = _all_features(
+        feats_t, feats_v, mirrored_v, fp32_s = _all_features(
             frozen_model, tx, vx, eval_tf, batch_size, plan_inference(device, model_name), progress)
         return TrainingData(
             TensorBatches(feats_t, ty, batch_size, device, shuffle=True, generator=gen),
@@ -231,7 +233,7 @@ def prepare_training_data(
             "each epoch trains only the head.",
             _head_forward,
             TensorBatches(vx, vy, batch_size, device, eval_tf, channels_last=channels_last),
-            train_features=feats_t, val_views=(feats_v, mirrored_v),
+            train_features=feats_t, val_views=(feats_v, mirrored_v), fp32_image_s=fp32_s,
         )  # fmt: skip
     note = f"Images decoded in memory ({where})."
     if frozen_model is not None:
@@ -247,19 +249,21 @@ def prepare_training_data(
     )  # fmt: skip
 
 
-def _all_features(model, tx, vx, tf, batch_size, infer, progress) -> tuple[torch.Tensor, ...]:
+def _all_features(model, tx, vx, tf, batch_size, infer, progress) -> tuple:
     """The backbone's features of the training images (in the fastest plan measured, bf16 where it pays),
     and of the validation images as they are and mirrored in fp32, as prediction computes them; one count
-    over all three."""
+    over all three. Also the measured seconds of one image's fp32 pass (a time budget plans with it)."""
     total, told = len(tx) + 2 * len(vx), _told(progress, "computing the backbone's features")
     fp32 = ComputePlan(infer.device, None, infer.channels_last, "fp32, as prediction")
     feats_t = _features(model, tx, tf, batch_size, infer, told and (lambda n: told(n, total)))
+    t0 = time.perf_counter()
     feats_v, mirrored_v = (
         _features(model, vx, tf, batch_size, fp32, told and (lambda n, k=k: told(len(tx) + k * len(vx) + n,
                                                                                   total)), mirror=bool(k))
         for k in (0, 1)
     )  # fmt: skip
-    return feats_t, feats_v, mirrored_v
+    fp32_s = (time.perf_counter() - t0) / (2 * len(vx)) if len(vx) else None
+    return feats_t, feats_v, mirrored_v, fp32_s
 
 
 def _told(progress: Callable[[str, int, int], None] | None, what: str) -> Callable[[int, int], None] | None:

@@ -20,6 +20,8 @@ OOD_TRAIN_IMAGES = 2000
 # A forward pass in fp32 against the training plan's reduced precision (bf16 on this CPU: 0.49 s against
 # 0.16 s for 64 images of mobilenet_v2, bincls/compute.py): calibration runs in fp32, as prediction does.
 FP32_SLOWDOWN = 3.0
+# A training step costs about this many forward passes (the forward, and a backward of about twice it).
+TRAIN_STEP_PASSES = 3.0
 
 
 def end(state: TrainingState) -> float | None:
@@ -27,39 +29,55 @@ def end(state: TrainingState) -> float | None:
     return None if state.budget is None else state.started + state.budget
 
 
-def finish_estimate(state: TrainingState) -> float:
-    """Seconds that calibrating the finished model will take (validation images as image and mirror in
-    fp32, and the training images' features for the detector), from the measured pace of validation."""
+def finish_estimate(state: TrainingState, fine_tuned: bool = False) -> float:
+    """Seconds that calibrating the finished model will take: only the head runs while the cached views
+    of the frozen backbone describe the model; else the validation images as image and mirror in fp32,
+    and the training images' features for the detector. `fine_tuned`: as if the backbone had changed."""
     feed = state.feed
     if feed is None:
         return 0.0
-    n_val = feed.val.n_items
-    if feed.val_views is not None:  # cached fp32 features of both views: only the head runs
+    # Once the backbone trains, its best epoch may be a fine-tuned one: plan for the full calibration.
+    fine_tuned = fine_tuned or state.fine_tuned_after is not None
+    if not fine_tuned and state.calibration_feed.val_views is not None:
         return 0.5
-    per_image = _per_image_forward(state)
-    fp32 = FP32_SLOWDOWN if state.plan.dtype is not None else 1.0
-    passes = 2 * n_val * per_image * fp32
-    if hasattr(state.model, "forward_features") and feed.train_features is None:
-        passes += min(feed.train.n_items, OOD_TRAIN_IMAGES) * per_image
+    per = fp32_image_s(state)
+    passes = 2 * feed.val.n_items * per
+    if hasattr(state.model, "forward_features"):
+        passes += min(feed.train.n_items, OOD_TRAIN_IMAGES) * per
     return passes
 
 
-def _per_image_forward(state: TrainingState) -> float:
-    """Seconds of one image's forward pass in the training plan: from the last validation, else a third of
-    a training step's time per image (forward and backward)."""
-    n_val = max(state.feed.val.n_items, 1)
+def fp32_image_s(state: TrainingState) -> float:
+    """Seconds of one image's fp32 forward pass: measured (the features phase's fp32 views, or a
+    validation in fp32), else from the last validation or a third of a training step per image."""
+    if state.fp32_image_s is not None:
+        return state.fp32_image_s
+    fp32 = FP32_SLOWDOWN if state.plan.dtype is not None else 1.0
     if state.last_val_s is not None:
-        return state.last_val_s / n_val
+        return state.last_val_s / max(state.feed.val.n_items, 1) * fp32
     if state.step_s is not None:
-        return state.step_s / max(state.cfg.batch_size // state.world.size, 1) / 3
+        return state.step_s / max(state.cfg.batch_size // state.world.size, 1) / 3 * fp32
     return 0.0
+
+
+def main_phase_fits(state: TrainingState) -> bool:
+    """Before fine-tuning the whole network (after the head epochs): True when one fine-tuning epoch
+    (a step costs about three forward passes), its validation and the calibration it then needs (the
+    cached features no longer describe the model) end within the budget."""
+    deadline = end(state)
+    if deadline is None:
+        return True
+    per = fp32_image_s(state)
+    epoch = (TRAIN_STEP_PASSES * state.feed.train.n_items + state.feed.val.n_items) * per
+    return time.time() + epoch + finish_estimate(state, fine_tuned=True) + SAFETY_S <= deadline
 
 
 def validation_estimate(state: TrainingState) -> float:
     """Seconds of the next validation pass."""
     if state.last_val_s is not None:
         return state.last_val_s
-    return _per_image_forward(state) * state.feed.val.n_items
+    fp32 = FP32_SLOWDOWN if state.plan.dtype is not None else 1.0
+    return fp32_image_s(state) / fp32 * state.feed.val.n_items
 
 
 def reserve(state: TrainingState) -> float:

@@ -40,7 +40,7 @@ CALIBRATING = "calibrating on the validation images"
 def _val_views(state: TrainingState) -> dict[str, torch.Tensor | None]:
     """The validation images' logits as they are and mirrored, their pooled features (None for a model
     without them) and labels, gathered over all processes."""
-    model, feed = state.model.eval(), state.feed
+    model, feed = state.model.eval(), state.calibration_feed
     pooled = hasattr(model, "forward_features")
     if feed.val_views is not None and pooled:
         plain_f, mirrored_f = (f.to(state.device) for f in feed.val_views)
@@ -83,7 +83,7 @@ def _train_features(state: TrainingState) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features of (at most OOD_TRAIN_IMAGES of) the training images for the detector: the cached
     ones of a frozen backbone, else computed in the fastest inference plan (the detector's threshold is
     placed on the fp32 validation features, as prediction computes them)."""
-    feed = state.feed
+    feed = state.calibration_feed
     if feed.train_features is not None:
         return feed.train_features.cpu(), feed.train.y.cpu()
     batches = feed.train_images.sample(OOD_TRAIN_IMAGES, state.cfg.seed)

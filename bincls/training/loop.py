@@ -239,7 +239,7 @@ def _before_epoch(state: TrainingState, epoch: int) -> bool:
     """Switch from the head phase to the main one when the head's epochs are done; False when the time
     budget leaves no time for the main phase at all (the run keeps the head it trained)."""
     if state.phase == "head" and epoch > head_epochs(state):
-        if budget.must_cut(state, 0.0):
+        if not budget.main_phase_fits(state):
             state.stop_reason = (f"time budget: no time left of the {state.budget:.0f} s to fine-tune "
                                  "the whole network; keeping the head trained on the frozen backbone")
             state.emit("message", state.stop_reason)
@@ -368,6 +368,8 @@ def validate(state: TrainingState) -> dict:
         state.world, *predict_logits(state.model, state.feed.val, state.plan, state.feed.forward)
     )
     state.last_val_s = time.perf_counter() - t0
+    if state.plan.dtype is None and state.feed.mode != "features":  # whole images in fp32: prediction's pace
+        state.fp32_image_s = state.last_val_s / max(len(labels), 1)
     return binary_metrics(logits, labels)
 
 

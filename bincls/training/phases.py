@@ -83,8 +83,8 @@ def enter_phase(state: TrainingState, phase: str) -> None:
     cfg, world, emit = state.cfg, state.world, state.emit
     frozen = phase == "head" or bool(cfg.freeze_backbone)
     _set_frozen(state.model, frozen)
-    if state.feed is not None:  # the previous phase's batches go before the new ones load
-        state.feed.close()
+    if state.feed is not None and state.feed is not state.frozen_feed:  # the previous phase's batches go
+        state.feed.close()  # before the new ones load (cached features are kept for calibration)
     state.phase, state.feed = phase, None
     state.step_s = state.last_val_s = None  # the time budget plans each phase at its own pace
     emit("message", "preparing the images" if phase == "main" else "computing the backbone's features")
@@ -100,6 +100,11 @@ def enter_phase(state: TrainingState, phase: str) -> None:
         progress=lambda what, done, total: emit("preparing", what, done, total),
     )  # fmt: skip
     emit("message", state.feed.message)
+    if state.feed.val_views is not None:
+        state.frozen_feed = state.feed
+        state.fp32_image_s = state.feed.fp32_image_s
+    if not frozen:
+        state.fine_tuned_after = state.epoch
     if world.active:
         emit("message", f"{world.size} processes ({dist.get_backend()}), {batch_size} images per process "
                         "and step; each holds its own share of the training images")  # fmt: skip

@@ -57,6 +57,11 @@ class TrainingState:
     phase_steps: int = 1
     step_s: float | None = None  # seconds per training step in this phase (the time budget plans with it)
     last_val_s: float | None = None  # seconds of the last validation pass
+    fp32_image_s: float | None = None  # measured seconds of one image's fp32 forward pass (as prediction's)
+    # The features phase's batches (cached backbone features, the validation views), kept while they still
+    # describe the model: a fine-tune whose best epoch is still a head epoch is calibrated from them.
+    frozen_feed: TrainingData | None = None
+    fine_tuned_after: int | None = None  # epochs done when the backbone began to train (None: it never did)
     stop_reason: str | None = None  # why training ended before the planned epochs, in words
 
     @property
@@ -66,6 +71,14 @@ class TrainingState:
     @property
     def best(self) -> BestCheckpoint:
         return next(c for c in self.callbacks if isinstance(c, BestCheckpoint))
+
+    @property
+    def calibration_feed(self) -> TrainingData:
+        """The batches calibration reads: the features phase's, while the best epoch is of the frozen
+        backbone (their cached features and views are the best model's), else the current phase's."""
+        frozen = self.frozen_feed is not None and (
+            self.fine_tuned_after is None or (self.best.epoch or 0) <= self.fine_tuned_after)
+        return self.frozen_feed if frozen else self.feed
 
     @property
     def budget(self) -> float | None:

@@ -12,7 +12,7 @@ from bincls.training import budget
 
 
 def _state(budget_s, elapsed, n_val=400, n_train=1400, val_s=None, step_s=None, cached_views=False,
-           bf16=False, pooled=True):  # fmt: skip
+           bf16=False, pooled=True, fp32_s=None, fine_tuned_after=None):  # fmt: skip
     feed = SimpleNamespace(val=SimpleNamespace(n_items=n_val), train=SimpleNamespace(n_items=n_train),
                            val_views=("plain", "mirrored") if cached_views else None,
                            train_features=None)  # fmt: skip
@@ -20,7 +20,8 @@ def _state(budget_s, elapsed, n_val=400, n_train=1400, val_s=None, step_s=None, 
     return SimpleNamespace(budget=budget_s, started=time.time() - elapsed, feed=feed, model=model,
                            plan=SimpleNamespace(dtype="bf16" if bf16 else None), last_val_s=val_s,
                            step_s=step_s, cfg=SimpleNamespace(batch_size=32, epochs=20),
-                           world=SimpleNamespace(size=1))  # fmt: skip
+                           world=SimpleNamespace(size=1), fp32_image_s=fp32_s, calibration_feed=feed,
+                           fine_tuned_after=fine_tuned_after)  # fmt: skip
 
 
 def test_calibration_is_kept_back_at_the_pace_validation_measured():
@@ -28,8 +29,19 @@ def test_calibration_is_kept_back_at_the_pace_validation_measured():
     # The image and its mirror for 400 validation images, then 1,400 training images for the detector.
     assert budget.finish_estimate(state) == pytest.approx(2 * 400 * 0.01 + 1400 * 0.01)
     assert budget.finish_estimate(_state(120, 10, val_s=4.0, bf16=True)) > budget.finish_estimate(state)
-    # With a frozen backbone the features phase computed both views already: only the head runs.
+    # With a frozen backbone the features phase computed both views already: only the head runs...
     assert budget.finish_estimate(_state(120, 10, val_s=4.0, cached_views=True)) < 1
+    # ...until the backbone trains: then its best epoch may need the full passes.
+    tuned = _state(120, 10, cached_views=True, fp32_s=0.01, fine_tuned_after=5)
+    assert budget.finish_estimate(tuned) == pytest.approx(2 * 400 * 0.01 + 1400 * 0.01)
+
+
+def test_fine_tuning_starts_only_when_an_epoch_and_its_calibration_fit():
+    # 10 ms an image in fp32 (measured in the features phase): an epoch of 1,400 images costs about
+    # 3 x 14 s + 4 s of validation, then 22 s of calibration.
+    assert budget.main_phase_fits(_state(120, 30, cached_views=True, fp32_s=0.01))
+    assert not budget.main_phase_fits(_state(120, 60, cached_views=True, fp32_s=0.01))
+    assert budget.main_phase_fits(_state(None, 1000, cached_views=True, fp32_s=0.01))
 
 
 def test_epochs_are_planned_to_end_before_what_follows_them():
