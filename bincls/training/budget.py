@@ -15,6 +15,8 @@ from bincls.training.state import TrainingState
 
 # Seconds kept back for the last checkpoint writes and the status.
 SAFETY_S = 2.0
+# The run's first epoch may end this share of the budget late rather than be cut short.
+FIRST_EPOCH_SLACK = 0.05
 # The out-of-distribution detector is fitted on the features of at most this many training images.
 OOD_TRAIN_IMAGES = 2000
 # A forward pass in fp32 against the training plan's reduced precision (bf16 on this CPU: 0.49 s against
@@ -85,13 +87,23 @@ def reserve(state: TrainingState) -> float:
     return finish_estimate(state) + SAFETY_S
 
 
-def must_cut(state: TrainingState, step_s: float) -> bool:
+def must_cut(state: TrainingState, step_s: float, steps_left: int = 0) -> bool:
     """True when one more step of `step_s` seconds, then validation and calibration, would not end within
-    the budget."""
+    the budget, unless the rest of the epoch (`steps_left` steps) costs next to nothing (head epochs on
+    cached features: cutting them saves nothing and leaves no model), or the run's first epoch can still
+    end within FIRST_EPOCH_SLACK of the budget (an epoch cut short of a model that never saw all the
+    images is rarely worth keeping)."""
     deadline = end(state)
     if deadline is None:
         return False
-    return time.time() + step_s + validation_estimate(state) + reserve(state) > deadline
+    now, after = time.time(), validation_estimate(state) + reserve(state)
+    if now + step_s + after <= deadline:
+        return False
+    rest = steps_left * step_s + validation_estimate(state)
+    if rest < max(1.0, 0.01 * state.budget):
+        return False
+    first = state.epoch == 0 and now + rest + reserve(state) <= deadline + FIRST_EPOCH_SLACK * state.budget
+    return not first
 
 
 def epochs_that_fit(state: TrainingState, epoch_s: float) -> int:

@@ -301,7 +301,7 @@ def train_one_epoch(state: TrainingState, epoch: int, stop: StopFlag) -> dict:
             logits = state.net(x)
         loss = state.loss_fn(logits.float(), y)
         # The first step of a run always trains: without it there is no model to keep.
-        late = state.global_step > 0 and budget.must_cut(state, state.step_s or 0.0)
+        late = state.global_step > 0 and budget.must_cut(state, state.step_s or 0.0, steps - step + 1)
         stop_now, diverged, cut = any_flags(world, [stop.requested(), not torch.isfinite(loss), late], device)
         if stop_now:
             raise StopRequested()

@@ -20,7 +20,7 @@ def _state(budget_s, elapsed, n_val=400, n_train=1400, val_s=None, step_s=None, 
     return SimpleNamespace(budget=budget_s, started=time.time() - elapsed, feed=feed, model=model,
                            plan=SimpleNamespace(dtype="bf16" if bf16 else None), last_val_s=val_s,
                            step_s=step_s, cfg=SimpleNamespace(batch_size=32, epochs=20),
-                           world=SimpleNamespace(size=1), fp32_image_s=fp32_s, calibration_feed=feed,
+                           world=SimpleNamespace(size=1), fp32_image_s=fp32_s, calibration_feed=feed, epoch=1,
                            fine_tuned_after=fine_tuned_after)  # fmt: skip
 
 
@@ -54,5 +54,15 @@ def test_an_epoch_is_cut_when_one_more_step_would_not_leave_time_to_finish():
     fits = _state(120, 60, val_s=4.0)  # 60 s left; validation 4 + calibration 22 + safety 2
     assert not budget.must_cut(fits, step_s=1.0)
     late = _state(120, 95, val_s=4.0)  # 25 s left: one more step, then 28 s of work after it
-    assert budget.must_cut(late, step_s=1.0)
+    late.epoch = 3
+    assert budget.must_cut(late, step_s=1.0, steps_left=20)
+    # The rest of the epoch costs next to nothing (a head on cached features): it finishes.
+    cheap = _state(120, 130, val_s=0.01, cached_views=True)
+    cheap.epoch = 3
+    assert not budget.must_cut(cheap, step_s=0.001, steps_left=40)
+    # The first epoch ends a little late rather than leave a model that saw a third of the images.
+    first = _state(120, 95, val_s=4.0)
+    first.epoch = 0
+    assert not budget.must_cut(first, step_s=0.2, steps_left=10)
+    assert budget.must_cut(first, step_s=1.0, steps_left=40)
     assert not budget.must_cut(_state(None, 10_000), step_s=1.0)
