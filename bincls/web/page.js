@@ -85,10 +85,12 @@
     return box;
   }
 
+  let given = 0;
   function card(file) {
     const li = document.createElement("li");
     li.className = "result";
     li.dataset.testid = "result";
+    li.dataset.order = String(given++);
     li.dataset.file = file.name;
     const img = document.createElement("img");
     img.alt = file.name;
