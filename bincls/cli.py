@@ -230,10 +230,34 @@ def _stage_printer():
 def cmd_export(args: argparse.Namespace) -> int:
     from bincls.inference.export import export_onnx
 
+    if args.format != "onnx":
+        return _export_elsewhere(args)
     done = export_onnx(args.checkpoint, out=args.output, threshold=args.threshold, input=args.input,
                        batched=args.batch, int8=args.int8, verify_images=args.verify_images)  # fmt: skip
     print(done.report.summary())
     print(done.onnx)
+    print(done.metadata)
+    return 0
+
+
+def _export_elsewhere(args: argparse.Namespace) -> int:
+    """--format web | tflite | coreml: the checked ONNX export's model, for a browser or a phone."""
+    if args.input != "pixels" or args.batch:
+        raise BinclsError(f"--format {args.format} takes no --input or --batch: it decides its own input.")
+    if args.format == "web":
+        from bincls.inference.web_export import export_web, summary
+
+        print(summary(export_web(args.checkpoint, args.output, threshold=args.threshold, int8=args.int8,
+                                 verify_images=args.verify_images)))  # fmt: skip
+        return 0
+    from bincls.inference.mobile_export import export_mobile
+
+    if args.int8:
+        raise BinclsError(f"--format {args.format} is fp32 only (its check holds it to fp32's tolerance).")
+    done = export_mobile(args.checkpoint, args.format, args.output, threshold=args.threshold,
+                         verify_images=args.verify_images)  # fmt: skip
+    print(done.summary())
+    print(done.path)
     print(done.metadata)
     return 0
 
@@ -336,8 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a checkpoint as ONNX, checked against PyTorch first")
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
-    p.add_argument("--format", default="onnx", choices=["onnx"], help="only onnx for now")
-    p.add_argument("-o", "--output", metavar="FILE", help="default: beside the checkpoint (best.onnx)")
+    p.add_argument("--format", default="onnx", choices=["onnx", "web", "tflite", "coreml"],
+                   help="onnx (default); web: a folder with a page that runs the model in any browser, "
+                        "offline, and its zip; tflite (LiteRT) and coreml: files for phone apps, "
+                        "with pip install 'bincls[mobile]'")  # fmt: skip
+    p.add_argument("-o", "--output", metavar="PATH",
+                   help="default: beside the checkpoint (best.onnx, best.tflite, best.mlpackage; RUN/web)")  # fmt: skip
     p.add_argument("--threshold", type=_threshold, default=None, help="default: the run's saved threshold")
     p.add_argument("--int8", action="store_true", help="INT8 quantization calibrated on the training images")
     p.add_argument("--input", default="pixels", choices=["pixels", "tensor"],

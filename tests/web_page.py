@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from browser import CHROMIUM, CHROMIUM_ARGS
 
 LOCAL_SCHEMES = ("file:", "blob:", "data:")
@@ -29,15 +28,18 @@ class OfflinePage:
 
 
 @contextmanager
-def offline_page(folder: Path, width: int = 1000, height: int = 900, dark: bool = False, timeout_s: float = 180):
+def offline_page(
+    folder: Path, width: int = 1000, height: int = 900, dark: bool = False, timeout_s: float = 180
+):
     """index.html of `folder` from file://, loaded until its model is ready (or has failed)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": width, "height": height},
-                                          color_scheme="dark" if dark else "light")  # fmt: skip
+            context = browser.new_context(
+                viewport={"width": width, "height": height}, color_scheme="dark" if dark else "light"
+            )
             context.set_offline(True)
             result = OfflinePage(None)
 
@@ -103,10 +105,13 @@ def classify_with_api(page, path: Path) -> dict:
 
 def browser_pixels(page, path: Path) -> np.ndarray:
     """The uint8 RGB [H, W, 3] the page gives the model for this file (Chromium's decoder)."""
-    got = page.evaluate(f"""async a => {{ const px = await window.bincls.pixelsOf(({_MAKE_FILE})(a));
+    got = page.evaluate(
+        f"""async a => {{ const px = await window.bincls.pixelsOf(({_MAKE_FILE})(a));
         let s = ''; for (let i = 0; i < px.rgb.length; i += 32768)
           s += String.fromCharCode.apply(null, px.rgb.subarray(i, i + 32768));
-        return {{w: px.width, h: px.height, b64: btoa(s)}}; }}""", _blob_args(path))  # fmt: skip
+        return {{w: px.width, h: px.height, b64: btoa(s)}}; }}""",
+        _blob_args(path),
+    )
     return np.frombuffer(base64.b64decode(got["b64"]), np.uint8).reshape(got["h"], got["w"], 3)
 
 
@@ -114,7 +119,9 @@ def classify_pixels(page, pixels: np.ndarray) -> dict:
     """The page's model on pixels decoded elsewhere (Pillow): the runtime's arithmetic alone."""
     h, w, _ = pixels.shape
     b64 = base64.b64encode(np.ascontiguousarray(pixels, np.uint8).tobytes()).decode()
-    return page.evaluate("""async a => { const s = atob(a.b64); const rgb = new Uint8Array(s.length);
+    return page.evaluate(
+        """async a => { const s = atob(a.b64); const rgb = new Uint8Array(s.length);
         for (let i = 0; i < s.length; i++) rgb[i] = s.charCodeAt(i);
         return window.bincls.classifyPixels({rgb: rgb, width: a.w, height: a.h}); }""",
-                         {"b64": b64, "w": w, "h": h})  # fmt: skip
+        {"b64": b64, "w": w, "h": h},
+    )

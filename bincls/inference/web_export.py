@@ -41,9 +41,14 @@ class WebExport:
 
 
 def export_web(
-    checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, *, threshold: float | None = None,
-    int8: bool = False, verify_images: int = VERIFY_IMAGES, make_zip: bool = True,
-) -> WebExport:  # fmt: skip
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    threshold: float | None = None,
+    int8: bool = False,
+    verify_images: int = VERIFY_IMAGES,
+    make_zip: bool = True,
+) -> WebExport:
     """Write the web folder for CHECKPOINT (or a run folder's best.pt), and `<folder>.zip` beside it.
 
     The model is the run's current pixel-input export when it is still of this checkpoint and threshold,
@@ -70,15 +75,18 @@ def export_web(
     return WebExport(folder, archive, public_info(info), sum(f["bytes"] for f in manifest["files"].values()))
 
 
-def checked_model(ckpt_path: Path, threshold: float | None, int8: bool, verify_images: int) -> tuple[bytes, dict]:
+def checked_model(
+    ckpt_path: Path, threshold: float | None, int8: bool, verify_images: int
+) -> tuple[bytes, dict]:
     """(ONNX bytes, export JSON) of a pixel-input export that passed its check, reused when current."""
     if threshold is None:
         current = current_export(ckpt_path, int8=int8)
         if current is not None:
             return current[0].read_bytes(), current[1]
     with tempfile.TemporaryDirectory(prefix="bincls-web-") as tmp:
-        done = export_onnx(ckpt_path, Path(tmp) / "model.onnx", threshold=threshold, int8=int8,
-                           verify_images=verify_images)  # fmt: skip
+        done = export_onnx(
+            ckpt_path, Path(tmp) / "model.onnx", threshold=threshold, int8=int8, verify_images=verify_images
+        )
         return done.onnx.read_bytes(), done.info
 
 
@@ -109,16 +117,29 @@ def write_web_folder(folder: Path, model: bytes, info: dict, runtime: WebRuntime
     for name in RUNTIME_FILES:
         shutil.copyfile(runtime.file(name), folder / "runtime" / name)
     glue = runtime.file("ort-wasm-simd-threaded.mjs").read_text(encoding="utf-8")
-    _js(folder / "runtime" / "ort-wasm-glue.js", "BINCLS_ORT_GLUE", json.dumps(glue),
-        f"{PACKAGE} {VERSION} dist/ort-wasm-simd-threaded.mjs, as a string (imported from a blob: URL)")  # fmt: skip
+    _js(
+        folder / "runtime" / "ort-wasm-glue.js",
+        "BINCLS_ORT_GLUE",
+        json.dumps(glue),
+        f"{PACKAGE} {VERSION} dist/ort-wasm-simd-threaded.mjs, as a string (imported from a blob: URL)",
+    )
     wasm = runtime.file("ort-wasm-simd-threaded.wasm").read_bytes()
-    _js(folder / "runtime" / "ort-wasm-binary.js", "BINCLS_ORT_WASM", _b64(wasm),
-        f"{PACKAGE} {VERSION} dist/ort-wasm-simd-threaded.wasm, base64")  # fmt: skip
+    _js(
+        folder / "runtime" / "ort-wasm-binary.js",
+        "BINCLS_ORT_WASM",
+        _b64(wasm),
+        f"{PACKAGE} {VERSION} dist/ort-wasm-simd-threaded.wasm, base64",
+    )
     payload = '{"info": ' + json.dumps(shown, ensure_ascii=False) + ', "onnx": ' + _b64(model) + "}"
     _js(folder / "model.js", "BINCLS_MODEL", payload, "the model (ONNX, base64) and its export JSON")
-    (folder / "model.json").write_text(json.dumps(shown, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-             for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+    (folder / "model.json").write_text(
+        json.dumps(shown, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    files = {
+        p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
     manifest = {
         "format": FORMAT,
         "open": "index.html (from disk or any static host; no network needed)",
@@ -127,7 +148,9 @@ def write_web_folder(folder: Path, model: bytes, info: dict, runtime: WebRuntime
         "model_sha256": hashlib.sha256(model).hexdigest(),
         "files": files,
     }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (folder / MANIFEST).write_text(
+        json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return manifest
 
 
@@ -151,13 +174,21 @@ def default_folder(ckpt_path: Path, run) -> Path:
 def _target(out, ckpt_path: Path, run) -> Path:
     folder = Path(out) if out else default_folder(ckpt_path, run)
     if not folder.parent.is_dir():
-        raise BinclsError(f"Folder {folder.parent} does not exist: create it or choose another output folder.")
-    if folder.exists() and not (folder.is_dir() and (not any(folder.iterdir()) or (folder / MANIFEST).is_file())):
-        raise BinclsError(f"{folder} exists and is not an earlier web export: choose a new or empty folder "
-                          "(bincls replaces only its own exports).")  # fmt: skip
+        raise BinclsError(
+            f"Folder {folder.parent} does not exist: create it or choose another output folder."
+        )
+    if folder.exists() and not (
+        folder.is_dir() and (not any(folder.iterdir()) or (folder / MANIFEST).is_file())
+    ):
+        raise BinclsError(
+            f"{folder} exists and is not an earlier web export: choose a new or empty folder "
+            "(bincls replaces only its own exports)."
+        )
     archive = folder.with_name(folder.name + ".zip")
     if archive.exists() and not _is_web_zip(archive, folder.name):
-        raise BinclsError(f"{archive} exists and is not a web export's zip: move it or choose another folder.")
+        raise BinclsError(
+            f"{archive} exists and is not a web export's zip: move it or choose another folder."
+        )
     return folder
 
 
@@ -197,3 +228,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def summary(done: WebExport) -> str:
+    """What the CLI prints: where the page is, how to use it, and the check its model passed."""
+    from bincls.inference.parity import ParityReport
+
+    check = {k: v for k, v in (done.info.get("verification") or {}).items() if k != "passed"}
+    zipped = f"; zip {done.zip.stat().st_size / 2**20:.1f} MB: {done.zip}" if done.zip else ""
+    return "\n".join([
+        ParityReport(**check).summary() if check else "(the model's check is not recorded)",
+        f"Web page: {done.folder / 'index.html'} ({done.size_bytes / 2**20:.1f} MB{zipped})",
+        "  Open it in any browser, from disk or any static host: it runs offline, nothing is uploaded.",
+    ])  # fmt: skip

@@ -37,8 +37,12 @@ INTEGRITY = "sha512-5GeH+bWQ+HxM10z7erGlsWqryrwMbSvm/1tkIsKTT48g0fI19VXVVC435t4t
 # What the page needs of the package: the WebAssembly-only build (no WebGL/WebGPU code), its Emscripten
 # glue and binary (single-threaded use; the threaded build runs with one thread), and the package's
 # manifest (version, licence field).
-FILES = ("dist/ort.wasm.min.js", "dist/ort-wasm-simd-threaded.mjs", "dist/ort-wasm-simd-threaded.wasm",
-         "package.json")  # fmt: skip
+FILES = (
+    "dist/ort.wasm.min.js",
+    "dist/ort-wasm-simd-threaded.mjs",
+    "dist/ort-wasm-simd-threaded.wasm",
+    "package.json",
+)
 TARBALL_ENV = "BINCLS_ORT_WEB_TARBALL"
 DEFAULT_REGISTRY = "https://registry.npmjs.org/"
 MAX_TARBALL_BYTES = 200 * 2**20
@@ -78,8 +82,8 @@ def check_integrity(data: bytes, integrity: str, source: str) -> None:
     if not hmac.compare_digest(actual, expected):
         raise BinclsError(
             f"{source} is not {PACKAGE} {VERSION} as the npm registry published it: its {algorithm} is "
-            f"{actual[:16]}..., expected {expected[:16]}... . Nothing was unpacked. Delete it and export again "
-            "(a proxy or mirror that changes packages is the usual cause)."
+            f"{actual[:16]}..., expected {expected[:16]}... . Nothing was unpacked. Delete it and export "
+            "again (a proxy or mirror that changes packages is the usual cause)."
         )
 
 
@@ -96,8 +100,13 @@ def install(data: bytes, source: str, folder: Path) -> None:
                     raise BinclsError(f"{source}: package/{name} is not a regular file.")
                 (tmp / Path(name).name).write_bytes(tar.extractfile(member).read())
         _copy_license(tmp)
-        manifest = {"package": PACKAGE, "version": VERSION, "integrity": INTEGRITY, "source": source,
-                    "sha256": {p.name: _sha256(p) for p in sorted(tmp.iterdir())}}  # fmt: skip
+        manifest = {
+            "package": PACKAGE,
+            "version": VERSION,
+            "integrity": INTEGRITY,
+            "source": source,
+            "sha256": {p.name: _sha256(p) for p in sorted(tmp.iterdir())},
+        }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         if folder.exists():  # a damaged copy: replaced whole
             shutil.rmtree(folder)
@@ -114,8 +123,11 @@ def intact(folder: Path) -> bool:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         hashes = manifest["sha256"]
         needed = {Path(n).name for n in FILES} | set(LICENSE_FILES)
-        return (manifest.get("integrity") == INTEGRITY and needed <= hashes.keys()
-                and all(_sha256(folder / name) == digest for name, digest in hashes.items()))  # fmt: skip
+        return (
+            manifest.get("integrity") == INTEGRITY
+            and needed <= hashes.keys()
+            and all(_sha256(folder / name) == digest for name, digest in hashes.items())
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -151,17 +163,26 @@ def fetch_tarball() -> tuple[bytes, str]:
 
 def tarball_url() -> str:
     """The tarball at the registry npm would use (`npm_config_registry`, as npm reads it), else npm's."""
-    registry = os.environ.get("npm_config_registry") or os.environ.get("NPM_CONFIG_REGISTRY") or DEFAULT_REGISTRY
+    registry = (
+        os.environ.get("npm_config_registry") or os.environ.get("NPM_CONFIG_REGISTRY") or DEFAULT_REGISTRY
+    )
     return f"{registry.rstrip('/')}/{PACKAGE}/-/{PACKAGE}-{VERSION}.tgz"
 
 
 def _npm_pack(npm: str) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent"],
-                              capture_output=True, text=True, timeout=600, cwd=tmp)  # fmt: skip
+        done = subprocess.run(
+            [npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp,
+        )
         packed = list(Path(tmp).glob("*.tgz"))
         if done.returncode != 0 or len(packed) != 1:
-            raise subprocess.SubprocessError((done.stderr or done.stdout or f"exit {done.returncode}").strip())
+            raise subprocess.SubprocessError(
+                (done.stderr or done.stdout or f"exit {done.returncode}").strip()
+            )
         return packed[0].read_bytes()
 
 

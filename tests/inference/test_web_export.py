@@ -27,7 +27,9 @@ def small_runtime(tmp_path) -> WebRuntime:
     return WebRuntime(folder)
 
 
-def written_folder(exported_sample_run: Path, tmp_path: Path, runtime: WebRuntime) -> tuple[Path, dict, bytes]:
+def written_folder(
+    exported_sample_run: Path, tmp_path: Path, runtime: WebRuntime
+) -> tuple[Path, dict, bytes]:
     model = (exported_sample_run / "best.onnx").read_bytes()
     info = json.loads((exported_sample_run / "best.onnx.json").read_text())
     folder = tmp_path / "web"
@@ -42,29 +44,54 @@ def js_value(path: Path, name: str) -> str:
     return text[start : text.rindex(";")]
 
 
-def test_the_folder_holds_the_page_the_model_the_runtime_and_its_licence(exported_sample_run, tmp_path,
-                                                                          small_runtime):  # fmt: skip
+def test_the_folder_holds_the_page_the_model_the_runtime_and_its_licence(
+    exported_sample_run, tmp_path, small_runtime
+):
     import base64
 
     folder, info, model = written_folder(exported_sample_run, tmp_path, small_runtime)
     files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    assert files == {"index.html", "bincls.js", "page.js", "bincls.css", "model.js", "model.json", we.MANIFEST,
-                     "runtime/ort.wasm.min.js", "runtime/ort-wasm-glue.js", "runtime/ort-wasm-binary.js",
-                     "runtime/LICENSE", "runtime/ThirdPartyNotices.txt", "runtime/package.json"}  # fmt: skip
+    assert files == {
+        "index.html",
+        "bincls.js",
+        "page.js",
+        "bincls.css",
+        "model.js",
+        "model.json",
+        we.MANIFEST,
+        "runtime/ort.wasm.min.js",
+        "runtime/ort-wasm-glue.js",
+        "runtime/ort-wasm-binary.js",
+        "runtime/LICENSE",
+        "runtime/ThirdPartyNotices.txt",
+        "runtime/package.json",
+    }
     manifest = json.loads((folder / we.MANIFEST).read_text())
     assert manifest["format"] == we.FORMAT and manifest["runtime"]["version"] == "1.31.1"
     for name, entry in manifest["files"].items():  # every file listed, with its hash
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry["sha256"]
     assert set(manifest["files"]) == files - {we.MANIFEST}
     carried = json.loads(js_value(folder / "model.js", "BINCLS_MODEL"))
-    assert base64.b64decode(carried["onnx"]) == model and manifest["model_sha256"] == hashlib.sha256(model).hexdigest()
-    assert base64.b64decode(json.loads(js_value(folder / "runtime/ort-wasm-binary.js", "BINCLS_ORT_WASM"))) == b"\0asm"
+    assert (
+        base64.b64decode(carried["onnx"]) == model
+        and manifest["model_sha256"] == hashlib.sha256(model).hexdigest()
+    )
+    assert (
+        base64.b64decode(json.loads(js_value(folder / "runtime/ort-wasm-binary.js", "BINCLS_ORT_WASM")))
+        == b"\0asm"
+    )
     glue = json.loads(js_value(folder / "runtime/ort-wasm-glue.js", "BINCLS_ORT_GLUE"))
     assert glue == "/* ort-wasm-simd-threaded.mjs */"
     html = (folder / "index.html").read_text()
     # Only the folder's own scripts, in the order they need each other; nothing fetched from elsewhere.
-    order = ["runtime/ort.wasm.min.js", "runtime/ort-wasm-glue.js", "runtime/ort-wasm-binary.js", "model.js",
-             "bincls.js", "page.js"]  # fmt: skip
+    order = [
+        "runtime/ort.wasm.min.js",
+        "runtime/ort-wasm-glue.js",
+        "runtime/ort-wasm-binary.js",
+        "model.js",
+        "bincls.js",
+        "page.js",
+    ]
     assert [html.index(f'src="{s}"') for s in order] == sorted(html.index(f'src="{s}"') for s in order)
     assert "http://" not in html and "https://" not in html
 
@@ -96,7 +123,9 @@ def test_the_zip_holds_the_folder_under_its_name(exported_sample_run, tmp_path, 
         we.web_zip_bytes(tmp_path)
 
 
-def test_only_an_earlier_web_export_or_an_empty_folder_is_replaced(tmp_path, exported_sample_run, small_runtime):
+def test_only_an_earlier_web_export_or_an_empty_folder_is_replaced(
+    tmp_path, exported_sample_run, small_runtime
+):
     ckpt = exported_sample_run / "best.pt"
     mine = tmp_path / "photos"
     mine.mkdir()
@@ -123,8 +152,9 @@ def test_default_folder_is_in_the_run_or_beside_a_lone_checkpoint(tmp_path):
 
 
 @pytest.mark.browser
-def test_the_page_from_disk_with_no_network_gives_bincls_predicts_answers(trained_sample_run, tmp_path,
-                                                                          web_runtime_here):  # fmt: skip
+def test_the_page_from_disk_with_no_network_gives_bincls_predicts_answers(
+    trained_sample_run, tmp_path, web_runtime_here
+):
     """The issue's check on the shipped sample: every sample image through the page's file input, and a few
     through window.bincls.classify, against `bincls predict` (Predictor.predict_many); no request leaves."""
     from browser import require_chromium, screenshot
