@@ -17,7 +17,7 @@ palette and grey+alpha transparency, CMYK JPEG, 16-bit PNG, animated GIF):
 each against `bincls predict` (Predictor.predict_many). With --tflite FILE (needs ai-edge-litert: run it
 from a venv with `bincls[mobile]`), the LiteRT file runs on the same photos too.
 
-    .venv/bin/python bench/web_parity.py --run runs/RUN_ID [--tflite runs/RUN_ID/best.tflite] [--out DIR]
+    BINCLS_SHARED=../shared .venv/bin/python bench/web_parity.py --run RUN [--tflite FILE] [--out DIR]
 """
 
 from __future__ import annotations
@@ -40,10 +40,13 @@ from bincls.data.images import load_rgb  # noqa: E402
 from bincls.inference.predict import Predictor  # noqa: E402
 from bincls.inference.web_export import export_web  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("BINCLS_SHARED") or ROOT.parent / "shared") / "data"
 
 
 def held_out_photos() -> list[Path]:
+    if not SHARED.is_dir():
+        print(f"{SHARED} is absent: only the odd files made here are measured (set BINCLS_SHARED)")
+        return []
     val = sorted(p for p in (SHARED / "hymenoptera" / "val").rglob("*") if p.is_file())
     odd, plain = [], []
     for p in sorted((SHARED / "face_mask_dirty").rglob("*")):

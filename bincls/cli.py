@@ -306,6 +306,27 @@ def _add_serve_precision(p: argparse.ArgumentParser) -> None:
                            help="fp32 only: bincls predict's probabilities too, at more CPU per image")
 
 
+def _add_export(sub) -> None:
+    """`export`: ONNX (default), the web page's folder, or phone files."""
+    p = sub.add_parser("export", help="write a checkpoint as ONNX, checked against PyTorch first")
+    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
+    p.add_argument("--format", default="onnx", choices=["onnx", "web", "tflite", "coreml"],
+                   help="onnx (default); web: a folder with a page that runs the model in any browser, "
+                        "offline, and its zip; tflite (LiteRT) and coreml: files for phone apps, "
+                        "with pip install 'bincls[mobile]'")  # fmt: skip
+    where = "default: beside the checkpoint (best.onnx, best.tflite, best.mlpackage; RUN/web)"
+    p.add_argument("-o", "--output", metavar="PATH", help=where)
+    p.add_argument("--threshold", type=_threshold, default=None, help="default: the run's saved threshold")
+    p.add_argument("--int8", action="store_true", help="INT8 quantization calibrated on the training images")
+    p.add_argument("--input", default="pixels", choices=["pixels", "tensor"],
+                   help="pixels (default): uint8 RGB HxWx3 of any size, preprocessing inside; "
+                        "tensor: the normalized float NCHW tensor")  # fmt: skip
+    p.add_argument("--batch", action="store_true", help="pixels as NxHxWx3 (one size per batch)")
+    p.add_argument("--verify-images", type=int, default=200, metavar="N",
+                   help="test-split images to check the export on (default 200)")  # fmt: skip
+    p.set_defaults(func=cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bincls", description="Binary image classification.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -358,23 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tta(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="write a checkpoint as ONNX, checked against PyTorch first")
-    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
-    p.add_argument("--format", default="onnx", choices=["onnx", "web", "tflite", "coreml"],
-                   help="onnx (default); web: a folder with a page that runs the model in any browser, "
-                        "offline, and its zip; tflite (LiteRT) and coreml: files for phone apps, "
-                        "with pip install 'bincls[mobile]'")  # fmt: skip
-    p.add_argument("-o", "--output", metavar="PATH",
-                   help="default: beside the checkpoint (best.onnx, best.tflite, best.mlpackage; RUN/web)")  # fmt: skip
-    p.add_argument("--threshold", type=_threshold, default=None, help="default: the run's saved threshold")
-    p.add_argument("--int8", action="store_true", help="INT8 quantization calibrated on the training images")
-    p.add_argument("--input", default="pixels", choices=["pixels", "tensor"],
-                   help="pixels (default): uint8 RGB HxWx3 of any size, preprocessing inside; "
-                        "tensor: the normalized float NCHW tensor")  # fmt: skip
-    p.add_argument("--batch", action="store_true", help="pixels as NxHxWx3 (one size per batch)")
-    p.add_argument("--verify-images", type=int, default=200, metavar="N",
-                   help="test-split images to check the export on (default 200)")  # fmt: skip
-    p.set_defaults(func=cmd_export)
+    _add_export(sub)
 
     p = sub.add_parser("serve", help="serve a model over HTTP: POST images to /predict (docs at /docs)")
     p.add_argument("source", metavar="RUN_DIR_CHECKPOINT_OR_ONNX")

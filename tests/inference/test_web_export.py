@@ -186,3 +186,36 @@ def test_the_page_from_disk_with_no_network_gives_bincls_predicts_answers(
         assert set(a) == {"class_name", "probability", "p_class1", "ood", "ood_score"}
         assert a["class_name"] == e.class_name and abs(a["p_class1"] - e.p_class1) <= 0.002
         assert a["probability"] == pytest.approx(e.probability, abs=0.002) and a["ood"] == e.ood
+
+
+def test_cli_refuses_what_the_web_and_phone_formats_do_not_take(tmp_path, capsys):
+    from bincls.cli import main
+
+    assert main(["export", str(tmp_path), "--format", "web", "--input", "tensor"]) == 2
+    assert "--format web takes no --input or --batch" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), "--format", "tflite", "--int8"]) == 2
+    assert "--format tflite is fp32 only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_export_web_reuses_the_current_export_and_says_where_the_page_is(
+    exported_sample_run, tmp_path, web_runtime_here, capsys
+):
+    from bincls.cli import main
+
+    run = tmp_path / exported_sample_run.name
+    shutil.copytree(exported_sample_run, run)
+    before = (run / "best.onnx").read_bytes()
+    assert main(["export", str(run), "--format", "web", "-o", str(tmp_path / "page")]) == 0
+    out = capsys.readouterr().out
+    assert "passed" in out and f"Web page: {tmp_path / 'page' / 'index.html'}" in out and "page.zip" in out
+    carried = json.loads((tmp_path / "page" / "model.json").read_text())
+    assert (
+        carried["provenance"]["exported_at"]
+        == json.loads((run / "best.onnx.json").read_text())["provenance"]["exported_at"]
+    )  # the run's current export, not a new one
+    assert (run / "best.onnx").read_bytes() == before
+    assert (
+        zipfile.ZipFile(tmp_path / "page.zip").read("page/index.html")
+        == (tmp_path / "page" / "index.html").read_bytes()
+    )
