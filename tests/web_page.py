@@ -17,6 +17,8 @@ import numpy as np
 from browser import CHROMIUM, CHROMIUM_ARGS
 
 LOCAL_SCHEMES = ("file:", "blob:", "data:")
+# Chromium's test camera (a moving pattern) and an automatic "allow": the webcam path without a webcam.
+FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
 @dataclass
@@ -35,7 +37,7 @@ def offline_page(
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS + FAKE_CAMERA)
         try:
             context = browser.new_context(
                 viewport={"width": width, "height": height}, color_scheme="dark" if dark else "light"
@@ -86,6 +88,18 @@ def classify_with_file_input(page, files: list[Path]) -> list[dict]:
         ood: li.dataset.ood, error: li.dataset.error || null}))""")
     mine = sorted((c for c in cards if c["order"] >= before), key=lambda c: c["order"])
     return mine
+
+
+def webcam_answers(page, n: int = 3) -> list[str]:
+    """Start the page's webcam (Chromium's test camera) and read its live answer `n` times, then stop it."""
+    page.click("#camera")
+    seen: list[str] = []
+    while len(seen) < n:
+        wait_until(page, "!!document.querySelector('#live-answer .answer .class')", 120)
+        seen.append(page.text_content("#live-answer .answer .class"))
+        page.evaluate("document.getElementById('live-answer').replaceChildren()")
+    page.click("#camera-stop")
+    return seen
 
 
 def _blob_args(path: Path) -> dict:

@@ -158,7 +158,13 @@ def test_the_page_from_disk_with_no_network_gives_bincls_predicts_answers(
     """The issue's check on the shipped sample: every sample image through the page's file input, and a few
     through window.bincls.classify, against `bincls predict` (Predictor.predict_many); no request leaves."""
     from browser import require_chromium, screenshot
-    from web_page import LOCAL_SCHEMES, classify_with_api, classify_with_file_input, offline_page
+    from web_page import (
+        LOCAL_SCHEMES,
+        classify_with_api,
+        classify_with_file_input,
+        offline_page,
+        webcam_answers,
+    )
 
     from bincls.data.images import is_junk_name
     from bincls.inference.predict import Predictor
@@ -174,10 +180,12 @@ def test_the_page_from_disk_with_no_network_gives_bincls_predicts_answers(
         assert web.page.evaluate("document.body.dataset.state") == "ready", web.page.text_content("#status")
         got = classify_with_file_input(web.page, files)
         by_api = [classify_with_api(web.page, f) for f in files[:4]]
+        live = webcam_answers(web.page, 3)  # Chromium's test camera: the live path answers too
         screenshot(web.page, "web-export-phone-dark")
     assert not web.refused and not web.errors, (web.refused, web.errors)
     assert all(u.startswith(LOCAL_SCHEMES) for u in web.requests)
     assert [g["file"] for g in got] == [f.name for f in files]
+    assert len(live) == 3 and set(live) <= {"ants", "bees"}
     for g, e in zip(got, expected):
         assert g["error"] is None and g["class_name"] == e.class_name, (g, e)
         assert abs(g["p_class1"] - e.p_class1) <= 0.002, (g, e)
