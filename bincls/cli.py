@@ -244,16 +244,16 @@ def _export_elsewhere(args: argparse.Namespace) -> int:
     """--format web | tflite | coreml: the checked ONNX export's model, for a browser or a phone."""
     if args.input != "pixels" or args.batch:
         raise BinclsError(f"--format {args.format} takes no --input or --batch: it decides its own input.")
+    if args.int8:
+        raise BinclsError(f"--format {args.format} is fp32 only: it promises bincls predict's answers.")
     if args.format == "web":
         from bincls.inference.web_export import export_web, summary
 
-        print(summary(export_web(args.checkpoint, args.output, threshold=args.threshold, int8=args.int8,
+        print(summary(export_web(args.checkpoint, args.output, threshold=args.threshold,
                                  verify_images=args.verify_images)))  # fmt: skip
         return 0
     from bincls.inference.mobile_export import export_mobile
 
-    if args.int8:
-        raise BinclsError(f"--format {args.format} is fp32 only (its check holds it to fp32's tolerance).")
     done = export_mobile(args.checkpoint, args.format, args.output, threshold=args.threshold,
                          verify_images=args.verify_images)  # fmt: skip
     print(done.summary())

@@ -45,7 +45,6 @@ def export_web(
     out: str | os.PathLike | None = None,
     *,
     threshold: float | None = None,
-    int8: bool = False,
     verify_images: int = VERIFY_IMAGES,
     make_zip: bool = True,
 ) -> WebExport:
@@ -61,7 +60,7 @@ def export_web(
     ckpt_path, run = find_checkpoint(checkpoint)
     folder = _target(out, ckpt_path, run)
     runtime = web_runtime()  # before the model: an offline machine learns it at once
-    model, info = checked_model(ckpt_path, threshold, int8, verify_images)
+    model, info = checked_model(ckpt_path, threshold, verify_images)
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     try:
         manifest = write_web_folder(tmp, model, info, runtime)
@@ -75,17 +74,15 @@ def export_web(
     return WebExport(folder, archive, public_info(info), sum(f["bytes"] for f in manifest["files"].values()))
 
 
-def checked_model(
-    ckpt_path: Path, threshold: float | None, int8: bool, verify_images: int
-) -> tuple[bytes, dict]:
+def checked_model(ckpt_path: Path, threshold: float | None, verify_images: int) -> tuple[bytes, dict]:
     """(ONNX bytes, export JSON) of a pixel-input export that passed its check, reused when current."""
-    if threshold is None:
-        current = current_export(ckpt_path, int8=int8)
-        if current is not None:
-            return current[0].read_bytes(), current[1]
+    current = current_export(ckpt_path) if threshold is None else None
+    # The page feeds one image's [H, W, 3] pixels: a `--batch` export at the default place will not do.
+    if current is not None and current[1].get("input", {}).get("layout") == "HWC":
+        return current[0].read_bytes(), current[1]
     with tempfile.TemporaryDirectory(prefix="bincls-web-") as tmp:
         done = export_onnx(
-            ckpt_path, Path(tmp) / "model.onnx", threshold=threshold, int8=int8, verify_images=verify_images
+            ckpt_path, Path(tmp) / "model.onnx", threshold=threshold, verify_images=verify_images
         )
         return done.onnx.read_bytes(), done.info
 
@@ -130,7 +127,8 @@ def write_web_folder(folder: Path, model: bytes, info: dict, runtime: WebRuntime
         _b64(wasm),
         f"{PACKAGE} {VERSION} dist/ort-wasm-simd-threaded.wasm, base64",
     )
-    payload = '{"info": ' + json.dumps(shown, ensure_ascii=False) + ', "onnx": ' + _b64(model) + "}"
+    # ASCII only: a host that serves .js without a charset cannot garble the class names.
+    payload = '{"info": ' + json.dumps(shown) + ', "onnx": ' + _b64(model) + "}"
     _js(folder / "model.js", "BINCLS_MODEL", payload, "the model (ONNX, base64) and its export JSON")
     (folder / "model.json").write_text(
         json.dumps(shown, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
@@ -152,6 +150,23 @@ def write_web_folder(folder: Path, model: bytes, info: dict, runtime: WebRuntime
         json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     return manifest
+
+
+def current_web_export(checkpoint: str | os.PathLike) -> Path | None:
+    """The web folder at its default place (RUN/web) when it still carries the run's current export
+    (same checkpoint bytes and threshold, check passed), else None: export again."""
+    from bincls.inference.evaluate import find_checkpoint
+
+    ckpt_path, run = find_checkpoint(checkpoint)
+    folder = default_folder(ckpt_path, run)
+    current = current_export(ckpt_path)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if current is None or manifest.get("model_sha256") != _sha256(current[0]):
+        return None
+    return folder
 
 
 def web_zip_bytes(folder: str | os.PathLike) -> bytes:

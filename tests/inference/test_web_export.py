@@ -203,6 +203,8 @@ def test_cli_refuses_what_the_web_and_phone_formats_do_not_take(tmp_path, capsys
     assert "--format web takes no --input or --batch" in capsys.readouterr().err
     assert main(["export", str(tmp_path), "--format", "tflite", "--int8"]) == 2
     assert "--format tflite is fp32 only" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), "--format", "web", "--int8"]) == 2
+    assert "--format web is fp32 only" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -227,3 +229,17 @@ def test_cli_export_web_reuses_the_current_export_and_says_where_the_page_is(
         zipfile.ZipFile(tmp_path / "page.zip").read("page/index.html")
         == (tmp_path / "page" / "index.html").read_bytes()
     )
+
+
+@pytest.mark.slow
+def test_the_current_web_export_is_of_the_runs_current_model(exported_sample_run, tmp_path, web_runtime_here):
+    """What the app asks before offering the download again: RUN/web still carries the current export."""
+    run = tmp_path / exported_sample_run.name
+    shutil.copytree(exported_sample_run, run)
+    assert we.current_web_export(run) is None  # none yet
+    done = we.export_web(run, make_zip=False)
+    assert done.zip is None and not (run / "web.zip").exists()
+    assert we.current_web_export(run) == run / "web"
+    with open(run / "best.pt", "ab") as f:  # retrained (other checkpoint bytes): the page is stale
+        f.write(b"\0")
+    assert we.current_web_export(run) is None
