@@ -102,6 +102,7 @@ def export_mobile(
         run_id=run.id if run else None,
     )
     info.update(format=f"bincls-{fmt}/1", input=phone_input(fmt, predictor.preprocess))
+    info["outputs"] = {k: v.replace("[N", "[1", 1) for k, v in info["outputs"].items()}  # one image a call
     info["provenance"]["exported_with"][CONVERTERS[fmt]] = importlib.metadata.version(CONVERTERS[fmt])
     with tempfile.TemporaryDirectory(prefix="bincls-mobile-") as tmp:
         made = Path(tmp) / out.name

@@ -97,6 +97,7 @@ def test_tflite_in_the_litert_interpreter_gives_bincls_predicts_answers(trained_
     info = json.loads(done.metadata.read_text())
     assert info["input"]["dtype"] == "uint8" and info["input"]["shape"] == [1, 48, 48, 3]
     assert info["class_names"] == ["ants", "bees"] and info["verification"]["passed"] is True
+    assert info["outputs"]["probabilities"].startswith("[1, 2]") and info["format"] == "bincls-tflite/1"
     # Independently of the export's own check: the interpreter on a few sample photos.
     files = sorted((SAMPLE / "bees").iterdir())[:5]
     runner = Interpreter(model_path=str(done.path)).get_signature_runner()
