@@ -258,10 +258,34 @@ def _stage_printer():
 def cmd_export(args: argparse.Namespace) -> int:
     from bincls.inference.export import export_onnx
 
+    if args.format != "onnx":
+        return _export_elsewhere(args)
     done = export_onnx(args.checkpoint, out=args.output, threshold=args.threshold, input=args.input,
                        batched=args.batch, int8=args.int8, verify_images=args.verify_images)  # fmt: skip
     print(done.report.summary())
     print(done.onnx)
+    print(done.metadata)
+    return 0
+
+
+def _export_elsewhere(args: argparse.Namespace) -> int:
+    """--format web | tflite | coreml: the checked ONNX export's model, for a browser or a phone."""
+    if args.input != "pixels" or args.batch:
+        raise BinclsError(f"--format {args.format} takes no --input or --batch: it decides its own input.")
+    if args.int8:
+        raise BinclsError(f"--format {args.format} is fp32 only: it promises bincls predict's answers.")
+    if args.format == "web":
+        from bincls.inference.web_export import export_web, summary
+
+        print(summary(export_web(args.checkpoint, args.output, threshold=args.threshold,
+                                 verify_images=args.verify_images)))  # fmt: skip
+        return 0
+    from bincls.inference.mobile_export import export_mobile
+
+    done = export_mobile(args.checkpoint, args.format, args.output, threshold=args.threshold,
+                         verify_images=args.verify_images)  # fmt: skip
+    print(done.summary())
+    print(done.path)
     print(done.metadata)
     return 0
 
@@ -308,6 +332,27 @@ def _add_serve_precision(p: argparse.ArgumentParser) -> None:
                                 "fp32 for images near a threshold; else fp32)")  # fmt: skip
     precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
                            help="fp32 only: bincls predict's probabilities too, at more CPU per image")
+
+
+def _add_export(sub) -> None:
+    """`export`: ONNX (default), the web page's folder, or phone files."""
+    p = sub.add_parser("export", help="write a checkpoint as ONNX, checked against PyTorch first")
+    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
+    p.add_argument("--format", default="onnx", choices=["onnx", "web", "tflite", "coreml"],
+                   help="onnx (default); web: a folder with a page that runs the model in any browser, "
+                        "offline, and its zip; tflite (LiteRT) and coreml: files for phone apps, "
+                        "with pip install 'bincls[mobile]'")  # fmt: skip
+    where = "default: beside the checkpoint (best.onnx, best.tflite, best.mlpackage; RUN/web)"
+    p.add_argument("-o", "--output", metavar="PATH", help=where)
+    p.add_argument("--threshold", type=_threshold, default=None, help="default: the run's saved threshold")
+    p.add_argument("--int8", action="store_true", help="INT8 quantization calibrated on the training images")
+    p.add_argument("--input", default="pixels", choices=["pixels", "tensor"],
+                   help="pixels (default): uint8 RGB HxWx3 of any size, preprocessing inside; "
+                        "tensor: the normalized float NCHW tensor")  # fmt: skip
+    p.add_argument("--batch", action="store_true", help="pixels as NxHxWx3 (one size per batch)")
+    p.add_argument("--verify-images", type=int, default=200, metavar="N",
+                   help="test-split images to check the export on (default 200)")  # fmt: skip
+    p.set_defaults(func=cmd_export)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -364,19 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tta(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="write a checkpoint as ONNX, checked against PyTorch first")
-    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN_DIR")
-    p.add_argument("--format", default="onnx", choices=["onnx"], help="only onnx for now")
-    p.add_argument("-o", "--output", metavar="FILE", help="default: beside the checkpoint (best.onnx)")
-    p.add_argument("--threshold", type=_threshold, default=None, help="default: the run's saved threshold")
-    p.add_argument("--int8", action="store_true", help="INT8 quantization calibrated on the training images")
-    p.add_argument("--input", default="pixels", choices=["pixels", "tensor"],
-                   help="pixels (default): uint8 RGB HxWx3 of any size, preprocessing inside; "
-                        "tensor: the normalized float NCHW tensor")  # fmt: skip
-    p.add_argument("--batch", action="store_true", help="pixels as NxHxWx3 (one size per batch)")
-    p.add_argument("--verify-images", type=int, default=200, metavar="N",
-                   help="test-split images to check the export on (default 200)")  # fmt: skip
-    p.set_defaults(func=cmd_export)
+    _add_export(sub)
 
     p = sub.add_parser("serve", help="serve a model over HTTP: POST images to /predict (docs at /docs)")
     p.add_argument("source", metavar="RUN_DIR_CHECKPOINT_OR_ONNX")

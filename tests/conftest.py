@@ -129,3 +129,30 @@ def exported_sample_run(trained_sample_run, tmp_path_factory) -> Path:
     shutil.copytree(trained_sample_run, dest)
     export_onnx(dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def web_runtime_cache(tmp_path_factory) -> Path:
+    """onnxruntime-web fetched from the npm registry and verified once per session. Without the registry
+    the test is skipped, except in CI (which reaches it), where that is a failure."""
+    from bincls.errors import BinclsError
+    from bincls.inference.web_runtime import web_runtime
+
+    base = tmp_path_factory.mktemp("web-runtime-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BINCLS_CACHE_DIR", str(base))
+        try:
+            web_runtime()
+        except BinclsError as exc:
+            (pytest.fail if on_ci() else pytest.skip)(f"the web export needs the npm registry: {exc}")
+    return base / "web-runtime"
+
+
+@pytest.fixture
+def web_runtime_here(web_runtime_cache) -> Path:
+    """That runtime in this test's own cache folder (linked, not copied)."""
+    from bincls.paths import cache_dir
+
+    link = cache_dir() / "web-runtime"
+    link.symlink_to(web_runtime_cache, target_is_directory=True)
+    return link

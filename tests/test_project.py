@@ -195,6 +195,7 @@ def test_the_wheel_has_the_dependencies_the_command_and_the_sample(tmp_path):
         meta = z.read(next(n for n in names if n.endswith("METADATA"))).decode()
         entry = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert len([n for n in names if "/sample_data/" in n]) == 60
+    assert {f"bincls/web/{n}" for n in ("index.html", "bincls.js", "page.js", "bincls.css")} <= set(names)
     required = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]  # fmt: skip
     assert all(f"Requires-Dist: {r}" in meta for r in required)
