@@ -53,11 +53,12 @@
     const head = document.createElement("div");
     head.className = "answer-head";
     const cls = document.createElement("strong");
-    cls.className = "class";
-    cls.textContent = r.class_name;
+    cls.className = r.ood ? "class unlike" : "class";
+    // An image unlike every training image is said so first: its class is only the nearer of two.
+    cls.textContent = r.ood ? "Unlike the training images" : r.class_name;
     const prob = document.createElement("span");
     prob.className = "prob";
-    prob.textContent = pct(r.probability);
+    prob.textContent = r.ood ? `nearer: ${r.class_name} ${pct(r.probability)}` : pct(r.probability);
     prob.title = `P(${names[1]}) = ${r.p_class1.toFixed(4)}`;
     head.append(cls, prob);
     const bar = document.createElement("div");
@@ -79,7 +80,7 @@
     if (r.ood) {
       const flag = document.createElement("p");
       flag.className = "flag";
-      flag.textContent = "Unlike the training images: this answer may mean nothing.";
+      flag.textContent = `It looks like neither ${names[0]} nor ${names[1]}: the nearer class may mean nothing.`;
       box.append(flag);
     }
     return box;
