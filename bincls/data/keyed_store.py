@@ -88,7 +88,8 @@ class KeyedStore:
         except FileNotFoundError:
             return StoreContent()
         except OSError as exc:
-            raise BinclsError(f"The {self.what} in {self.path} cannot be read ({exc.strerror or exc}).") from None
+            why = exc.strerror or exc
+            raise BinclsError(f"The {self.what} in {self.path} cannot be read ({why}).") from None
         return self._parse(raw)
 
     def entries(self) -> dict[str, Any]:

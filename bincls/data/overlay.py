@@ -73,7 +73,7 @@ def _legacy_path(data: list[str]) -> Path:
 
 
 def _migrate_legacy(data: list[str], store: KeyedStore) -> None:
-    """Fold an older decisions file for `data` into the store once (newer decisions win), then set it aside."""
+    """Fold an older decisions file for `data` into the store once (newer decisions win); set it aside."""
     legacy = _legacy_path(data)
     if not legacy.is_file():
         return
@@ -82,10 +82,13 @@ def _migrate_legacy(data: list[str], store: KeyedStore) -> None:
         if not isinstance(old, dict):
             raise ValueError("no table of decisions")
     except (OSError, ValueError, AttributeError) as exc:
-        raise BinclsError(f"The older {WHAT} file {legacy} is damaged ({str(exc)[:80]}); it was left as it "
-                          "is. Restore it, or move it aside to go on without its decisions.") from None  # fmt: skip
+        raise BinclsError(
+            f"The older {WHAT} file {legacy} is damaged ({str(exc)[:80]}); it was left as it is. "
+            "Restore it, or move it aside to go on without its decisions."
+        ) from None
     with store.locked() as current:
-        merged = {k: a for k, a in zip(path_keys(list(old)), old.values()) if a in ACTIONS}
+        keys = path_keys(list(old))
+        merged = {k: a for k, a in zip(keys, old.values()) if a in ACTIONS}
         merged.update(current.entries)
         store._write(dataclasses.replace(current, entries=merged))
     os.replace(legacy, legacy.with_name(legacy.name + ".migrated"))

@@ -20,7 +20,7 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 def project(features: np.ndarray, dimensions: int = DIMENSIONS) -> np.ndarray:
-    """[N, min(D, dimensions)] float32: unit rows, centred, on the principal axes of (a sample of) the pile."""
+    """[N, min(D, dimensions)] float32: unit rows, centred, on the main axes of (a sample of) the pile."""
     x = unit_rows(features)
     if len(x) == 0:
         return np.zeros((0, min(x.shape[1], dimensions)), np.float32)
@@ -32,5 +32,6 @@ def project(features: np.ndarray, dimensions: int = DIMENSIONS) -> np.ndarray:
     centred = (sample - mean).astype(np.float64)
     values, vectors = np.linalg.eigh(centred.T @ centred)
     axes = vectors[:, np.argsort(values)[::-1][:dimensions]]
-    axes *= np.where(axes[np.abs(axes).argmax(axis=0), np.arange(axes.shape[1])] < 0, -1.0, 1.0)  # fixed signs
+    # each axis's sign fixed (its largest entry positive): the same pile always projects the same way
+    axes *= np.where(axes[np.abs(axes).argmax(axis=0), np.arange(axes.shape[1])] < 0, -1.0, 1.0)
     return ((x - mean) @ axes.astype(np.float32)).astype(np.float32)

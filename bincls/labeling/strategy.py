@@ -60,7 +60,8 @@ def kmeans_representatives(x: np.ndarray, candidates: np.ndarray, k: int, seed: 
     centres = _kmeans_pp(points, k, rng)
     for _ in range(KMEANS_ROUNDS):
         assign = _nearest(points, centres)
-        moved = np.array([points[assign == j].mean(0) if np.any(assign == j) else centres[j] for j in range(k)])
+        moved = np.array([points[assign == j].mean(0) if np.any(assign == j) else centres[j]
+                          for j in range(k)])  # fmt: skip
         if np.allclose(moved, centres):
             break
         centres = moved
