@@ -28,7 +28,8 @@ def pile(tmp_path) -> Path:
 
 
 def _rows() -> list[str]:
-    return ["path,label", *(f"x/img{i:03d}.png,a" for i in range(12)), *(f"y/img{i:03d}.png,b" for i in range(12))]
+    return ["path,label", *(f"{c}/img{i:03d}.png,{label}" for c, label in (("x", "a"), ("y", "b"))
+                            for i in range(12))]  # fmt: skip
 
 
 def _write(path: Path, text: str) -> Path:
