@@ -359,6 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="images scored at once (default: CPU cores)")
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
     p.set_defaults(func=cmd_serve)
+
+    from bincls.labeling.cli import add_label_parser
+
+    add_label_parser(sub)
     return parser
 
 

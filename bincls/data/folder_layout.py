@@ -105,6 +105,12 @@ def _check_dir(path: str | os.PathLike, what: str) -> Path:
     return Path(os.path.abspath(p))
 
 
+def check_folder(path: str | os.PathLike, what: str = "Folder") -> Path:
+    """`path` as an absolute folder that exists, can be read and lies inside the data root; else a
+    `BinclsError` that says what is wrong with it (`what` names it: "Folder", "Pile folder")."""
+    return _check_dir(path, what)
+
+
 def _rename(names: list[str], class_names: list[str] | None) -> list[str]:
     if class_names is None:
         return names

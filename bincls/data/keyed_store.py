@@ -15,7 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,9 +129,15 @@ class KeyedStore:
 
         `replace`: the changes become the whole content. `meta` is merged into the file's own notes.
         """
+        return self.update_with(lambda _: changes, meta, replace)
+
+    def update_with(self, changes_of: Callable[[dict[str, Any]], Mapping[str, Any]],
+                    meta: Mapping[str, Any] | None = None, replace: bool = False) -> Applied:  # fmt: skip
+        """`update` with the changes worked out from the current entries, under the same lock (a change
+        that depends on what is there, such as "replace what this file brought in last time")."""
         with self.locked() as current:
-            before = {} if replace else current.entries
-            after = dict(before)
+            changes = changes_of(dict(current.entries))
+            after = {} if replace else dict(current.entries)
             for key, value in changes.items():
                 if value is None:
                     after.pop(key, None)
