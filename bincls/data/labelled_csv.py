@@ -10,6 +10,7 @@ itself must hold exactly two class labels.
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -43,16 +44,21 @@ def is_labelled_csv(path: str | os.PathLike) -> bool:
     return p.lower().endswith(".csv") and not os.path.isdir(p)
 
 
-def _header(reader, path: Path) -> tuple[int, int]:
+def _header(reader, path: Path, answers: bool) -> tuple[int, int, list[str] | None]:
+    """(path column, label column, the first row when it is data rather than a header)."""
     try:
         header = next(reader)
     except StopIteration:
+        if answers:  # no answers yet
+            return 0, 1, None
         raise BinclsError(f"{path} is empty: a labelled CSV starts with the header path,label.") from None
     names = [h.strip().lower().lstrip("\ufeff") for h in header]
-    if "path" not in names or "label" not in names:
-        raise BinclsError(f"{path} has no path and label columns (its first row is {header[:4]!r}); a "
-                          "labelled CSV starts with the header path,label.")  # fmt: skip
-    return names.index("path"), names.index("label")
+    if "path" in names and "label" in names:
+        return names.index("path"), names.index("label"), None
+    if answers and len(header) >= 2:  # answers written without a header: path, label
+        return 0, 1, header
+    raise BinclsError(f"{path} has no path and label columns (its first row is {header[:4]!r}); a "
+                      "labelled CSV starts with the header path,label.")  # fmt: skip
 
 
 def read_labelled_csv(path: str | os.PathLike, answers: bool = False) -> LabelledRows:
@@ -71,8 +77,9 @@ def read_labelled_csv(path: str | os.PathLike, answers: bool = False) -> Labelle
     try:
         with open(p, encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f)
-            col_path, col_label = _header(reader, p)
-            for number, fields in enumerate(reader, start=2):
+            col_path, col_label, first = _header(reader, p, answers)
+            rows_in = reader if first is None else itertools.chain([first], reader)
+            for number, fields in enumerate(rows_in, start=2 if first is None else 1):
                 where = f"{p.name} row {number}"
                 got = _row(fields, col_path, col_label, base, roots, answers)
                 if isinstance(got, str):

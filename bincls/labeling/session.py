@@ -151,8 +151,8 @@ class LabelingSession:
 
     def status(self, cut: float = CONFIDENT) -> Status:
         entries, g, answered, labels, unavailable = self._state()
-        estimate = accuracy_estimate(g, labels)
         free = np.setdiff1d(np.arange(len(self.pile.paths)), unavailable)
+        estimate = accuracy_estimate(g, labels, free)
         return make_status(self, entries, g, estimate, free, cut)
 
     # Labels out ----------------------------------------------------------------------------------

@@ -1,12 +1,12 @@
 """Which images to ask about next: the ones whose answers teach the model most.
 
 - No answers of either class yet: a diverse batch, the most typical image of each of K k-means clusters.
-- Answers of one class only: the images least like them (a logistic regression of the answered images
-  against the rest; the rest it finds least like the answers), spread over clusters: the other class
-  is looked for where the answers are not.
-- Both classes answered: a mix of the least certain images and, when one class is rare in the model's
-  guesses, the images most likely of that class; each part spread over clusters so that a batch is not
-  ten near-copies of one image.
+- Answers of one class only: the images farthest from every answer, spread over clusters: the other
+  class is looked for where the answers are not.
+- Both classes answered: mostly the least certain images, one in ten a typical image of a cluster of
+  the unlabelled (so that the answers stay a picture of the whole pile), and, when one class is rare
+  in the model's guesses (under 20% of the pile), 7 in 10 the images most likely of that class. Each
+  part is spread over clusters so that a batch is not ten near-copies of one image.
 The choice of this mix over random picking and plain uncertainty is measured in bench/labeling.py.
 """
 
@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bincls.labeling.model import Linear, balanced_weights, fit
+from bincls.labeling.model import Linear, fit
 
-RARE_SHARE = 0.3  # a class guessed for fewer than this share of the pile is "rare": half a batch looks for it
-RARE_PART = 0.5  # that half
+RARE_SHARE = 0.2  # a class guessed for fewer than this share of the pile is "rare"...
+RARE_PART = 0.7  # ...and this share of every batch looks for it
+DIVERSE_PART = 0.1  # a share of every batch taken as typical images of clusters of the unlabelled
 SHORTLIST = 4  # each part picks among the SHORTLIST * k best candidates, spread by k-means
 KMEANS_SAMPLE = 3000  # k-means runs on at most this many candidates (a seeded sample)
 KMEANS_ROUNDS = 15
@@ -33,6 +34,7 @@ class Strategy:
     rare_share: float = RARE_SHARE
     rare_part: float = RARE_PART
     shortlist: int = SHORTLIST
+    diverse_part: float = DIVERSE_PART
 
 
 RANDOM = Strategy("random")
@@ -136,6 +138,10 @@ def choose(x: np.ndarray, answered: np.ndarray, labels: np.ndarray, unavailable:
     toward_rare = z if rare == 1 else -z
     picks = [Pick(i, "likely rare") for i in _spread(x, free[np.argsort(-toward_rare, kind="stable")],
                                                      n_rare, strategy.shortlist, seed)]  # fmt: skip
+    n_diverse = int(round(k * strategy.diverse_part))
+    if n_diverse:
+        rest = free[~np.isin(free, [p.index for p in picks])]
+        picks += [Pick(i, "diverse") for i in kmeans_representatives(x, rest, n_diverse, seed)]
     taken = {p.index for p in picks}
     order = free[np.argsort(np.abs(z), kind="stable")]
     order = order[~np.isin(order, list(taken))]
@@ -145,9 +151,14 @@ def choose(x: np.ndarray, answered: np.ndarray, labels: np.ndarray, unavailable:
 
 def _unlike(x: np.ndarray, answered: np.ndarray, free: np.ndarray, k: int, strategy: Strategy,
             seed: int) -> list[int]:  # fmt: skip
-    """The free images least like the answered ones: answered (1) against free (0), lowest scores."""
-    rows = np.concatenate([answered, free])
-    y = np.concatenate([np.ones(len(answered), int), np.zeros(len(free), int)])
-    model = fit(x[rows], y, weights=balanced_weights(y))
-    order = free[np.argsort(model.logits(x[free]), kind="stable")]
-    return _spread(x, order, k, strategy.shortlist, seed)
+    """The free images farthest from every answered one (distance to the nearest answer), spread over
+    clusters. Measured against a logistic regression of answered against free, and the distance to the
+    answers' centre, on rare piles of the shared data: it finds the most images of the other class."""
+    nearest = np.full(len(free), np.inf)
+    xf = x[free].astype(np.float64)
+    norms = (xf**2).sum(1)
+    for start in range(0, len(answered), 256):
+        xa = x[answered[start : start + 256]].astype(np.float64)
+        d = norms[:, None] - 2 * xf @ xa.T + (xa**2).sum(1)[None, :]
+        nearest = np.minimum(nearest, d.min(axis=1))
+    return _spread(x, free[np.argsort(-nearest, kind="stable")], k, strategy.shortlist, seed)
