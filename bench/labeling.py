@@ -63,7 +63,8 @@ def load(name: str, kind: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     extractor = choose_extractor() if kind == "backbone" else Extractor(EXTRACTOR, None, None, "pixels")
     if kind == "backbone" and not extractor.pretrained:
         sys.exit("no pretrained weights found: set TORCH_HOME to a hub cache holding mobilenet_v2's")
-    feats, _, failed = pile_features(pile.paths, extractor)
+    got = pile_features(pile.paths, extractor)
+    feats, failed = got.matrix, got.unreadable
     keep = [i for i in range(len(pile.paths)) if i not in set(failed)]
     paths = [pile.paths[i] for i in keep]
     second = PILES[name][1]

@@ -117,34 +117,31 @@ def _lookup(paths: list[str], keys: list[tuple[int, int] | None], extractor: str
 
 
 def compute_into_cache(paths: list[str], extractor: str, compute: Compute, progress: Progress | None = None,
-                       chunk: int = 256) -> list[int]:  # fmt: skip
-    """Compute and store the features of `paths` a chunk at a time (an interrupted pass keeps what it did);
-    returns the indices of the files that could not be read."""
-    failed: list[int] = []
+                       chunk: int = 256) -> dict[str, np.ndarray]:  # fmt: skip
+    """Compute the features of `paths` a chunk at a time, each chunk stored at once (an interrupted pass
+    keeps what it did); returns them ({path: vector}; a file that cannot be read now is not in it)."""
+    done: dict[str, np.ndarray] = {}
     try:
         cache = FeatureCache()
     except (OSError, sqlite3.Error):
-        cache = None
-    done = 0
+        cache = None  # a cache that cannot be opened only costs the next pass the computation
     try:
         for start in range(0, len(paths), chunk):
             part = paths[start : start + chunk]
             rows = []
             for i, vector in compute(part):
                 key = stat_key(part[i])
-                if vector is None or key is None:
-                    failed.append(start + i)
-                else:
+                if vector is not None and key is not None:
                     rows.append((part[i], key, vector))
+                    done[part[i]] = np.asarray(vector, np.float16)
             if cache:
                 cache.put_many(extractor, rows)
-            done += len(part)
             if progress:
-                progress(done, len(paths))
+                progress(min(start + chunk, len(paths)), len(paths))
     finally:
         if cache:
             cache.close()
-    return failed
+    return done
 
 
 def features_for(paths: list[str], extractor: str, compute: Compute,
@@ -154,20 +151,20 @@ def features_for(paths: list[str], extractor: str, compute: Compute,
     matrix, missing = cached_features(paths, extractor)
     if matrix is not None:
         return matrix, []
-    failed = set(compute_into_cache([paths[i] for i in missing], extractor, compute, progress))
-    failed = {missing[i] for i in failed}
     keys = [stat_key(p) for p in paths]
-    found = _lookup(paths, keys, extractor)
+    found = _lookup(paths, keys, extractor)  # also what other processes of a torchrun launch computed
+    found.update(compute_into_cache([p for p in paths if p not in found], extractor, compute, progress))
     dim = next((len(v) for v in found.values()), 1)
     matrix = np.full((len(paths), dim), np.nan, np.float32)
+    failed = []
     for i, p in enumerate(paths):
         if p in found:
             matrix[i] = found[p]
         else:
-            failed.add(i)
+            failed.append(i)
     if not failed and paths:
         _save_memo(_memo_path(paths, keys, extractor), matrix)
-    return matrix, sorted(failed)
+    return matrix, failed
 
 
 def _save_memo(memo: Path, matrix: np.ndarray) -> None:

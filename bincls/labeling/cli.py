@@ -60,13 +60,15 @@ def cmd_label(args: argparse.Namespace) -> int:
     if args.accept_confident is not False and not args.export:
         raise BinclsError("--accept-confident goes with --export.")
     session = LabelingSession.open(args.piles, tuple(args.classes), progress=_progress(args.json))
-    if os.environ.get("RANK", "0").strip() not in ("", "0"):
+    rank = os.environ.get("RANK", "0").strip() or "0"
+    if args.features:  # every process of a torchrun launch says what it did
+        print(f"process {rank}: computed {session.computed} of {len(session.pile.paths)} images' features "
+              f"({session.extractor.note})")  # fmt: skip
+        return 0
+    if rank != "0":
         return 0  # under torchrun the other processes only shared the feature pass
     if args.answers:
         _report_import(session.import_answers(args.answers))
-    if args.features:
-        print(f"{len(session.pile.paths)} images, features: {session.extractor.note}")
-        return 0
     if args.next is not None:
         return _print_next(session, args.next, args.json)
     if args.export:

@@ -98,9 +98,17 @@ def _compute(extractor: Extractor):
     return backbone_compute(extractor.model, extractor.weights)
 
 
+@dataclass
+class PileFeatures:
+    matrix: np.ndarray  # [N, D] float32, NaN rows for unreadable files
+    extractor: Extractor
+    unreadable: list[int]  # indices of files that could not be read now
+    computed: int = 0  # files this process computed (the rest came from the cache or other processes)
+
+
 def pile_features(paths: list[str], extractor: Extractor | None = None,
-                  progress: Progress | None = None) -> tuple[np.ndarray, Extractor, list[int]]:  # fmt: skip
-    """([N, D] features of `paths`, the extractor, indices of files that cannot be read now).
+                  progress: Progress | None = None) -> PileFeatures:  # fmt: skip
+    """The features of `paths`, cached ones read, the rest computed (and cached).
 
     Under torchrun (WORLD_SIZE > 1) every process computes its share of the files not cached yet (every
     size-th, from its rank), then all wait for each other and read the whole from the cache.
@@ -108,25 +116,29 @@ def pile_features(paths: list[str], extractor: Extractor | None = None,
     extractor = extractor or choose_extractor()
     matrix, missing = cached_features(paths, extractor.name)
     if matrix is not None:
-        return matrix, extractor, []
+        return PileFeatures(matrix, extractor, [])
     compute = _compute(extractor)
-    _shared_pass([paths[i] for i in missing], extractor, compute, progress)
+    computed = _shared_pass([paths[i] for i in missing], extractor, compute, progress)
+    if computed is None:  # one process: all of them here
+        computed = len(missing)
     matrix, failed = features_for(paths, extractor.name, compute, progress)
-    return matrix, extractor, failed
+    return PileFeatures(matrix, extractor, failed, computed)
 
 
-def _shared_pass(paths: list[str], extractor: Extractor, compute, progress: Progress | None) -> None:
-    """Under torchrun: this process's share of `paths` into the cache, then a barrier. Else nothing."""
+def _shared_pass(paths: list[str], extractor: Extractor, compute, progress: Progress | None) -> int | None:
+    """Under torchrun: this process's share of `paths` into the cache, then a barrier; the share's size.
+    None when there is one process."""
     if os.environ.get("WORLD_SIZE", "1").strip() in ("", "0", "1"):
-        return  # one process: torch.distributed is not needed (nor imported)
+        return None  # one process: torch.distributed is not needed (nor imported)
     import torch
 
     from bincls.training.distributed import barrier, start, world_from_env
 
     world = world_from_env()
     if not world.active:
-        return
-
+        return None
     start(world, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    compute_into_cache(paths[world.rank :: world.size], extractor.name, compute, progress)
+    mine = paths[world.rank :: world.size]
+    compute_into_cache(mine, extractor.name, compute, progress)
     barrier(world)
+    return len(mine)

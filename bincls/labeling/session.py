@@ -33,7 +33,7 @@ from bincls.labeling.answers import (
 )
 from bincls.labeling.embedding import project
 from bincls.labeling.estimate import CONFIDENT, Guesses, accuracy_estimate, guesses
-from bincls.labeling.features import Extractor, pile_features
+from bincls.labeling.features import Extractor, PileFeatures, pile_features
 from bincls.labeling.model import one_blas_thread
 from bincls.labeling.pile import Pile, Progress, find_pile
 from bincls.labeling.status import Status, make_status
@@ -53,11 +53,13 @@ class Suggestion:
 
 class LabelingSession:
     @one_blas_thread
-    def __init__(self, pile: Pile, classes: tuple[str, str], features: np.ndarray, extractor: Extractor,
-                 unreadable: list[int]):  # fmt: skip
+    def __init__(self, pile: Pile, classes: tuple[str, str], features: PileFeatures):
         self.pile = pile
-        self.classes = check_classes(classes)
-        self.extractor = extractor
+        # sorted as a labelled CSV's classes are: the order they were named in changes nothing
+        self.classes = tuple(sorted(check_classes(classes), key=lambda c: (c.lower(), c)))
+        self.extractor: Extractor = features.extractor
+        self.computed = features.computed
+        unreadable, features = features.unreadable, features.matrix
         self.store: KeyedStore = store_for(pile.identity, self.classes)
         self._keys = pile.keys
         self._index = {k: i for i, k in enumerate(self._keys)}
@@ -79,8 +81,7 @@ class LabelingSession:
         """Check the pile's files, compute (or read) their features: the session, ready to suggest."""
         classes = check_classes(classes)
         pile = find_pile(folders, progress)
-        features, extractor, unreadable = pile_features(pile.paths, progress=progress)
-        return cls(pile, classes, features, extractor, unreadable)
+        return cls(pile, classes, pile_features(pile.paths, progress=progress))
 
     # The answers ---------------------------------------------------------------------------------
     def entries(self) -> dict[str, dict]:

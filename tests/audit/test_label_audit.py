@@ -111,7 +111,7 @@ def test_apply_overlay_leaves_the_scan_it_was_given_alone(sample_dir):
 
 
 def test_forgetting_decisions_brings_the_images_back(tmp_path):
-    from tests.imagefactory import make_folder
+    from imagefactory import make_folder
 
     a, b = make_folder(tmp_path / "data" / "a", 3), make_folder(tmp_path / "data" / "b", 2, seed=5)
     data = [str(tmp_path / "data")]

@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from imagefactory import make_folder
 
 from bincls.data.dataset import load_data, scan_folders
 from bincls.data.folder_layout import resolve_layout
 from bincls.data.labelled_csv import read_labelled_csv, write_labelled_csv
 from bincls.errors import BinclsError
-from tests.imagefactory import make_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 

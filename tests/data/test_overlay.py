@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from imagefactory import make_folder
 
 from bincls.data.dataset import load_data
 from bincls.data.overlay import load_decisions, overlay_path, save_decisions
 from bincls.errors import BinclsError
-from tests.imagefactory import make_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
