@@ -33,7 +33,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 # ../shared beside the project; a git worktree one folder deeper finds it one level up
-SHARED = next((p for p in (ROOT.parent / "shared", ROOT.parent.parent / "shared") if p.is_dir()), ROOT.parent / "shared")
+SHARED = next(
+    (p for p in (ROOT.parent / "shared", ROOT.parent.parent / "shared") if p.is_dir()), ROOT.parent / "shared"
+)
 PILES = {"hymenoptera": ("ants", "bees"), "face_mask_dirty": ("with_mask", "without_mask")}
 STEPS = (10, 20, 40, 80)
 EXTRA: list = []  # --explore: variants of the session's strategy
@@ -140,8 +142,12 @@ def accepting(x, xt, y, yt, a, g) -> dict:
         rows, labels = np.concatenate([a, take]), np.concatenate([y[a], guessed])
         final = fit(x[rows], labels).logits(xt) > 0
         wrong = guessed != y[take]
-        out[cut] = {"accepted": len(take), "wrong": int(wrong.sum()), "rare_wrong": int((wrong & (y[take] == rare)).sum()),
-                    "bacc": float(np.mean([(final[yt == c] == c).mean() for c in (0, 1)]))}  # fmt: skip
+        out[cut] = {
+            "accepted": len(take),
+            "wrong": int(wrong.sum()),
+            "rare_wrong": int((wrong & (y[take] == rare)).sum()),
+            "bacc": float(np.mean([(final[yt == c] == c).mean() for c in (0, 1)])),
+        }
     return out
 
 
@@ -154,7 +160,9 @@ def strategy_table(data: dict, seeds: int) -> None:
     from bincls.labeling.strategy import RANDOM, SESSION, UNCERTAIN
 
     strategies = (RANDOM, UNCERTAIN, SESSION, *EXTRA)
-    print("| pile | picking | " + " | ".join(f"{n} answers: acc / bal. acc / rare found" for n in STEPS) + " |")
+    print(
+        "| pile | picking | " + " | ".join(f"{n} answers: acc / bal. acc / rare found" for n in STEPS) + " |"
+    )
     print("|---|---|" + "---|" * len(STEPS))
     estimates, accepts = [], []
     for name, rare in [(n, r) for r in (False, True) for n in PILES]:
@@ -180,9 +188,11 @@ def strategy_table(data: dict, seeds: int) -> None:
 
 
 def print_estimates(estimates) -> None:
-    print("\nThe session's accuracy estimates against the real accuracy of its guesses on the unanswered pile "
-          "(session picking, mean over seeds; 'inside': how often the 95% interval held the real value):")
-    print("| pile | answers | on the answers [interval] | on the rest [interval] | real, rest | inside: answers, rest |")
+    print(
+        "\nThe session's accuracy estimates against the real accuracy of its guesses on the unanswered pile "
+        "(session picking, mean over seeds; 'inside': how often the 95% interval held the real value):"
+    )
+    print("| pile | answers | on the answers [interval] | on the rest [interval] | real, rest | inside |")
     print("|---|---|---|---|---|---|")
     for title, rows in estimates:
         for n in (20, 40, 80):
@@ -191,9 +201,11 @@ def print_estimates(estimates) -> None:
                 continue
             inside = np.mean([r["low"] <= r["rest"] <= r["high"] for r in have])
             inside_rest = np.mean([r["rest_low"] <= r["rest"] <= r["rest_high"] for r in have])
-            print(f"| {title} | {n} | {mean(rows, n, 'estimate'):.3f} [{mean(rows, n, 'low'):.2f}-"
-                  f"{mean(rows, n, 'high'):.2f}] | {mean(rows, n, 'rest_est'):.3f} [{mean(rows, n, 'rest_low'):.2f}-"
-                  f"{mean(rows, n, 'rest_high'):.2f}] | {mean(rows, n, 'rest'):.3f} | {inside:.0%}, {inside_rest:.0%} |")
+            m = {key: mean(rows, n, key) for key in ("estimate", "low", "high", "rest_est", "rest_low", "rest_high")}
+            answers = f"{m['estimate']:.3f} [{m['low']:.2f}-{m['high']:.2f}]"
+            rest = f"{m['rest_est']:.3f} [{m['rest_low']:.2f}-{m['rest_high']:.2f}]"
+            real = f"{mean(rows, n, 'rest'):.3f}"
+            print(f"| {title} | {n} | {answers} | {rest} | {real} | {inside:.0%}, {inside_rest:.0%} |")
 
 
 def print_accepts(accepts) -> None:
@@ -206,9 +218,10 @@ def print_accepts(accepts) -> None:
     for title, rows in accepts:
         for shift in (True, False):
             part = [r[shift] for r in rows]
-            cells = [f"{np.mean([r[c]['accepted'] for r in part]):.0f}, {np.mean([r[c]['wrong'] for r in part]):.1f} "
-                     f"({np.mean([r[c]['rare_wrong'] for r in part]):.1f}), {np.mean([r[c]['bacc'] for r in part]):.3f}"
-                     for c in cuts]  # fmt: skip
+            cells = []
+            for c in cuts:
+                a = {key: np.mean([r[c][key] for r in part]) for key in ("accepted", "wrong", "rare_wrong", "bacc")}
+                cells.append(f"{a['accepted']:.0f}, {a['wrong']:.1f} ({a['rare_wrong']:.1f}), {a['bacc']:.3f}")
             how = "with the pile's balance" if shift else "classes alike"
             print(f"| {title} | {how} | " + " | ".join(cells) + " |")
 
@@ -222,9 +235,14 @@ def main() -> None:
     if args.explore:
         from bincls.labeling.strategy import Strategy
 
-        EXTRA.extend([Strategy("rare0.2", rare_share=0.2), Strategy("rare0.2+div0.2", rare_share=0.2, diverse_part=0.2),
-                      Strategy("rare0.2/0.7", rare_share=0.2, rare_part=0.7),
-                      Strategy("rare0.2/0.7+div0.1", rare_share=0.2, rare_part=0.7, diverse_part=0.1)])
+        EXTRA.extend(
+            [
+                Strategy("rare0.2", rare_share=0.2),
+                Strategy("rare0.2+div0.2", rare_share=0.2, diverse_part=0.2),
+                Strategy("rare0.2/0.7", rare_share=0.2, rare_part=0.7),
+                Strategy("rare0.2/0.7+div0.1", rare_share=0.2, rare_part=0.7, diverse_part=0.1),
+            ]
+        )
     if args.features == "backbone":
         hub_with_weights()
     t0, cpu0 = time.perf_counter(), time.process_time()

@@ -77,8 +77,8 @@ def protocol(name: str, rare: bool, seed: int) -> dict:
     rare_class = b if rare else None
     asked, calls = [], []
     for _ in range(4):
-        out, seconds = bincls("label", str(pile), "--classes", a, b, "--answers", str(answers), "--next", "10",
-                              "--json")  # fmt: skip
+        base = ("label", str(pile), "--classes", a, b, "--answers", str(answers))
+        out, seconds = bincls(*base, "--next", "10", "--json")
         calls.append(seconds)
         batch = json.loads(out)
         with open(answers, "a", newline="") as f:
@@ -101,7 +101,8 @@ def protocol(name: str, rare: bool, seed: int) -> dict:
             "rare_in_pile": sum(v == rare_class for v in truth.values()) if rare else None,
             "rare_found": sum(truth[s["path"]] == rare_class for s in asked) if rare else None,
             "labels": len(rows), "wrong_labels": wrong, "next_s": calls, "train_s": train_s,
-            "test_n": m["n"], "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"]}  # fmt: skip
+            "test_n": m["n"], "accuracy": m["accuracy"],
+            "balanced_accuracy": m["balanced_accuracy"]}  # fmt: skip
 
 
 def main() -> None:
@@ -119,9 +120,10 @@ def main() -> None:
             count = f"{r['images']} ({r['rare_in_pile']})" if rare else str(r["images"])
             found = str(r["rare_found"]) if rare else "-"
             calls = ", ".join(f"{s:.1f}" for s in r["next_s"])
-            print(f"| {r['pile']} | {count} | {found} | {r['labels']} ({r['wrong_labels']}) | {calls} | "
-                  f"{r['train_s']:.0f} | {r['test_n']} | {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} |",
-                  flush=True)  # fmt: skip
+            test = f"{r['test_n']} | {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f}"
+            labels = f"{r['labels']} ({r['wrong_labels']})"
+            line = f"| {r['pile']} | {count} | {found} | {labels} | {calls} | {r['train_s']:.0f} | {test} |"
+            print(line, flush=True)
     print(f"load average {os.getloadavg()[0]:.1f}")
 
 

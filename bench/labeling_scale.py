@@ -39,8 +39,8 @@ CLASS_A = ("ants", "with_mask")
 
 
 def sources() -> list[Path]:
-    return sorted(p for name in ("hymenoptera", "face_mask_dirty") for p in (SHARED / "data" / name).rglob("*")
-                  if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png"))  # fmt: skip
+    found = [p for name in ("hymenoptera", "face_mask_dirty") for p in (SHARED / "data" / name).rglob("*")]
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 
 
 def build(n: int) -> tuple[Path, dict[str, str], dict[str, Path]]:
@@ -79,7 +79,9 @@ def fill_cache(paths: list[str], source: dict[str, Path]) -> None:
     rng = np.random.default_rng(0)
     scale = 0.05 * float(np.std(np.stack(list(real.values()))))
     cache = FeatureCache()
-    rows = [(p, stat_key(p), real[str(source[p])] + rng.normal(0, scale, 1280).astype(np.float32)) for p in paths]
+    rows = [
+        (p, stat_key(p), real[str(source[p])] + rng.normal(0, scale, 1280).astype(np.float32)) for p in paths
+    ]
     cache.put_many(extractor.name, rows)
     cache.close()
 
@@ -113,8 +115,8 @@ def cli_calls(pile: Path, truth: dict[str, str], calls: int = 4) -> None:
     answers.write_text("")
     for c in range(calls):
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "bincls", "label", str(pile), "--classes", "a", "b", "--answers",
-                              str(answers), "--next", "10", "--json"], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+        cmd = ["label", str(pile), "--classes", "a", "b", "--answers", str(answers), "--next", "10", "--json"]
+        out = subprocess.run([sys.executable, "-m", "bincls", *cmd], cwd=ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
         if out.returncode:
             raise SystemExit(out.stderr)
