@@ -201,7 +201,8 @@ def print_estimates(estimates) -> None:
                 continue
             inside = np.mean([r["low"] <= r["rest"] <= r["high"] for r in have])
             inside_rest = np.mean([r["rest_low"] <= r["rest"] <= r["rest_high"] for r in have])
-            m = {key: mean(rows, n, key) for key in ("estimate", "low", "high", "rest_est", "rest_low", "rest_high")}
+            keys = ("estimate", "low", "high", "rest_est", "rest_low", "rest_high")
+            m = {key: mean(rows, n, key) for key in keys}
             answers = f"{m['estimate']:.3f} [{m['low']:.2f}-{m['high']:.2f}]"
             rest = f"{m['rest_est']:.3f} [{m['rest_low']:.2f}-{m['rest_high']:.2f}]"
             real = f"{mean(rows, n, 'rest'):.3f}"
@@ -219,9 +220,11 @@ def print_accepts(accepts) -> None:
         for shift in (True, False):
             part = [r[shift] for r in rows]
             cells = []
+            keys = ("accepted", "wrong", "rare_wrong", "bacc")
             for c in cuts:
-                a = {key: np.mean([r[c][key] for r in part]) for key in ("accepted", "wrong", "rare_wrong", "bacc")}
-                cells.append(f"{a['accepted']:.0f}, {a['wrong']:.1f} ({a['rare_wrong']:.1f}), {a['bacc']:.3f}")
+                a = {key: np.mean([r[c][key] for r in part]) for key in keys}
+                counts = f"{a['accepted']:.0f}, {a['wrong']:.1f} ({a['rare_wrong']:.1f})"
+                cells.append(f"{counts}, {a['bacc']:.3f}")
             how = "with the pile's balance" if shift else "classes alike"
             print(f"| {title} | {how} | " + " | ".join(cells) + " |")
 
