@@ -69,6 +69,8 @@ def cmd_label(args: argparse.Namespace) -> int:
         return 0  # under torchrun the other processes only shared the feature pass
     if args.answers:
         _report_import(session.import_answers(args.answers))
+    if not session.extractor.pretrained:
+        print(f"note: {session.extractor.note}", file=sys.stderr)
     if args.next is not None:
         return _print_next(session, args.next, args.json)
     if args.export:
