@@ -90,17 +90,18 @@ def _memo_path(paths: list[str], keys: list[tuple[int, int] | None], extractor: 
 
 
 def cached_features(paths: list[str], extractor: str) -> tuple[np.ndarray | None, list[int]]:
-    """(the [N, D] float32 features when every file's are cached, else None; the indices not cached)."""
+    """(the [N, D] float16 features when every file's are cached, else None; the indices not cached).
+    float16 as stored: a million images' 1,280 values are 2.5 GB so, 5 GB as float32."""
     keys = [stat_key(p) for p in paths]
     memo = _memo_path(paths, keys, extractor)
     if memo.is_file():
         with contextlib.suppress(OSError, ValueError):
-            return np.load(memo).astype(np.float32, copy=False), []
+            return np.load(memo), []
     found = _lookup(paths, keys, extractor)
     missing = [i for i, p in enumerate(paths) if p not in found]
     if missing or not paths:
         return None, missing
-    matrix = np.stack([found[p] for p in paths]).astype(np.float32)
+    matrix = np.stack([found[p] for p in paths])
     _save_memo(memo, matrix)
     return matrix, []
 
@@ -146,7 +147,7 @@ def compute_into_cache(paths: list[str], extractor: str, compute: Compute, progr
 
 def features_for(paths: list[str], extractor: str, compute: Compute,
                  progress: Progress | None = None) -> tuple[np.ndarray, list[int]]:  # fmt: skip
-    """[N, D] float32 features of `paths` (cached ones read, the rest computed and cached), and the indices
+    """[N, D] float16 features of `paths` (cached ones read, the rest computed and cached), and the indices
     of files that could not be read now (their rows are NaN)."""
     matrix, missing = cached_features(paths, extractor)
     if matrix is not None:
@@ -155,7 +156,7 @@ def features_for(paths: list[str], extractor: str, compute: Compute,
     found = _lookup(paths, keys, extractor)  # also what other processes of a torchrun launch computed
     found.update(compute_into_cache([p for p in paths if p not in found], extractor, compute, progress))
     dim = next((len(v) for v in found.values()), 1)
-    matrix = np.full((len(paths), dim), np.nan, np.float32)
+    matrix = np.full((len(paths), dim), np.nan, np.float16)
     failed = []
     for i, p in enumerate(paths):
         if p in found:

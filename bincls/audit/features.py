@@ -103,4 +103,4 @@ def image_features(paths: list[str], model: str | None = None, weights: str | No
         names = ", ".join(paths[i] for i in failed[:3])
         raise BinclsError(f"{len(failed)} image(s) cannot be read any more ({names}): they changed since "
                           "they were checked. Check the folder again.")  # fmt: skip
-    return feats
+    return feats.astype(np.float32)

@@ -15,6 +15,7 @@ DIMENSIONS = 128
 PCA_SAMPLE = 2000  # rows the axes are fitted on: a pile of a million is projected, not decomposed whole
 OVERSAMPLE, POWER_STEPS = 16, 3  # randomized PCA (Halko et al. 2011): a few tenths of a second, seeded
 SEED = 0
+BLOCK = 50_000  # rows projected at a time
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -54,19 +55,27 @@ class Projection:
     axes: np.ndarray | None
 
     def apply(self, features: np.ndarray) -> np.ndarray:
-        x = unit_rows(features) - self.mean
-        return (x if self.axes is None else x @ self.axes).astype(np.float32)
+        """The projected rows, a block at a time: a million rows of float16 features never become float32
+        all at once."""
+        dims = features.shape[1] if self.axes is None else self.axes.shape[1]
+        out = np.empty((len(features), dims), np.float32)
+        for start in range(0, len(features), BLOCK):
+            x = unit_rows(features[start : start + BLOCK]) - self.mean
+            out[start : start + BLOCK] = x if self.axes is None else x @ self.axes
+        return out
 
 
 def fit_projection(features: np.ndarray, dimensions: int = DIMENSIONS) -> Projection:
     """The projection of the pile: its mean, and its main axes fitted on a seeded sample of its rows."""
-    x = unit_rows(features)
     rng = np.random.default_rng(SEED)
-    if len(x) == 0:
-        return Projection(np.zeros(x.shape[1], np.float32), None)
-    sample = x if len(x) <= PCA_SAMPLE else x[np.sort(rng.choice(len(x), PCA_SAMPLE, replace=False))]
+    if len(features) == 0:
+        return Projection(np.zeros(features.shape[1], np.float32), None)
+    rows = np.arange(len(features))
+    if len(rows) > PCA_SAMPLE:
+        rows = np.sort(rng.choice(len(rows), PCA_SAMPLE, replace=False))
+    sample = unit_rows(features[rows])
     mean = sample.mean(axis=0)
-    if x.shape[1] <= dimensions or len(sample) <= dimensions:
+    if features.shape[1] <= dimensions or len(sample) <= dimensions:
         return Projection(mean, None)
     return Projection(mean, main_axes(sample - mean, dimensions, rng).astype(np.float32))
 

@@ -19,6 +19,7 @@ from bincls.audit.feature_cache import Progress, cached_features, compute_into_c
 from bincls.json_files import read_json, write_json_atomic
 from bincls.labeling.pixel_features import EXTRACTOR as PIXELS
 from bincls.labeling.pixel_features import pixel_compute
+from bincls.labeling.shared_work import share
 from bincls.paths import cache_dir
 
 
@@ -128,17 +129,4 @@ def pile_features(paths: list[str], extractor: Extractor | None = None,
 def _shared_pass(paths: list[str], extractor: Extractor, compute, progress: Progress | None) -> int | None:
     """Under torchrun: this process's share of `paths` into the cache, then a barrier; the share's size.
     None when there is one process."""
-    if os.environ.get("WORLD_SIZE", "1").strip() in ("", "0", "1"):
-        return None  # one process: torch.distributed is not needed (nor imported)
-    import torch
-
-    from bincls.training.distributed import barrier, start, world_from_env
-
-    world = world_from_env()
-    if not world.active:
-        return None
-    start(world, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    mine = paths[world.rank :: world.size]
-    compute_into_cache(mine, extractor.name, compute, progress)
-    barrier(world)
-    return len(mine)
+    return share(paths, lambda mine: compute_into_cache(mine, extractor.name, compute, progress))

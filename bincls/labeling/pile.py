@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from bincls.data.folder_layout import check_folder
 from bincls.data.keyed_store import path_keys
 from bincls.data.scan import MIN_SIDE, SkippedFile, iter_checks
 from bincls.errors import BinclsError
+from bincls.labeling.shared_work import share
 
 Progress = Callable[[int, int], None]
 
@@ -52,6 +54,8 @@ def find_pile(folders: list[str | os.PathLike], progress: Progress | None = None
             files.setdefault(key, path)
         skipped += [SkippedFile(readable(p), r) for p, r in walk.skipped]
     ordered = sorted(files.values())
+    # under torchrun each process checks its share into the scan cache first (cold: the longest part)
+    share(ordered, lambda mine: deque(iter_checks(mine), maxlen=0))
     first: dict[str, str] = {}
     for path, res, _ in iter_checks(ordered, progress):
         if not res["ok"]:

@@ -31,7 +31,7 @@ from bincls.labeling.answers import (
     normal_label,  # fmt: skip
     store_for,
 )
-from bincls.labeling.embedding import project
+from bincls.labeling.embedding import fit_projection
 from bincls.labeling.estimate import CONFIDENT, Guesses, accuracy_estimate, guesses
 from bincls.labeling.features import Extractor, PileFeatures, pile_features
 from bincls.labeling.model import one_blas_thread
@@ -64,15 +64,12 @@ class LabelingSession:
         self._keys = pile.keys
         self._index = {k: i for i, k in enumerate(self._keys)}
         self.unreadable = np.array(sorted(unreadable), dtype=int)
-        usable = np.ones(len(pile.paths), bool)
-        usable[self.unreadable] = False
-        self.x = np.zeros((len(pile.paths), 0), np.float32)
-        if usable.any():
-            x = np.zeros((len(pile.paths), features.shape[1]), np.float32)
-            x[usable] = features[usable]
-            projected = project(x[usable])
-            self.x = np.zeros((len(pile.paths), projected.shape[1]), np.float32)
-            self.x[usable] = projected
+        if len(self.unreadable):  # their rows are NaN: projected as zeros, and never suggested
+            features = features.copy()
+            features[self.unreadable] = 0
+        usable = np.setdiff1d(np.arange(len(pile.paths)), self.unreadable)
+        self.x = fit_projection(features[usable] if len(self.unreadable) else features).apply(features)
+        self.x[self.unreadable] = 0
         self._cache: tuple[dict, Guesses] | None = None
 
     @classmethod

@@ -24,6 +24,7 @@ DIVERSE_PART = 0.1  # a share of every batch taken as typical images of clusters
 SHORTLIST = 4  # each part picks among the SHORTLIST * k best candidates, spread by k-means
 KMEANS_SAMPLE = 3000  # k-means runs on at most this many candidates (a seeded sample)
 KMEANS_ROUNDS = 15
+ROWS = 20_000  # rows of a distance matrix computed at a time
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def choose(x: np.ndarray, answered: np.ndarray, labels: np.ndarray, unavailable:
     if len(present) == 1:
         return [Pick(i, "unlike the answers") for i in _unlike(x, answered, free, k, strategy, seed)]
     model = fit(x[answered], labels)
-    z = model.logits(x[free])
+    z = model.logits(x)[free]
     rare, share = rare_class(model, x, labels, answered)
     n_rare = int(round(k * strategy.rare_part)) if share < strategy.rare_share else 0
     toward_rare = z if rare == 1 else -z
@@ -154,11 +155,11 @@ def _unlike(x: np.ndarray, answered: np.ndarray, free: np.ndarray, k: int, strat
     """The free images farthest from every answered one (distance to the nearest answer), spread over
     clusters. Measured against a logistic regression of answered against free, and the distance to the
     answers' centre, on rare piles of the shared data: it finds the most images of the other class."""
-    nearest = np.full(len(free), np.inf)
-    xf = x[free].astype(np.float64)
-    norms = (xf**2).sum(1)
-    for start in range(0, len(answered), 256):
-        xa = x[answered[start : start + 256]].astype(np.float64)
-        d = norms[:, None] - 2 * xf @ xa.T + (xa**2).sum(1)[None, :]
-        nearest = np.minimum(nearest, d.min(axis=1))
+    nearest = np.full(len(free), np.inf, np.float32)
+    xa = x[answered]
+    xa_norms = (xa**2).sum(1)
+    for start in range(0, len(free), ROWS):  # a million free images: a block of rows at a time
+        xf = x[free[start : start + ROWS]]
+        d = (xf**2).sum(1)[:, None] - 2 * xf @ xa.T + xa_norms[None, :]
+        nearest[start : start + ROWS] = d.min(axis=1)
     return _spread(x, free[np.argsort(-nearest, kind="stable")], k, strategy.shortlist, seed)

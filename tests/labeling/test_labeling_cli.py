@@ -111,3 +111,42 @@ def test_torchrun_shares_the_feature_pass(pile, tmp_path):
     again = subprocess.run([sys.executable, "-m", "bincls", "label", str(pile), "--classes", "ants", "bees",
                             "--features"], cwd=ROOT, env=env, capture_output=True, text=True)  # fmt: skip
     assert "computed 0 of 60" in again.stdout  # all in the cache
+
+
+@pytest.mark.slow
+def test_the_protocol_end_to_end_on_a_held_out_part(sample_dir, tmp_path):
+    """The issue's protocol on the sample: four rounds of --next answered by an oracle (from an empty
+    answers file), --export --accept-confident, train on L.csv, evaluate on the 20 photos held out. A tiny
+    model keeps it short: this checks the chain, bench/labeling_protocol.py measures it."""
+    pile, test = tmp_path / "pile", tmp_path / "test"
+    for cls in ("ants", "bees"):
+        photos = sorted((sample_dir / cls).iterdir())
+        for i, p in enumerate(photos):
+            dest = (test / cls / p.name) if i < 10 else (pile / f"{cls[0]}{i:02d}{p.suffix}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(p, dest)
+    env = {**os.environ, "BINCLS_RUNS_DIR": str(tmp_path / "runs")}
+
+    def cli(*args) -> str:
+        out = subprocess.run([sys.executable, "-m", "bincls", *map(str, args)], cwd=ROOT, env=env,
+                             capture_output=True, text=True)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    answers = tmp_path / "answers.csv"
+    answers.write_text("")
+    lines = ["path,label"]
+    for _ in range(4):
+        batch = json.loads(cli("label", pile, "--classes", "ants", "bees", "--answers", answers, "--next", 5,
+                               "--json"))  # fmt: skip
+        lines += [f"{s['path']},{'ants' if Path(s['path']).name.startswith('a') else 'bees'}" for s in batch]
+        answers.write_text("\n".join(lines) + "\n")
+    labels = tmp_path / "L.csv"
+    base = ("label", pile, "--classes", "ants", "bees", "--answers", answers)
+    cli(*base, "--export", labels, "--accept-confident")
+    rows = list(csv.DictReader(open(labels)))
+    assert len(rows) >= 20
+    run = cli("train", labels, "--model", "seed-lenet", "--weights", "none", "--epochs", 2, "--img-size", 32,
+              "--workers", 0).strip().splitlines()[-1]  # fmt: skip
+    metrics = json.loads(cli("evaluate", run, "--data", test / "ants", test / "bees", "--json"))
+    assert metrics["n"] == 20 and 0 <= metrics["balanced_accuracy"] <= 1
