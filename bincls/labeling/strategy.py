@@ -39,7 +39,7 @@ class Strategy:
 
 
 RANDOM = Strategy("random")
-UNCERTAIN = Strategy("uncertain", rare_part=0.0)
+UNCERTAIN = Strategy("uncertain", rare_part=0.0, diverse_part=0.0)
 SESSION = Strategy()
 
 
