@@ -12,6 +12,7 @@ cache directly (each file gets its source photo's real 1,280-value features plus
 computing 10,000 on two shared cores takes half an hour and the round's cost does not depend on them.
 
     .venv/bin/python bench/labeling_scale.py [--round-size 10000] [--cli-size 2000]
+    .venv/bin/python bench/labeling_scale.py --synthetic 100000,1000000   # rounds on made-up rows only
 """
 
 from __future__ import annotations
@@ -110,6 +111,34 @@ def rounds(pile: Path, truth: dict[str, str], n_rounds: int = 4) -> None:
         session.answer_many({s.path: truth[s.path] for s in batch})
 
 
+def synthetic_rounds(n: int, n_rounds: int = 4) -> None:
+    """A round's work (suggestions, guesses, estimates) on n projected feature rows made up here: how a round
+    grows with the pile, beyond what files on this machine allow. Two Gaussian classes, one 5% rare."""
+    from bincls.labeling.estimate import accuracy_estimate, guesses
+    from bincls.labeling.model import one_blas_thread
+    from bincls.labeling.strategy import choose
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(n) < 0.05).astype(int)
+    x = (rng.normal(0, 1, (n, 128)) + y[:, None] * 1.5).astype(np.float32)
+    answered: list[int] = []
+
+    @one_blas_thread
+    def one_round():
+        a = np.array(answered, int)
+        batch = choose(x, a, y[a], a, 10)
+        g = guesses(x, a, y[a])
+        free = np.setdiff1d(np.arange(n), a)
+        accuracy_estimate(g, y[a], free)
+        return batch
+
+    for r in range(1, n_rounds + 1):
+        t0, c0 = time.perf_counter(), cpu()
+        batch = one_round()
+        print(f"{n:,} rows, round {r}: {time.perf_counter() - t0:.2f} s ({cpu() - c0:.2f} CPU s)")
+        answered += [p.index for p in batch]
+
+
 def cli_calls(pile: Path, truth: dict[str, str], calls: int = 4) -> None:
     answers = pile.parent / f"{pile.name}-answers.csv"
     answers.write_text("")
@@ -133,7 +162,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--round-size", type=int, default=10000)
     ap.add_argument("--cli-size", type=int, default=2000)
+    ap.add_argument("--synthetic", default="", help="also rounds on made-up rows, e.g. 100000,1000000")
     args = ap.parse_args()
+    for n in filter(None, args.synthetic.split(",")):
+        synthetic_rounds(int(n))
+    if args.synthetic:
+        return
     hub_with_weights()
     print(f"load average at start {os.getloadavg()[0]:.1f}")
     pile, truth, source = build(args.round_size)

@@ -59,9 +59,8 @@ def _from_record(rec: dict) -> Extractor:
 def choose_extractor() -> Extractor:
     """The first backbone of `bincls.models.weights.BACKBONES` whose ImageNet weights are cached (or can be
     downloaded), else pixel features. Remembered: the next call decides without torch."""
-    rec = read_json(_record_path())
-    if isinstance(rec, dict) and {"name", "note"} <= set(rec) and _still_valid(rec):
-        return _from_record(rec)
+    if _recorded():
+        return _from_record(read_json(_record_path()))
     import torchvision
 
     from bincls.audit.features import backbone_extractor
@@ -123,7 +122,14 @@ def pile_features(paths: list[str], extractor: Extractor | None = None,
     if computed is None:  # one process: all of them here
         computed = len(missing)
     matrix, failed = features_for(paths, extractor.name, compute, progress)
+    if extractor.pretrained and not _recorded():
+        choose_extractor()  # weights downloaded just now are in the hub cache: remembered for the next call
     return PileFeatures(matrix, extractor, failed, computed)
+
+
+def _recorded() -> bool:
+    rec = read_json(_record_path())
+    return isinstance(rec, dict) and {"name", "note"} <= set(rec) and _still_valid(rec)
 
 
 def _shared_pass(paths: list[str], extractor: Extractor, compute, progress: Progress | None) -> int | None:
