@@ -190,23 +190,32 @@ def strategy_table(data: dict, seeds: int) -> None:
 def print_estimates(estimates) -> None:
     print(
         "\nThe session's accuracy estimates against the real accuracy of its guesses on the unanswered pile "
-        "(session picking, mean over seeds; 'inside': how often the 95% interval held the real value):"
+        "(session picking, mean over seeds). Of the 95% intervals: how often they held the real value, and "
+        "how often they claimed more than it (over: the real value below the interval):"
     )
-    print("| pile | answers | on the answers [interval] | on the rest [interval] | real, rest | inside |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| pile | answers | on the answers [interval] | on the rest [interval] | real, rest | held | over |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for title, rows in estimates:
         for n in (20, 40, 80):
             have = [r[n] for r in rows if not np.isnan(r[n]["low"])]
             if not have:
                 continue
-            inside = np.mean([r["low"] <= r["rest"] <= r["high"] for r in have])
-            inside_rest = np.mean([r["rest_low"] <= r["rest"] <= r["rest_high"] for r in have])
+            held = [np.mean([r[lo] <= r["rest"] <= r[hi] for r in have]) for lo, hi in BOUNDS]
+            more = [np.mean([r["rest"] < r[lo] for r in have]) for lo, _ in BOUNDS]
             keys = ("estimate", "low", "high", "rest_est", "rest_low", "rest_high")
             m = {key: mean(rows, n, key) for key in keys}
             answers = f"{m['estimate']:.3f} [{m['low']:.2f}-{m['high']:.2f}]"
             rest = f"{m['rest_est']:.3f} [{m['rest_low']:.2f}-{m['rest_high']:.2f}]"
             real = f"{mean(rows, n, 'rest'):.3f}"
-            print(f"| {title} | {n} | {answers} | {rest} | {real} | {inside:.0%}, {inside_rest:.0%} |")
+            print(
+                f"| {title} | {n} | {answers} | {rest} | {real} | {held[0]:.0%}, {held[1]:.0%} | "
+                f"{more[0]:.0%}, {more[1]:.0%} |"
+            )
+
+
+BOUNDS = (("low", "high"), ("rest_low", "rest_high"))  # the interval on the answers, on the rest
 
 
 def print_accepts(accepts) -> None:
