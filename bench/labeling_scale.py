@@ -97,6 +97,7 @@ def rounds(pile: Path, truth: dict[str, str], n_rounds: int = 4) -> None:
 
     t0, c0 = time.perf_counter(), cpu()
     session = LabelingSession.open([pile], ("a", "b"))
+    session.store.update({}, replace=True)  # a new session: no answers from an earlier run of this bench
     print(f"open ({len(session.pile.paths)} images: check from the scan cache, features from the feature "
           f"cache, projection): {time.perf_counter() - t0:.2f} s, {cpu() - c0:.2f} CPU s")  # fmt: skip
     for r in range(1, n_rounds + 1):

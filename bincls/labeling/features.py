@@ -70,8 +70,9 @@ def choose_extractor() -> Extractor:
                   for name in BACKBONES for w in torchvision.models.get_model_weights(name)]  # fmt: skip
     rec = {"name": PIXELS, "model": None, "weights": None, "looked_for": looked_for,
            "note": "no pretrained weights here (none in the torch hub cache, no network): the session "
-                   "looks at colours and coarse shapes only, so its suggestions and guesses are weak. Put "
-                   "torchvision's ImageNet weights in the torch hub cache for much better ones."}  # fmt: skip
+                   "looks at colours and coarse shapes only, so its suggestions and guesses are weak and its "
+                   "confident guesses often wrong (export the answers alone). Put torchvision's ImageNet "
+                   "weights in the torch hub cache for much better ones."}  # fmt: skip
     for name in BACKBONES:
         how = weights_at_hand(name)
         if how is not None:
