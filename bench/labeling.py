@@ -249,10 +249,10 @@ def main() -> None:
 
         EXTRA.extend(
             [
-                Strategy("rare0.2", rare_share=0.2),
-                Strategy("rare0.2+div0.2", rare_share=0.2, diverse_part=0.2),
-                Strategy("rare0.2/0.7", rare_share=0.2, rare_part=0.7),
-                Strategy("rare0.2/0.7+div0.1", rare_share=0.2, rare_part=0.7, diverse_part=0.1),
+                Strategy("rare half", rare_part=0.5),
+                Strategy("rare gate 0.3", rare_share=0.3),
+                Strategy("no typical", diverse_part=0.0),
+                Strategy("two typical", diverse_part=0.2),
             ]
         )
     if args.features == "backbone":
