@@ -11,6 +11,7 @@ from collections import Counter
 
 from bincls.data.split import SplitConfig
 from bincls.errors import BinclsError
+from bincls.labeling.cli import add_label_parser  # argparse only: the session loads when a command runs
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -422,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="images scored at once (default: CPU cores)")
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
     p.set_defaults(func=cmd_serve)
+    add_label_parser(sub)
     return parser
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bincls.data.data_root import outside_reason, readable_roots
 from bincls.data.file_access import is_junk_dir, is_utf8, readable
+from bincls.data.labelled_csv import is_labelled_csv, read_labelled_csv
 from bincls.errors import BinclsError
 
 SPLITS = ("train", "val", "test")
@@ -42,9 +43,12 @@ class Layout:
 
     classes: tuple[ClassSource, ClassSource]
     presplit: bool
-    kind: str  # "two-folders", "root", "presplit"
+    kind: str  # "two-folders", "root", "presplit", "csv"
     roots: tuple[str, ...]
     notes: tuple[str, ...] = field(default=())
+    # A labelled CSV's images (kind "csv"): (path, label) and the rows left out, (where, reason)
+    listing: tuple[tuple[str, int], ...] = field(default=(), repr=False, compare=False)
+    unusable: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def class_names(self) -> list[str]:
@@ -92,12 +96,19 @@ def _check_dir(path: str | os.PathLike, what: str) -> Path:
             raise BinclsError(f"{what} {p} is a link to something that does not exist.")
         raise BinclsError(f"{what} {p} does not exist. Check the path (type it in full or pick it).")
     if not p.is_dir():
-        raise BinclsError(f"{what} {p} is a file, not a folder. Give the folder that holds the images.")
+        raise BinclsError(f"{what} {p} is a file, not a folder. Give the folder that holds the images "
+                          "(or a labelled CSV of path,label rows, named .csv).")  # fmt: skip
     try:
         next(p.iterdir(), None)
     except PermissionError:
         raise BinclsError(f"{what} {p} cannot be read (permission denied).") from None
     return Path(os.path.abspath(p))
+
+
+def check_folder(path: str | os.PathLike, what: str = "Folder") -> Path:
+    """`path` as an absolute folder that exists, can be read and lies inside the data root; else a
+    `BinclsError` that says what is wrong with it (`what` names it: "Folder", "Pile folder")."""
+    return _check_dir(path, what)
 
 
 def _rename(names: list[str], class_names: list[str] | None) -> list[str]:
@@ -112,14 +123,42 @@ def _rename(names: list[str], class_names: list[str] | None) -> list[str]:
 
 
 def resolve_layout(paths: list[str | os.PathLike], class_names: list[str] | None = None) -> Layout:
-    """Turn one or two user-given paths into a `Layout`, or raise `BinclsError` saying what to do."""
+    """Turn one or two user-given paths (folders, or one labelled CSV) into a `Layout`, or raise
+    `BinclsError` saying what to do."""
     if not paths or len(paths) > 2:
         raise BinclsError(
             f"Give two class folders, or one folder that holds them; got {len(paths or [])} paths."
         )
+    if any(is_labelled_csv(p) for p in paths):
+        if len(paths) != 1:
+            raise BinclsError("A labelled CSV is the whole dataset: give it alone, without folders.")
+        return _labelled_csv(paths[0], class_names)
     if len(paths) == 2:
         return _two_folders(paths, class_names)
     return _one_root(paths[0], class_names)
+
+
+def _labelled_csv(path, class_names) -> Layout:
+    """A CSV of path,label rows (bincls.data.labelled_csv): its two labels are the classes."""
+    listed = read_labelled_csv(path)
+    labels = listed.labels
+    if len(labels) != 2:
+        shown = ", ".join(repr(n) for n in labels[:6]) or "none"
+        raise BinclsError(
+            f"{listed.csv_path} must label its images with exactly two classes; its usable rows have "
+            f"{len(labels)} ({shown}). Fix the label column (or give --names for two classes)."
+        )
+    names = _rename(labels, class_names)
+    index = {name: i for i, name in enumerate(labels)}
+    source = ((listed.csv_path, None),)
+    return Layout(
+        classes=(ClassSource(names[0], source), ClassSource(names[1], source)),
+        presplit=False,
+        kind="csv",
+        roots=(listed.csv_path,),
+        listing=tuple((image, index[label]) for image, label in listed.rows),
+        unusable=listed.bad,
+    )
 
 
 def _two_folders(paths, class_names) -> Layout:

@@ -313,7 +313,10 @@ def scan_layout(layout: Layout, progress: Progress | None = None, use_cache: boo
     """
     entries: list[tuple[str, int, str | None]] = []
     skipped: list[SkippedFile] = []
-    for label, cls in enumerate(layout.classes):
+    if layout.kind == "csv":  # a labelled CSV lists its files: nothing to walk
+        entries = [(path, label, None) for path, label in layout.listing]
+        skipped = [SkippedFile(where, reason) for where, reason in layout.unusable]
+    for label, cls in enumerate(layout.classes if layout.kind != "csv" else ()):
         for folder, split in cls.folders:
             files, junk = _walk(folder)
             entries.extend((f, label, split) for f in files)

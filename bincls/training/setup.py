@@ -16,7 +16,7 @@ from torch import nn
 
 from bincls.compute import device_info, plan_compute, resolve_device
 from bincls.data.dataset import DataSource, load_data
-from bincls.data.overlay import load_decisions
+from bincls.data.overlay import applied_decisions, load_decisions, overlay_counts
 from bincls.data.split import SplitConfig, load_split, save_split
 from bincls.errors import BinclsError
 from bincls.json_files import write_json_atomic
@@ -111,8 +111,9 @@ def _data(cfg: TrainConfig, run: RunFolder | None, emit: Emitter, world: World, 
         if world.is_main == main_turn:
             data = load_data(cfg.data, cfg.class_names, split_cfg, decisions=decisions)
         barrier(world)
-    if decisions and world.is_main:
-        _record_decisions(run, decisions, emit)
+    applied = applied_decisions(data.scan, decisions)  # only those on images of this dataset count
+    if applied and world.is_main:
+        _record_decisions(run, applied, emit)
     if resume and run.split_path.exists():
         return _saved_split(data, run.split_path, emit)
     if cfg.init_from:
@@ -127,7 +128,7 @@ def _data(cfg: TrainConfig, run: RunFolder | None, emit: Emitter, world: World, 
 def _record_decisions(run: RunFolder, decisions: dict[str, str], emit: Emitter) -> None:
     """The audit decisions this run honours, kept in its folder: the run can be repeated as it was."""
     write_json_atomic(run.path / "audit_decisions.json", decisions)
-    counts = {a: sum(1 for v in decisions.values() if v == a) for a in ("exclude", "relabel")}
+    counts = overlay_counts(decisions)
     emit("message", f"label audit: {counts['exclude']} image(s) excluded, {counts['relabel']} relabelled "
                     "(--ignore-audit trains without these decisions)")  # fmt: skip
 

@@ -111,9 +111,12 @@ def test_apply_overlay_leaves_the_scan_it_was_given_alone(sample_dir):
 
 
 def test_forgetting_decisions_brings_the_images_back(tmp_path):
+    from imagefactory import make_folder
+
+    a, b = make_folder(tmp_path / "data" / "a", 3), make_folder(tmp_path / "data" / "b", 2, seed=5)
     data = [str(tmp_path / "data")]
-    save_decisions(data, {"/x/a.png": "exclude", "/x/b.png": "relabel", "/x/c.png": "keep"})
-    forget_decisions(data, ["/x/a.png"])
-    assert load_decisions(data) == {"/x/b.png": "relabel", "/x/c.png": "keep"}
+    save_decisions(data, {str(a[0]): "exclude", str(a[1]): "relabel", str(b[0]): "keep"})
+    forget_decisions(data, [str(a[0])])
+    assert load_decisions(data) == {str(a[1]): "relabel", str(b[0]): "keep"}
     forget_decisions(data)
     assert load_decisions(data) == {} and overlay_path(data).is_file()
