@@ -94,14 +94,13 @@ def test_two_exports_at_once_in_one_process_both_succeed_and_leave_stdout_alone(
 
 
 def test_an_export_while_the_run_is_deleted_says_so(run, monkeypatch):
-    real = export_module.check_parity
+    real = export_module.export_scorer
 
-    def deleted_meanwhile(*args, **kw):  # another tab deletes the run while this one checks its export
-        report = real(*args, **kw)
+    def deleted_meanwhile(*args, **kw):  # another tab deletes the run while torch.export runs here
         shutil.rmtree(run)
-        return report
+        return real(*args, **kw)
 
-    monkeypatch.setattr(export_module, "check_parity", deleted_meanwhile)
+    monkeypatch.setattr(export_module, "export_scorer", deleted_meanwhile)
     with pytest.raises(BinclsError, match=r"went away|Cannot write"):
         export_onnx(run)
 
