@@ -154,18 +154,39 @@ def test_an_older_json_that_names_no_file_is_not_believed(run):
     assert alone.class_names == ["ants", "bees"] and "verification" not in alone.info
 
 
-def test_a_tiny_model_with_nan_outputs_answers_null_not_invalid_json(run):
-    """JSON has no NaN: an export whose arithmetic gives one says null (the server's answer stays JSON)."""
+def test_what_goes_wrong_inside_is_json_a_per_file_reason_or_a_500_never_plain_text(run):
+    """NaN from the model's arithmetic is null (JSON has no NaN); running out of memory on one image is
+    that image's reason; anything unforeseen is a JSON 500, and the server goes on."""
     from fastapi.testclient import TestClient
 
     from bincls.serve.app import create_app
 
     model = OnnxPredictor(run / "best.onnx")
-    model.score = lambda pixels: (0.7, float("nan"))
     model.ood_threshold = 1.0
     buf = io.BytesIO()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, "PNG")
-    with TestClient(create_app(model), base_url="http://localhost") as client:
-        resp = client.post("/predict", files={"files": ("x.png", buf.getvalue())})
-    assert resp.status_code == 200 and resp.json()[0]["ood_score"] is None
+    image = ("x.png", buf.getvalue())
 
+    def scores(*outcomes):
+        it = iter(outcomes)
+
+        def score(pixels):
+            outcome = next(it)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+
+        return score
+
+    with TestClient(create_app(model), base_url="http://localhost", raise_server_exceptions=False) as client:
+        model.score = scores((0.7, float("nan")))
+        resp = client.post("/predict", files={"files": image})
+        assert resp.status_code == 200 and resp.json()[0]["ood_score"] is None
+        model.score = scores(MemoryError(), (0.7, 0.5))
+        resp = client.post("/predict", files=[("files", image), ("files", image)])
+        first, second = resp.json()
+        assert resp.status_code == 200 and "not enough memory" in first["error"] and second["error"] is None
+        model.score = scores(RuntimeError("a bug"))
+        resp = client.post("/predict", files={"files": image})
+        assert resp.status_code == 500 and "RuntimeError" in resp.json()["detail"]
+        assert client.get("/health").json() == {"status": "ok"}
