@@ -40,8 +40,8 @@ class Limits:
     max_files: int = 64
     max_request_bytes: int = MAX_FILE_BYTES  # the app's limit for one image file (512 MiB)
     max_held_bytes: int = 2 * MAX_FILE_BYTES  # every request's body at once, in memory or spooled to disk
-    body_grace_s: float = 30.0  # a body must arrive within this ...
-    min_body_rate: int = 16 * 1024  # ... plus one second per this many bytes of it
+    body_grace_s: float = 30.0  # a body arrives whole within this, or at least ...
+    min_body_rate: int = 16 * 1024  # ... this many bytes a second over every such span, else 408
 
     def __post_init__(self) -> None:
         checks = [

@@ -7,14 +7,18 @@ middleware in front of the app, in this order, each before the body is touched:
 
 1. the API key (every path but /health, when the server has one);
 2. the size the request announces (Content-Length) against `max_request_bytes`;
-3. room in the server's byte budget: the bodies of all requests at once (held in memory or spooled to
-   temporary files by the form parser until their answer is sent) stay within `max_held_bytes`.
+3. room for it in the server's byte budget: the bodies of all requests at once (held in memory or
+   spooled to temporary files by the form parser until their answer is sent) stay within
+   `max_held_bytes`.
 
 Only then is the body read; uvicorn sends `100 Continue` to a client that waits for it only when the body
-is first read, so a refused client never sends its body. While the body streams in, its size is counted
-(chunked bodies announce none) and it must keep coming: after `body_grace_s` seconds at no less than
-`min_body_rate` bytes a second on average, else 408. Every refusal sent before the whole body was read
-closes the connection, so nothing more of it is read.
+is first read, so a refused client never sends its body. While the body streams in, its bytes are
+counted against the request's limit (chunked bodies announce none) and held in the budget as they
+arrive: bytes announced but not sent hold nothing, so connections that announce large bodies and send
+little cannot fill the budget. The body must keep coming: whole within `body_grace_s` seconds, or at
+least `min_body_rate` bytes a second over every such span (a burst then a stall is cut off too), else
+408. Every refusal sent before the whole body was read closes the connection, so nothing more of it is
+read.
 """
 
 from __future__ import annotations
@@ -40,8 +44,11 @@ class ByteBudget:
         self.in_use = 0
         self.peak = 0  # the most held at once, for tests and benchmarks
 
+    def has_room(self, nbytes: int) -> bool:
+        return self.in_use + nbytes <= self.capacity
+
     def take(self, nbytes: int) -> bool:
-        if self.in_use + nbytes > self.capacity:
+        if not self.has_room(nbytes):
             return False
         self.in_use += nbytes
         self.peak = max(self.peak, self.in_use)
@@ -55,8 +62,8 @@ class ByteBudget:
 class BodyRules:
     max_bytes: int
     budget: ByteBudget
-    grace_s: float
-    min_rate: float  # bytes per second, on average, after the grace
+    grace_s: float  # a body arrives whole within this, or at least min_rate x grace_s bytes in each such span
+    min_rate: float  # bytes per second
 
 
 def _refusal(status: int, detail: str, close: bool, retry_after: int | None = None) -> JSONResponse:
@@ -101,9 +108,9 @@ class RequestGuard:
             return await _refusal(400, detail, True)(scope, receive, send)
         if declared is not None and declared > self.rules.max_bytes:
             return await _refusal(413, too_large(self.rules.max_bytes), True)(scope, receive, send)
-        if not self.rules.budget.take(declared or 0):
+        if not self.rules.budget.has_room(declared or 0):
             return await _refusal(503, BUSY, True, retry_after=5)(scope, receive, send)
-        body = _GuardedBody(self.rules, declared or 0, scope, receive, send)
+        body = _GuardedBody(self.rules, scope, receive, send)
         try:
             await self.app(scope, body.receive, body.send)
         except Exception:
@@ -116,11 +123,12 @@ class RequestGuard:
 class _GuardedBody:
     """One request's body as the app reads it: counted, held in the budget, timed."""
 
-    def __init__(self, rules: BodyRules, held: int, scope, receive, send):
-        self.rules, self.held = rules, held
+    def __init__(self, rules: BodyRules, scope, receive, send):
+        self.rules, self.held = rules, 0
         self.scope, self._receive, self._send = scope, receive, send
         self.seen, self.done, self.started, self.refused = 0, False, False, False
-        self.start = time.monotonic()
+        # When the body last made a whole span's worth of progress, and how much had come by then.
+        self.mark, self.marked = time.monotonic(), 0
 
     async def _refuse(self, status: int, detail: str, retry_after: int | None = None) -> dict:
         if not self.started:
@@ -133,18 +141,20 @@ class _GuardedBody:
             return {"type": "http.disconnect"}
         if self.done:
             return await self._receive()
-        deadline = self.start + self.rules.grace_s + self.seen / self.rules.min_rate
+        deadline = self.mark + self.rules.grace_s
         with anyio.move_on_after(max(deadline - time.monotonic(), 0.0)) as timer:
             message = await self._receive()
         if timer.cancelled_caught:
             rate = f"{self.rules.min_rate / 1024:,.0f} KiB/s"
-            return await self._refuse(408, f"The request body came too slowly (less than {rate} after "
+            return await self._refuse(408, f"The request body came too slowly (less than {rate} over "
                                            f"{self.rules.grace_s:g} s): send it again.")  # fmt: skip
         if message["type"] != "http.request":
             self.done = True
             return message
         self.seen += len(message.get("body", b""))
         self.done = not message.get("more_body", False)
+        if self.seen - self.marked >= self.rules.min_rate * self.rules.grace_s:  # a span's worth arrived
+            self.mark, self.marked = time.monotonic(), self.seen
         if self.seen > self.rules.max_bytes:  # a chunked body that said nothing of its size
             return await self._refuse(413, too_large(self.rules.max_bytes))
         if self.seen > self.held:

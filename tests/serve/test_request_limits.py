@@ -108,6 +108,7 @@ def test_a_body_that_trickles_in_is_timed_out_with_408(model):
     limits = Limits(body_grace_s=1.0, min_body_rate=1024)
     with running(create_app(model, limits)) as port:
         body, ctype = multipart([photo()])
+        whole = body
         slow = Raw(port, timeout=15)
         slow.head("POST", "/predict", {"Content-Length": str(len(body)), "Content-Type": ctype})
         stop = threading.Event()
@@ -131,6 +132,12 @@ def test_a_body_that_trickles_in_is_timed_out_with_408(model):
             stop.set()
         assert status == 408 and "too slowly" in json.loads(body)["detail"]
         assert time.monotonic() - start < 6 and slow.closed_by_server()
+        burst = Raw(port, timeout=15)  # most of a body at once, then a stall: cut off as well
+        burst.head("POST", "/predict", {"Content-Length": str(len(whole) + 100), "Content-Type": ctype})
+        burst.send(whole)
+        start = time.monotonic()
+        status, _, _ = burst.response()
+        assert status == 408 and time.monotonic() - start < 6
 
 
 def test_the_bodies_of_all_requests_at_once_stay_within_the_budget(model):
@@ -140,12 +147,14 @@ def test_the_bodies_of_all_requests_at_once_stay_within_the_budget(model):
     app = create_app(model, Limits(max_request_bytes=MiB, max_held_bytes=2 * MiB))
     with running(app) as port:
         held = []
-        for _ in range(2):  # two uploads under way: their bodies are held until answered
+        for _ in range(2):  # two uploads nearly sent: their bytes are held until answered
             conn = Raw(port)
             conn.head("POST", "/predict", {"Content-Length": str(len(body)), "Content-Type": ctype})
-            conn.send(body[:1000])
+            conn.send(body[:-10])
             held.append(conn)
-        time.sleep(0.3)
+        announced = Raw(port)  # announcing a body holds nothing until its bytes come
+        announced.head("POST", "/predict", {"Content-Length": str(len(body)), "Content-Type": ctype})
+        time.sleep(0.5)
         third = Raw(port)
         third.head("POST", "/predict", {"Content-Length": str(len(body)), "Content-Type": ctype})
         status, headers, detail = third.response()
@@ -153,11 +162,14 @@ def test_the_bodies_of_all_requests_at_once_stay_within_the_budget(model):
         assert "in a few seconds" in json.loads(detail)["detail"]
         assert third.closed_by_server()
         for conn in held:
-            conn.send(body[1000:])
+            conn.send(body[-10:])
             status, _, answer = conn.response()
             assert status == 200 and json.loads(answer)[0]["filename"] == "big.png"
+        announced.send(body)
+        status, _, answer = announced.response()
+        assert status == 200, "room again once the others were answered"
         again = httpx.post(f"http://127.0.0.1:{port}/predict", content=body, headers={"Content-Type": ctype})
-        assert again.status_code == 200, "room again once the others were answered"
+        assert again.status_code == 200
     assert app.state.budget.in_use == 0 and app.state.budget.peak <= 2 * MiB
 
 
