@@ -286,8 +286,8 @@ def _num(v: float | None) -> str:
 def _add_serve_precision(p: argparse.ArgumentParser) -> None:
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--int8", dest="precision", action="store_const", const="int8", default="auto",
-                           help="INT8 or nothing (default for a run: INT8 when it passes its check, with "
-                                "fp32 for images near a threshold; else fp32)")  # fmt: skip
+                           help="INT8 or nothing (default for a run: INT8 with fp32 for images near a "
+                                "threshold when it passed its check and measured faster, else fp32)")
     precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
                            help="fp32 only: bincls predict's probabilities too, at more CPU per image")
 
