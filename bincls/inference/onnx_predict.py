@@ -25,7 +25,7 @@ from bincls.checks import check_threshold
 from bincls.data.images import ImageProblem, load_rgb, to_rgb
 from bincls.data.transforms import Preprocess, eval_tensor
 from bincls.errors import BinclsError
-from bincls.inference.export_schema import validate_export
+from bincls.inference.export_schema import EXPORT_FORMAT, validate_export  # noqa: F401 - EXPORT_FORMAT: its old home
 
 NORMALIZED = "normalized"  # the tensor inside a pixel-input export where its network begins
 # Protobuf's limit for one ONNX file. Larger models keep their weights in external data files, which a
