@@ -1,9 +1,11 @@
 """What a request must be before a byte of its body is read: the server's door, as ASGI middleware.
 
 FastAPI reads and parses a request's whole body before its dependencies run, the API key check
-included, and Starlette's and FastAPI's body limits answer without closing the connection (the server
-then reads the rest of an endless body to reach the next request). So these checks come first, in one
-middleware in front of the app, in this order, each before the body is touched:
+included; Starlette's and FastAPI's body limits (`max_body_size`) answer without closing the connection
+(uvicorn then reads the rest of an endless body to reach the next request); and uvicorn's timeouts are
+for idle keep-alive connections and shutdown, none for a body that trickles in. So these checks come
+first, in one middleware in front of the app, in this order, each before the body is touched (a
+response with `Connection: close`, which uvicorn honours, ends a refused connection):
 
 1. the API key (every path but /health, when the server has one);
 2. the size the request announces (Content-Length) against `max_request_bytes`;
