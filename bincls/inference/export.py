@@ -23,14 +23,17 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 from torch import nn
 
 import bincls
-from bincls.data.images import ImageProblem, load_rgb
 from bincls.errors import BinclsError
+from bincls.inference.export_images import (  # noqa: F401 - CALIBRATION_MAX_PIXELS: also read from here
+    CALIBRATION_MAX_PIXELS,
+    calibration_tensors,
+    verification_images,
+)
 from bincls.inference.export_schema import EXPORT_FORMAT, export_problems
 from bincls.inference.onnx_predict import NORMALIZED, sha256_of
 from bincls.inference.onnx_preprocess import preprocess_model
@@ -41,9 +44,6 @@ FORMAT = EXPORT_FORMAT
 INPUT_NAME = "image"
 OUTPUT_NAMES = ["probabilities", "logit", "ood_score"]
 INPUT_KINDS = ("pixels", "tensor")
-# Calibration passes over training images larger than this (by their header): 50 MP is beyond any
-# camera's photos but for medium format; a 120 MP decompression bomb decodes for seconds at 1 GiB.
-CALIBRATION_MAX_PIXELS = 50_000_000
 VERIFY_IMAGES = 200  # enough for a stable accuracy figure; the export takes seconds, not minutes
 # torch.export is not thread-safe: two exports at once in one process (two tabs of the app) failed with a
 # garbled error. One export at a time; the next waits its turn.
@@ -198,7 +198,7 @@ def _export(ckpt_path, data, run, out, threshold, opset, input, batched, int8, v
     from bincls.inference.predict import Predictor
 
     predictor = Predictor(ckpt_path, device="cpu", threshold=threshold, checkpoint_bytes=data)
-    files, labels, source = verification_images(run, verify_images)
+    files, labels, source, passed_over = verification_images(run, verify_images)
     input_name = INPUT_NAME if input == "tensor" else NORMALIZED
     scorer = export_scorer(predictor.scorer, predictor.preprocess.img_size, input_name, opset)
     fp32 = scorer if input == "tensor" else with_pixel_input(scorer, predictor, batched)
@@ -218,6 +218,7 @@ def _export(ckpt_path, data, run, out, threshold, opset, input, batched, int8, v
     report = check_parity(serialized, predictor, files, labels, source, kind=input, batched=batched,
                           precision=info["precision"], onnx_file=out.name,
                           reference_model=fp32.SerializeToString() if int8 else None)  # fmt: skip
+    report.skipped += passed_over
     info["verification"] = report.to_dict()
     info["model_sha256"] = sha256_of(serialized)
     if not report.passed:
@@ -284,75 +285,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def _spread(items: list, n: int) -> list:
-    """n items evenly spread over the list (it is sorted by class, so both classes are in)."""
-    if len(items) <= n:
-        return list(items)
-    return [items[int(i)] for i in np.linspace(0, len(items) - 1, n)]
-
-
-def verification_images(run, n: int) -> tuple[list[str], list[int] | None, str]:
-    """The run's test and validation images (never trained on; both, so that INT8 is checked on 100 or more
-    where the run has them), else the shipped sample (no labels for this model)."""
-    if run is not None and run.split_path.exists():
-        from bincls.data.split import load_split
-
-        table = load_split(run.split_path).drop_duplicates("path")
-        held_out = table[table["split"].isin(["test", "val"])].sort_values("label", kind="stable")
-        if len(held_out):
-            picked = _spread(list(zip(held_out["path"], held_out["label"])), n)
-            splits = [s for s in ("test", "val") if (held_out["split"] == s).any()]
-            source = " and ".join(splits) + (" splits" if len(splits) > 1 else " split")
-            return [p for p, _ in picked], [int(y) for _, y in picked], source
-    from bincls.data.images import is_junk_name
-    from bincls.paths import SAMPLE_DATA
-
-    files = sorted(str(p) for p in SAMPLE_DATA.rglob("*") if p.is_file() and not is_junk_name(p.name))
-    return _spread(files, n), None, "shipped sample images (not this model's classes)"
-
-
-def calibration_tensors(run, predictor) -> list[np.ndarray]:
-    """Normalized training images [1, 3, S, S] of the run, both classes, for INT8 calibration.
-
-    One image at a time, each decode within the shared decode budget; an image whose header claims more
-    than `CALIBRATION_MAX_PIXELS` is passed over unread (calibration wants the photos the model will
-    see; a training folder of decompression bombs took 208 s and 3.1 GB), and so is one that cannot be
-    read or does not fit in memory now."""
-    from bincls.data.split import load_split
-    from bincls.inference.quantize import CALIBRATION_IMAGES
-
-    table = load_split(run.split_path).drop_duplicates("path")
-    out, passed_over = [], 0
-    for path in _spread(list(table[table["split"] == "train"]["path"]), CALIBRATION_IMAGES):
-        try:
-            if _header_pixels(path) > CALIBRATION_MAX_PIXELS:
-                passed_over += 1
-                continue
-            out.append(predictor.transform(load_rgb(path)).unsqueeze(0).numpy())
-        except (ImageProblem, MemoryError):
-            continue  # a training file that went away, changed or is too large now: calibrate on the others
-    if not out:
-        extra = f" ({passed_over} over {CALIBRATION_MAX_PIXELS:,} pixels)" if passed_over else ""
-        raise BinclsError(f"No training image of {run.path} can be read{extra}: INT8 cannot be calibrated.")
-    return out
-
-
-def _header_pixels(path: str) -> int:
-    """Width x height as the file's header claims them (nothing decoded); `ImageProblem` when unreadable."""
-    from PIL import Image
-
-    from bincls.data.file_access import FileProblem, open_regular
-    from bincls.data.images import ACCEPTED_FORMATS
-
-    try:  # only the plugins of the formats bincls reads ever parse it (MPO comes through JPEG's)
-        with open_regular(path) as fp, Image.open(fp, formats=sorted(ACCEPTED_FORMATS - {"MPO"})) as im:
-            return im.size[0] * im.size[1]
-    except FileProblem as exc:
-        raise ImageProblem(path, exc.reason) from None
-    except Exception as exc:  # noqa: BLE001 - a header Pillow cannot read: the decode says why, or skips it
-        raise ImageProblem(path, f"cannot be read ({type(exc).__name__})") from None
 
 
 def export_metadata(

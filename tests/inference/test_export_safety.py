@@ -123,12 +123,13 @@ def test_the_check_runs_on_the_test_and_validation_images(exported_sample_run):
 
 
 @pytest.mark.slow  # an INT8 export
-def test_int8_calibration_passes_over_decompression_bombs(run, tmp_path):
+def test_int8_calibration_and_the_check_pass_over_decompression_bombs(run, tmp_path):
     """Training images replaced by 120-megapixel 16-bit PNG bombs (233 KB each) made calibration take 208 s
-    and 3.1 GB; they are passed over from their headers, and calibration uses the others."""
+    and 3.1 GB, two among the validation images took an export to 3.9 GB; they are passed over from their
+    headers (the report lists them), and calibration and the check use the others."""
     split = pd.read_csv(run / "split.csv")
     train = split.index[split["split"] == "train"]
-    for i in train[::2]:
+    for i in [*train[::2], *split.index[split["split"] == "val"][:2]]:
         split.loc[i, "path"] = str(hostile.png16_bomb(tmp_path / "bombs" / f"bomb{i}.png"))
     split.to_csv(run / "split.csv", index=False)
     from bincls.data.decode_memory import DECODE_BUDGET
@@ -136,6 +137,8 @@ def test_int8_calibration_passes_over_decompression_bombs(run, tmp_path):
     DECODE_BUDGET.peak = 0
     done = export_onnx(run, int8=True)
     assert done.report.passed and DECODE_BUDGET.peak < 2**30, "no bomb was decoded"
+    passed_over = [s for s in done.report.skipped if "over 50,000,000 pixels" in s]
+    assert len(passed_over) == 2 and done.report.images == len(split[split["split"] != "train"]) - 2
     for i in train:
         split.loc[i, "path"] = str(hostile.png16_bomb(tmp_path / "bombs" / f"all{i}.png"))
     split.to_csv(run / "split.csv", index=False)
