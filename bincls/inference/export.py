@@ -29,9 +29,10 @@ from torch import nn
 
 import bincls
 from bincls.errors import BinclsError
-from bincls.inference.export_images import (  # noqa: F401 - CALIBRATION_MAX_PIXELS: also read from here
+from bincls.inference.export_images import (  # noqa: F401 - the others: also read from here
     CALIBRATION_MAX_PIXELS,
     calibration_tensors,
+    checked_images,
     verification_images,
 )
 from bincls.inference.export_schema import EXPORT_FORMAT, export_problems
@@ -198,7 +199,7 @@ def _export(ckpt_path, data, run, out, threshold, opset, input, batched, int8, v
     from bincls.inference.predict import Predictor
 
     predictor = Predictor(ckpt_path, device="cpu", threshold=threshold, checkpoint_bytes=data)
-    files, labels, source, passed_over = verification_images(run, verify_images)
+    files, labels, source, passed_over = checked_images(run, verify_images)
     input_name = INPUT_NAME if input == "tensor" else NORMALIZED
     scorer = export_scorer(predictor.scorer, predictor.preprocess.img_size, input_name, opset)
     fp32 = scorer if input == "tensor" else with_pixel_input(scorer, predictor, batched)

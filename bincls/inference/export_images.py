@@ -22,7 +22,12 @@ def _spread(items: list, n: int) -> list:
     return [items[int(i)] for i in np.linspace(0, len(items) - 1, n)]
 
 
-def verification_images(run, n: int) -> tuple[list[str], list[int] | None, str, list[str]]:
+def verification_images(run, n: int) -> tuple[list[str], list[int] | None, str]:
+    """The images to check an export on: (paths, labels or None, where they come from)."""
+    return checked_images(run, n)[:3]
+
+
+def checked_images(run, n: int) -> tuple[list[str], list[int] | None, str, list[str]]:
     """The run's test and validation images (never trained on; both, so that INT8 is checked on 100 or more
     where the run has them), else the shipped sample (no labels for this model); with the images passed
     over for their size ("path: reason", for the report's `skipped`)."""

@@ -49,7 +49,7 @@ def test_a_checkpoint_saved_during_the_export_is_not_recorded_as_the_one_exporte
     holds the old model and must say so, so the new checkpoint is not served as 'exported, checked'."""
     loaded = (run / "best.pt").read_bytes()
     newer = retrained(run)
-    real = export_module.verification_images
+    real = export_module.checked_images
 
     def while_training_saves(*args, **kw):  # after the model was loaded, before the JSON is written
         tmp = run / ".best.pt.tmp"
@@ -57,7 +57,7 @@ def test_a_checkpoint_saved_during_the_export_is_not_recorded_as_the_one_exporte
         tmp.replace(run / "best.pt")
         return real(*args, **kw)
 
-    monkeypatch.setattr(export_module, "verification_images", while_training_saves)
+    monkeypatch.setattr(export_module, "checked_images", while_training_saves)
     done = export_onnx(run)
     assert done.info["provenance"]["checkpoint_sha256"] == hashlib.sha256(loaded).hexdigest()
     assert current_export(run) is None, "the new best.pt has not been exported"
