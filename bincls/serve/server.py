@@ -123,16 +123,28 @@ def _exported(ckpt_path: Path, precision: str) -> Path:
 def serve_command(
     source: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, precision: str = "auto"
 ) -> str:
-    """The shell command that serves SOURCE (a run folder, checkpoint or ONNX file), for a page to show."""
+    """The shell command that serves SOURCE (a run folder, checkpoint or ONNX file), for a page to show.
+    Bound to every address, it answers any host name (the API key it needs guards it); name the hosts
+    with --allowed-host instead of '*' to answer only those."""
     parts = ["python", "-m", "bincls", "serve", os.fspath(source)]
     if host != "127.0.0.1":
         parts += ["--host", host]
+    if _every_address(host):
+        parts += ["--allowed-host", "*"]
     if port != 8000:
         parts += ["--port", str(port)]
     if precision != "auto":
         parts.append(f"--{precision}")
     line = " ".join(shlex.quote(p) for p in parts)
     return line if is_loopback(host) else f"{API_KEY_ENV}=choose-a-secret {line}"
+
+
+def _every_address(host: str) -> bool:
+    bare = host.strip("[]")
+    try:
+        return bare in ("", "*") or ipaddress.ip_address(bare).is_unspecified
+    except ValueError:
+        return False
 
 
 def check_server_options(port: int, slots: int | None) -> None:
@@ -153,7 +165,7 @@ def hosts_for(host: str, allowed: list[str] | None) -> list[str]:
         address = ipaddress.ip_address(bare)
     except ValueError:
         address = None
-    if bare in ("", "*") or (address is not None and address.is_unspecified):
+    if _every_address(host):
         if not allowed:
             raise BinclsError(f"--host {host} answers on every address of this machine: name the host names "
                               "clients will use with --allowed-host NAME (repeat it for each; '*' for any).")

@@ -194,7 +194,8 @@ def test_serve_command_for_a_page_to_show():
     expected = "python -m bincls serve 'runs/my run' --port 9000 --fp32"
     assert serve_command("runs/my run", port=9000, precision="fp32") == expected
     assert serve_command("runs/r1", precision="int8").endswith(" --int8")
-    assert serve_command("runs/r1", host="0.0.0.0").startswith("BINCLS_API_KEY=")
+    shared = serve_command("runs/r1", host="0.0.0.0")
+    assert shared.startswith("BINCLS_API_KEY=") and shared.endswith("--allowed-host '*'")
 
 
 def test_a_run_is_served_from_its_current_export_beside_the_checkpoint(exported_sample_run, tmp_path):
