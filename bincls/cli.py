@@ -295,10 +295,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bincls.serve.app import Limits
     from bincls.serve.server import serve
 
-    limits = Limits(max_files=args.max_files, max_request_bytes=int(args.max_request_mb * 2**20))
+    limits = Limits(max_files=args.max_files, max_request_bytes=_mib(args.max_request_mb, "--max-request-mb"),
+                    max_held_bytes=_mib(args.max_held_mb, "--max-held-mb"))  # fmt: skip
     serve(args.source, args.host, args.port, precision=args.precision, threshold=args.threshold,
-          limits=limits, slots=args.threads, access_log=not args.no_access_log)  # fmt: skip
+          limits=limits, slots=args.threads, access_log=not args.no_access_log,
+          allowed_hosts=args.allowed_host, collect=args.collect, collect_max=args.collect_max,
+          collect_margin=args.collect_margin)  # fmt: skip
     return 0
+
+
+def _mib(value: float, flag: str) -> int:
+    """MiB as bytes; NaN, inf and numbers that are no size are refused here, before any arithmetic."""
+    if not (math.isfinite(value) and 0 < value <= 2**20):
+        raise BinclsError(f"{flag} must be a positive number of MiB, got {value!r}.")
+    return int(value * 2**20)
 
 
 def _add_tta(p: argparse.ArgumentParser) -> None:
@@ -329,8 +339,8 @@ def _num(v: float | None) -> str:
 def _add_serve_precision(p: argparse.ArgumentParser) -> None:
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--int8", dest="precision", action="store_const", const="int8", default="auto",
-                           help="INT8 or nothing (default for a run: INT8 when it passes its check, with "
-                                "fp32 for images near a threshold; else fp32)")  # fmt: skip
+                           help="INT8 or nothing (default for a run: INT8 with fp32 for images near a "
+                                "threshold when it passed its check and measured faster, else fp32)")
     precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
                            help="fp32 only: bincls predict's probabilities too, at more CPU per image")
 
@@ -352,8 +362,35 @@ def _add_export(sub) -> None:
                         "tensor: the normalized float NCHW tensor")  # fmt: skip
     p.add_argument("--batch", action="store_true", help="pixels as NxHxWx3 (one size per batch)")
     p.add_argument("--verify-images", type=int, default=200, metavar="N",
-                   help="test-split images to check the export on (default 200)")  # fmt: skip
+                   help="test and val images to check the export on (default 200)")  # fmt: skip
     p.set_defaults(func=cmd_export)
+
+
+def _add_serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="serve a model over HTTP: POST images to /predict (docs at /docs)")
+    p.add_argument("source", metavar="RUN_DIR_CHECKPOINT_OR_ONNX")
+    p.add_argument("--host", default="127.0.0.1", help="other than loopback needs $BINCLS_API_KEY")
+    p.add_argument("--port", type=int, default=8000)
+    _add_serve_precision(p)
+    p.add_argument("--threshold", type=_threshold, default=None, help="default: the run's saved threshold")
+    p.add_argument("--allowed-host", action="append", metavar="NAME",
+                   help="also answer requests addressed to NAME (repeatable; '*.example.com'; '*' for any); "
+                        "the loopback names and the --host address always")  # fmt: skip
+    p.add_argument("--max-files", type=int, default=64, help="images per request (default 64, at most 1000)")
+    p.add_argument("--max-request-mb", type=float, default=512, help="request size, MiB (default 512)")
+    p.add_argument("--max-held-mb", type=float, default=1024,
+                   help="all requests' bodies held at once, MiB (default 1024; beyond: 503)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None,
+                   help="images scored at once (default: CPU cores; 1 to 64)")  # fmt: skip
+    p.add_argument("--collect", metavar="DIR",
+                   help="keep the images near the threshold or unlike the training images in DIR (new "
+                        "or empty), answers in DIR/collected.csv: a pile for `bincls label`")  # fmt: skip
+    p.add_argument("--collect-max", type=int, default=1000, metavar="N",
+                   help="images kept in DIR, oldest first out (default 1000)")  # fmt: skip
+    p.add_argument("--collect-margin", type=float, default=0.1, metavar="P",
+                   help="near the threshold: P(class 1) within P of it (default 0.1)")  # fmt: skip
+    p.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    p.set_defaults(func=cmd_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -412,17 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_export(sub)
 
-    p = sub.add_parser("serve", help="serve a model over HTTP: POST images to /predict (docs at /docs)")
-    p.add_argument("source", metavar="RUN_DIR_CHECKPOINT_OR_ONNX")
-    p.add_argument("--host", default="127.0.0.1", help="other than loopback needs $BINCLS_API_KEY")
-    p.add_argument("--port", type=int, default=8000)
-    _add_serve_precision(p)
-    p.add_argument("--threshold", type=_threshold, default=None, help="default: the run's saved threshold")
-    p.add_argument("--max-files", type=int, default=64, help="images per request (default 64)")
-    p.add_argument("--max-request-mb", type=float, default=512, help="request size, MiB (default 512)")
-    p.add_argument("--threads", type=int, default=None, help="images scored at once (default: CPU cores)")
-    p.add_argument("--no-access-log", action="store_true", help="do not log every request")
-    p.set_defaults(func=cmd_serve)
+    _add_serve_parser(sub)
     add_label_parser(sub)
     return parser
 

@@ -13,34 +13,42 @@ bincls itself. ONNX is the format that runs without PyTorch (onnxruntime, Triton
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import hashlib
-import io
 import json
 import os
+import re
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 from torch import nn
 
 import bincls
-from bincls.data.images import load_rgb
 from bincls.errors import BinclsError
-from bincls.inference.onnx_predict import NORMALIZED
+from bincls.inference.export_images import (  # noqa: F401 - the others: also read from here
+    CALIBRATION_MAX_PIXELS,
+    calibration_tensors,
+    checked_images,
+    verification_images,
+)
+from bincls.inference.export_schema import EXPORT_FORMAT, export_problems
+from bincls.inference.onnx_predict import NORMALIZED, sha256_of
 from bincls.inference.onnx_preprocess import preprocess_model
 from bincls.inference.parity import ParityReport, check_parity
 from bincls.models.checkpoint import model_config_of
 
-FORMAT = "bincls-onnx/2"
+FORMAT = EXPORT_FORMAT
 INPUT_NAME = "image"
 OUTPUT_NAMES = ["probabilities", "logit", "ood_score"]
 INPUT_KINDS = ("pixels", "tensor")
 VERIFY_IMAGES = 200  # enough for a stable accuracy figure; the export takes seconds, not minutes
+# torch.export is not thread-safe: two exports at once in one process (two tabs of the app) failed with a
+# garbled error. One export at a time; the next waits its turn.
+_EXPORTING = threading.Lock()
 
 
 @dataclass
@@ -69,17 +77,24 @@ def export_scorer(
     """The Scorer as ONNX: normalized float [N, 3, S, S] -> probabilities, logit, ood_score (N dynamic)."""
     example = (torch.randn(2, 3, img_size, img_size),)
     try:
-        # The exporter prints its progress and warns about its own internals: keep the CLI output clean.
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        # The exporter warns about its own internals: keep the CLI output clean. verbose=False keeps its
+        # progress off stdout (redirecting sys.stdout instead is not thread-safe: once it stayed redirected).
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 _ScorerOutputs(scorer).eval(), example, input_names=[input_name], output_names=OUTPUT_NAMES,
-                opset_version=opset, dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                opset_version=opset, dynamo=True, verbose=False,
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
             )  # fmt: skip
         return program.model_proto
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types; the user needs the gist
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        first = _plain_text((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:300]
         raise BinclsError(f"Exporting the model to ONNX failed: {first}") from exc
+
+
+def _plain_text(text: str) -> str:
+    """Without terminal colour codes (the exporter's messages carry them)."""
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
 
 
 @torch.no_grad()
@@ -138,19 +153,24 @@ def _target(out, ckpt_path: Path, kind: str, int8: bool, verify_images: int) -> 
 def export_onnx(
     checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, threshold: float | None = None,
     opset: int | None = None, *, input: str = "pixels", batched: bool = False, int8: bool = False,
-    verify_images: int = VERIFY_IMAGES,
+    verify_images: int = VERIFY_IMAGES, checkpoint_bytes: bytes | None = None,
 ) -> Exported:  # fmt: skip
     """Write CHECKPOINT (or a run folder's best.pt) as ONNX, checked against PyTorch before it is kept.
 
     `input="pixels"` (default): uint8 RGB [H, W, 3] of any size (`batched`: [N, H, W, 3], one size per
     batch), preprocessing inside; `input="tensor"`: the normalized float [N, 3, S, S]. `int8`: static
     INT8 quantization calibrated on the run's training images. The file (default beside the checkpoint,
-    best.onnx) and its JSON are written only when the parity check on the run's test split passes;
-    otherwise `BinclsError` says by how much it failed. The threshold is the one given, else the run's
-    saved one, else the checkpoint's.
+    best.onnx) and its JSON are written only when the parity check on the run's test and validation
+    images passes; otherwise `BinclsError` says by how much it failed. The threshold is the one given,
+    else the run's saved one, else the checkpoint's.
+
+    The checkpoint is read once and loaded from those bytes, and their sha256 is what the JSON records
+    (`checkpoint_bytes`: bytes the caller already read and hashed): a best.pt replaced meanwhile (training
+    saves a better one) is never recorded as the one exported. The JSON also records the ONNX file's own
+    sha256 (`model_sha256`). One export runs at a time per process (torch.export is not thread-safe); a
+    run folder deleted meanwhile, a full disk or too little memory is a `BinclsError` saying so.
     """
     from bincls.inference.evaluate import find_checkpoint
-    from bincls.inference.predict import Predictor
 
     ckpt_path, run = find_checkpoint(checkpoint)
     out = _target(out, ckpt_path, input, int8, verify_images)
@@ -159,8 +179,27 @@ def export_onnx(
             f"INT8 needs the training images to calibrate on, and {ckpt_path} is not in a run folder with "
             "a split.csv: export the run's checkpoint (runs/RUN_ID/best.pt)."
         )
-    predictor = Predictor(ckpt_path, device="cpu", threshold=threshold)
-    files, labels, source = verification_images(run, verify_images)
+    with _EXPORTING:
+        try:
+            data = checkpoint_bytes if checkpoint_bytes is not None else ckpt_path.read_bytes()
+            return _export(ckpt_path, data, run, out, threshold, opset, input, batched, int8, verify_images)
+        except FileNotFoundError as exc:
+            gone = exc.filename or ckpt_path
+            raise BinclsError(f"{gone} went away during the export (was the run deleted or moved?): nothing "
+                              "was written.") from None  # fmt: skip
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise BinclsError(f"The export of {ckpt_path} stopped: {exc.strerror or exc}{where}.") from None
+        except MemoryError:
+            raise BinclsError(f"Not enough memory to export {ckpt_path}: close other programs or export "
+                              "on a larger machine.") from None  # fmt: skip
+
+
+def _export(ckpt_path, data, run, out, threshold, opset, input, batched, int8, verify_images) -> Exported:
+    from bincls.inference.predict import Predictor
+
+    predictor = Predictor(ckpt_path, device="cpu", threshold=threshold, checkpoint_bytes=data)
+    files, labels, source, passed_over = checked_images(run, verify_images)
     input_name = INPUT_NAME if input == "tensor" else NORMALIZED
     scorer = export_scorer(predictor.scorer, predictor.preprocess.img_size, input_name, opset)
     fp32 = scorer if input == "tensor" else with_pixel_input(scorer, predictor, batched)
@@ -173,42 +212,60 @@ def export_onnx(
         model = quantized if input == "tensor" else with_pixel_input(quantized, predictor, batched)
     info = export_metadata(predictor.ckpt, predictor.threshold, out.name, input=input, batched=batched,
                            precision="int8" if int8 else "fp32", scorer=predictor.scorer,
-                           checkpoint=ckpt_path, run_id=run.id if run else None)  # fmt: skip
+                           checkpoint=ckpt_path, run_id=run.id if run else None,
+                           checkpoint_sha256=hashlib.sha256(data).hexdigest())  # fmt: skip
     onnx.helper.set_model_props(model, {"bincls": json.dumps(info, ensure_ascii=False)})
-    data = model.SerializeToString()
-    report = check_parity(data, predictor, files, labels, source, kind=input, batched=batched,
+    serialized = model.SerializeToString()
+    report = check_parity(serialized, predictor, files, labels, source, kind=input, batched=batched,
                           precision=info["precision"], onnx_file=out.name,
                           reference_model=fp32.SerializeToString() if int8 else None)  # fmt: skip
+    report.skipped += passed_over
     info["verification"] = report.to_dict()
+    info["model_sha256"] = sha256_of(serialized)
     if not report.passed:
         raise BinclsError(f"{out} was not written: the exported model does not give PyTorch's answers.\n"
                           + report.summary())  # fmt: skip
     meta = out.with_name(out.name + ".json")
-    _write_atomic(out, data)
+    _write_atomic(out, serialized)
     _write_atomic(meta, (json.dumps(info, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
     return Exported(out, meta, info, report)
 
 
 def current_export(checkpoint: str | os.PathLike, int8: bool = False) -> tuple[Path, dict] | None:
     """The export of CHECKPOINT (or a run folder's best.pt) at its default place, with its JSON, when it
-    still gives what `bincls predict` gives: made from these checkpoint bytes, with the run's threshold
-    as it is now, and passed its check. None when there is none or it is stale (retrained, or another
-    threshold saved since): export again."""
+    still gives what `bincls predict` gives: its JSON well-formed and of this very ONNX file (its sha256),
+    made from these checkpoint bytes, with the run's threshold as it is now, and passed its check. None
+    when there is none, it is stale (retrained, or another threshold saved since) or the file beside the
+    JSON is not the one it describes: export again."""
     from bincls.inference.evaluate import find_checkpoint, saved_threshold
 
     ckpt_path, run = find_checkpoint(checkpoint)
     out = default_output(ckpt_path, "pixels", int8)
+    info = sound_export(out)
+    if info is None:
+        return None
     try:
-        info = json.loads(out.with_name(out.name + ".json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        # The threshold the Predictor would use now: the run's saved one, else (as at export) the
+        # checkpoint's.
+        threshold = saved_threshold(run, {"threshold": info.get("threshold")})
+        same_model = info["provenance"].get("checkpoint_sha256") == _sha256(ckpt_path)
+    except (OSError, BinclsError):  # the run or its checkpoint went away meanwhile
         return None
-    if not out.is_file() or not isinstance(info, dict) or info.get("format") != FORMAT:
+    return (out, info) if same_model and info.get("threshold") == threshold else None
+
+
+def sound_export(onnx_path: Path) -> dict | None:
+    """The JSON beside `onnx_path` when it is well-formed, passed its check and names the file's own
+    bytes (`model_sha256`), else None."""
+    try:
+        info = json.loads(onnx_path.with_name(onnx_path.name + ".json").read_text(encoding="utf-8"))
+        if export_problems(info) or info.get("model_sha256") is None:
+            return None
+        if not isinstance(info.get("provenance"), dict) or info["verification"].get("passed") is not True:
+            return None
+        return info if info["model_sha256"] == _sha256(onnx_path) else None
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    # The threshold the Predictor would use now: the run's saved one, else (as at export) the checkpoint's.
-    threshold = saved_threshold(run, {"threshold": info.get("threshold")})
-    same_model = (info.get("provenance") or {}).get("checkpoint_sha256") == _sha256(ckpt_path)
-    passed = (info.get("verification") or {}).get("passed") is True
-    return (out, info) if same_model and passed and info.get("threshold") == threshold else None
 
 
 def _sha256(path: Path) -> str:
@@ -220,7 +277,7 @@ def _sha256(path: Path) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
@@ -231,55 +288,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
             tmp.unlink()
 
 
-def _spread(items: list, n: int) -> list:
-    """n items evenly spread over the list (it is sorted by class, so both classes are in)."""
-    if len(items) <= n:
-        return list(items)
-    return [items[int(i)] for i in np.linspace(0, len(items) - 1, n)]
-
-
-def verification_images(run, n: int) -> tuple[list[str], list[int] | None, str]:
-    """The run's test split (val when it has none), else the shipped sample (no labels for this model)."""
-    if run is not None and run.split_path.exists():
-        from bincls.data.split import load_split
-
-        table = load_split(run.split_path)
-        for split in ("test", "val"):
-            rows = table[table["split"] == split]
-            if len(rows):
-                picked = _spread(list(zip(rows["path"], rows["label"])), n)
-                return [p for p, _ in picked], [int(y) for _, y in picked], f"{split} split"
-    from bincls.data.images import is_junk_name
-    from bincls.paths import SAMPLE_DATA
-
-    files = sorted(str(p) for p in SAMPLE_DATA.rglob("*") if p.is_file() and not is_junk_name(p.name))
-    return _spread(files, n), None, "shipped sample images (not this model's classes)"
-
-
-def calibration_tensors(run, predictor) -> list[np.ndarray]:
-    """Normalized training images [1, 3, S, S] of the run, both classes, for INT8 calibration."""
-    from bincls.data.images import ImageProblem
-    from bincls.data.split import load_split
-    from bincls.inference.quantize import CALIBRATION_IMAGES
-
-    table = load_split(run.split_path)
-    out = []
-    for path in _spread(list(table[table["split"] == "train"]["path"]), CALIBRATION_IMAGES):
-        try:
-            out.append(predictor.transform(load_rgb(path)).unsqueeze(0).numpy())
-        except ImageProblem:
-            continue  # a training file that went away or changed: calibrate on the others
-    if not out:
-        raise BinclsError(f"No training image of {run.path} can be read: INT8 cannot be calibrated.")
-    return out
-
-
 def export_metadata(
     ckpt: dict, threshold: float, onnx_name: str, *, input: str = "pixels", batched: bool = False,
     precision: str = "fp32", scorer: nn.Module | None = None, checkpoint: Path | None = None,
-    run_id: str | None = None,
+    run_id: str | None = None, checkpoint_sha256: str | None = None,
 ) -> dict:  # fmt: skip
-    """What a program needs to use the exported model without bincls."""
+    """What a program needs to use the exported model without bincls. `checkpoint_sha256`: of the bytes
+    the model was loaded from (else the checkpoint file is hashed now)."""
     cfg = model_config_of(ckpt)
     names = list(ckpt["class_names"])
     # What the graph holds: the Scorer's, which it builds from these same checkpoint keys.
@@ -311,7 +326,7 @@ def export_metadata(
         "logit_bias": bias,
         "ood_threshold": ood_threshold,
         "tta": tta,
-        "provenance": _provenance(ckpt, checkpoint, run_id),
+        "provenance": _provenance(ckpt, checkpoint, run_id, checkpoint_sha256),
     }
 
 
@@ -338,14 +353,14 @@ def _input_info(cfg, kind: str, batched: bool) -> dict:
     }  # fmt: skip
 
 
-def _provenance(ckpt: dict, checkpoint: Path | None, run_id: str | None) -> dict:
+def _provenance(ckpt: dict, checkpoint: Path | None, run_id: str | None, digest: str | None) -> dict:
     import onnxruntime
 
     out = {
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "run_id": run_id,
         "checkpoint": str(checkpoint) if checkpoint else None,
-        "checkpoint_sha256": _sha256(checkpoint) if checkpoint else None,
+        "checkpoint_sha256": digest or (_sha256(checkpoint) if checkpoint else None),
         "epoch": ckpt.get("epoch"),
         "trained_with": ckpt.get("versions", {}),
         "exported_with": {"bincls": bincls.__version__, "torch": str(torch.__version__),

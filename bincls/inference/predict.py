@@ -73,10 +73,11 @@ class Predictor:
     """
 
     def __init__(self, checkpoint: str | os.PathLike, device: str = "auto", threshold: float | None = None,
-                 tta: bool | None = None):  # fmt: skip
+                 tta: bool | None = None, checkpoint_bytes: bytes | None = None):  # fmt: skip
         self.device = resolve_device(device)
         self.checkpoint = Path(checkpoint)
-        self.model, self.ckpt = load_model(checkpoint, self.device)
+        # `checkpoint_bytes`: the file's content read once by the caller (an export records its hash).
+        self.model, self.ckpt = load_model(checkpoint, self.device, checkpoint_bytes)
         self.class_names: list[str] = self.ckpt["class_names"]
         self.preprocess = preprocess_of(self.ckpt)
         self.transform = build_eval_transform(self.preprocess)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import pickle
 import platform
@@ -56,13 +57,16 @@ def _plain(obj):
     return obj
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load with weights_only=True: a checkpoint carrying code (a pickled payload) is refused."""
+def read_checkpoint(path: str | os.PathLike, data: bytes | None = None) -> dict:
+    """Load with weights_only=True: a checkpoint carrying code (a pickled payload) is refused.
+
+    `data`: the file's bytes, read once by a caller that records their hash (an export), so what is
+    loaded is what was hashed even if the file is replaced meanwhile; `path` then only names it."""
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise BinclsError(f"Checkpoint {path} does not exist.")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path if data is None else io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"(?:unsupported )?GLOBAL ([\w.]+)", str(exc), re.IGNORECASE)
         what = f"it names {found.group(1)}" if found else "it holds objects other than tensors"
@@ -94,9 +98,11 @@ def preprocess_of(ckpt: dict) -> Preprocess:
     return Preprocess(cfg.img_size, tuple(cfg.mean), tuple(cfg.std))
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """The model in eval mode, and the checkpoint dict it came from."""
-    ckpt = read_checkpoint(path)
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu", data: bytes | None = None
+) -> tuple[torch.nn.Module, dict]:
+    """The model in eval mode, and the checkpoint dict it came from (`data`: as `read_checkpoint`)."""
+    ckpt = read_checkpoint(path, data)
     model = build_model(model_config_of(ckpt), load_weights=False)
     try:
         model.load_state_dict(ckpt["state_dict"])

@@ -46,6 +46,16 @@ def load_initial_weights(model, init_from: str) -> None:
         raise BinclsError(f"The checkpoint in {init_from} does not fit the model: {exc}") from None
 
 
+def _one_split_per_path(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The table with each path once; a path listed in two splits (a hand-edited file) is refused."""
+    rows = table.drop_duplicates(["path", "split"])
+    twice = rows["path"][rows["path"].duplicated()]
+    if len(twice):
+        raise BinclsError(f"{path} lists {twice.iloc[0]} in two splits ({len(twice)} such path(s)): fix or "
+                          "delete that split.csv, then continue again.")  # fmt: skip
+    return rows.drop_duplicates("path")
+
+
 def continued_split(data: DataSource, init_from: str, emit: Emitter) -> DataSource:
     """The old run's split for the images it had; the fresh split's assignment for new images."""
     run_dir = _checkpoint_path(init_from).parent
@@ -53,7 +63,7 @@ def continued_split(data: DataSource, init_from: str, emit: Emitter) -> DataSour
     if not old_path.is_file():
         emit("message", f"{run_dir} has no split.csv: the continued run splits its images afresh")
         return data
-    old = load_split(old_path).set_index("path")["split"]
+    old = _one_split_per_path(load_split(old_path), old_path).set_index("path")["split"]
     fresh = data.split.copy()
     kept = fresh["path"].isin(old.index)
     fresh.loc[kept, "split"] = fresh.loc[kept, "path"].map(old)

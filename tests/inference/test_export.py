@@ -104,12 +104,13 @@ def test_json_beside_the_file_and_inside_it(exported_sample_run):
     digest = hashlib.sha256((exported_sample_run / "best.pt").read_bytes()).hexdigest()
     assert prov["checkpoint_sha256"] == digest
     check = info["verification"]
-    assert check["passed"] and check["source"] in ("test split", "val split") and check["images"] >= 5
+    assert check["passed"] and check["source"] == "test and val splits" and check["images"] >= 5
     assert check["max_prob_diff"] < 1e-5 and check["label_agreement"] == 1.0 and not check["failures"]
     assert check["accuracy_onnx"] == check["accuracy_pytorch"]
+    assert info["model_sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     assert read_export(onnx_path) == info
     inside = metadata_in_file(onnx_path)  # a copied .onnx alone still says what it is
-    assert inside == {k: v for k, v in info.items() if k != "verification"}
+    assert inside == {k: v for k, v in info.items() if k not in ("verification", "model_sha256")}
 
 
 def test_parity_failures_name_what_differs():

@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import imagefactory as fac
 import pytest
+from serving import Server
 
 from bincls import BinclsError
 from bincls.inference.predict import Predictor
@@ -25,40 +24,6 @@ from bincls.serve.server import serve_command
 ROOT = Path(__file__).resolve().parents[2]
 MAX_FILES = 4
 MAX_REQUEST_MB = 1
-
-
-class Server:
-    """`python -m bincls serve SOURCE` in its own process, up when /health answers."""
-
-    def __init__(self, source: Path, log: Path, *args: str, env: dict | None = None):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log
-        cmd = [sys.executable, "-m", "bincls", "serve", str(source), "--port", str(port), "--no-access-log"]
-        env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-        with open(log, "w") as out:  # a file, not a pipe: a chatty server must never block on a full pipe
-            self.proc = subprocess.Popen([*cmd, *args], cwd=ROOT, stdout=out, stderr=out, env=env)
-        deadline = time.time() + 180  # a run folder is exported first
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the server exited: {log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.2)
-        self.stop()
-        raise AssertionError(f"the server did not come up: {log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def images(n: int) -> list[Path]:
@@ -99,14 +64,15 @@ def test_predict_answers_in_the_order_given_as_the_cli_does(server, cli_answers)
     assert [a["filename"] for a in answers] == [f.name for f in picked]
     for a in answers:
         cls, p1 = cli_answers[a["filename"]]
-        assert set(a) == {"filename", "class_name", "probability", "p_class1", "ood"}
+        assert set(a) == {"filename", "class_name", "probability", "p_class1", "ood", "ood_score", "error"}
         assert a["class_name"] == cls and abs(a["p_class1"] - p1) < 1e-5 and a["ood"] is None
+        assert a["ood_score"] is None and a["error"] is None  # no detector in this run
         assert abs(a["probability"] - (p1 if cls == "bees" else 1 - p1)) < 1e-6
 
 
 def test_health_model_and_docs(server):
     health = httpx.get(server.url + "/health")
-    assert health.status_code == 200 and health.json()["classes"] == ["ants", "bees"]
+    assert health.status_code == 200 and health.json() == {"status": "ok"}, "it says nothing of the model"
     info = httpx.get(server.url + "/model").json()
     assert info["class_names"] == ["ants", "bees"] and info["threshold"] == 0.5
     assert info["input"]["preprocessing"]["img_size"] == 48 and info["input"]["dtype"] == "uint8"
@@ -131,10 +97,17 @@ def test_bad_input_gets_a_4xx_with_a_json_reason_never_a_500(server, tmp_path):
         assert resp.status_code == 422, (name, resp.status_code, resp.text)
         (problem,) = resp.json()["files"]
         assert problem["filename"] == name and reasons[name] in problem["reason"]
-    # One bad file among good ones: nothing is predicted, and only the bad one is named.
+    # One bad file among good ones: the good ones are answered, the bad one gets its reason (as the app does).
     resp = post(server.url, [(good.name, good.read_bytes()), ("notes.txt", cases["notes.txt"])])
-    assert resp.status_code == 422 and [p["filename"] for p in resp.json()["files"]] == ["notes.txt"]
-    assert "nothing was predicted" in resp.json()["detail"]
+    assert resp.status_code == 200, resp.text
+    answered, refused = resp.json()
+    assert answered["filename"] == good.name and answered["class_name"] and answered["error"] is None
+    assert refused["filename"] == "notes.txt" and refused["class_name"] is None
+    assert "not an image" in refused["error"]
+    # Every file bad: 422 naming each, nothing predicted.
+    resp = post(server.url, [("notes.txt", cases["notes.txt"]), ("empty.jpg", b"")])
+    assert resp.status_code == 422 and "nothing was predicted" in resp.json()["detail"]
+    assert [p["filename"] for p in resp.json()["files"]] == ["notes.txt", "empty.jpg"]
     # Not a form, no files field, the wrong method: FastAPI's own 4xx, as JSON.
     url = server.url + "/predict"
     for resp in (httpx.post(url, json={"files": "x"}), httpx.post(url), httpx.get(url)):
@@ -221,7 +194,8 @@ def test_serve_command_for_a_page_to_show():
     expected = "python -m bincls serve 'runs/my run' --port 9000 --fp32"
     assert serve_command("runs/my run", port=9000, precision="fp32") == expected
     assert serve_command("runs/r1", precision="int8").endswith(" --int8")
-    assert serve_command("runs/r1", host="0.0.0.0").startswith("BINCLS_API_KEY=")
+    shared = serve_command("runs/r1", host="0.0.0.0")
+    assert shared.startswith("BINCLS_API_KEY=") and shared.endswith("--allowed-host '*'")
 
 
 def test_a_run_is_served_from_its_current_export_beside_the_checkpoint(exported_sample_run, tmp_path):
