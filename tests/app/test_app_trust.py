@@ -18,10 +18,13 @@ from bincls.inference.intervals import fmt_interval, wilson
 from bincls.inference.predict import Predictor
 from bincls.paths import SAMPLE_DATA, runs_dir
 from bincls.runs.folder import RunFolder
+from bincls.runs.names import set_run_name
+from bincls.runs.summary import summarize
 from bincls.training.config import TrainConfig
 from bincls.training.loop import train
 from pages.support.shared.keys import PREDICT_UPLOADS, RUNS_TABLE
-from pages.support.shared.trust_views import UNLIKE, verdict
+from pages.support.shared.formatting import md
+from pages.support.shared.trust_views import UNLIKE, run_names, verdict
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +131,7 @@ def _select(at, rows: list[int]):
 def test_runs_tests_two_runs_on_the_same_images_with_mcnemar(paired_runs):
     same = [i for i, r in enumerate(paired_runs) if r.config()["seed"] == 0]
     a, b = (paired_runs[i] for i in same)
+    set_run_name(a, "with adam")  # McNemar names the runs by their names, not by the ends of their ids
     at = _select(open_page("runs"), same)
     assert not at.exception, [e.value for e in at.exception]
     assert "Is the difference real?" in [h.value for h in at.subheader]
@@ -136,8 +140,9 @@ def test_runs_tests_two_runs_on_the_same_images_with_mcnemar(paired_runs):
     assert not [b for b in at.button if b.label.startswith("Compare them")], "answered: the button goes"
     expected = compare_runs(evaluate(a.path), evaluate(b.path))
     said = next(m.value for m in at.markdown if m.value.startswith("On the same 6 test images"))
-    short = [f"`{r.id.rsplit('-', 1)[-1]}` (small-cnn)" for r in (a, b)]
-    assert said == verdict(expected, *short)
+    named = ("**with adam**", f"**{md(summarize(b).title)}**")  # unnamed: model · recipe · date
+    assert said == verdict(expected, *named) and run_names(a, b) == named
+    assert b.id.rsplit("-", 1)[-1] not in said
     if expected.a_only + expected.b_only and not expected.real:
         assert "The test split is too small to tell these runs apart" in said
 
