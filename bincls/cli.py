@@ -117,7 +117,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig.from_dict(run.config())
         from bincls.training.loop import train
 
-        result = train(cfg, listeners=_console(), run=run, resume=bool(args.resume), started=_process_start())
+        result = train(cfg, listeners=_console(args.summary), run=run, resume=bool(args.resume),
+                       started=_process_start())  # fmt: skip
         _print_run(result)
         return 0
     if not args.paths:
@@ -131,7 +132,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = claim_new_run(resolved.config, args.runs_dir) if main_process else None
     from bincls.training.loop import train
 
-    result = train(resolved, runs_dir=args.runs_dir, listeners=_console(), run=run, started=_process_start())
+    result = train(resolved, runs_dir=args.runs_dir, listeners=_console(args.summary), run=run,
+                   started=_process_start())  # fmt: skip
     _print_run(result)
     return 0
 
@@ -143,11 +145,12 @@ def _process_start() -> float:
     return psutil.Process().create_time()
 
 
-def _console() -> list:
+def _console(summary: bool = False) -> list:
     from bincls.training.distributed import world_from_env
     from bincls.training.events import ConsoleProgress
 
-    return [ConsoleProgress()] if world_from_env().is_main else []  # one progress bar, not one per process
+    # one progress bar, not one per process
+    return [ConsoleProgress(print_summary=summary)] if world_from_env().is_main else []
 
 
 def _print_run(result) -> None:
@@ -255,6 +258,23 @@ def _stage_printer():
     return show
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    from bincls.models.weights import BACKBONES, cached_imagenet_file, import_weights, missing_weights_help
+
+    if args.action == "add":
+        if not args.file:
+            raise BinclsError("Give the weights file: python -m bincls weights add FILE.")
+        name, copy = import_weights(args.file, args.model)
+        print(f"{args.file} holds {name} weights (every layer's name and shape checked); copied to {copy}, "
+              "where --weights imagenet, the presets and the audit find them.")  # fmt: skip
+        return 0
+    for name in BACKBONES:
+        print(f"{name:<20} {cached_imagenet_file(name) or '-'}")
+    if not any(cached_imagenet_file(name) for name in BACKBONES):
+        print(missing_weights_help())
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from bincls.inference.export import export_onnx
 
@@ -333,7 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)"
     )
+    p.add_argument("--summary", action="store_true",
+                   help="print the model's layer table (always written to the run folder: model_summary.txt)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("weights", help="the ImageNet weights found here; `add FILE`: take a weights file")
+    p.add_argument("action", nargs="?", choices=["list", "add"], default="list")
+    p.add_argument("file", nargs="?", metavar="FILE", help="add: a state_dict file, whatever its name")
+    p.add_argument("--model", default=None, help="add: the architecture it must hold (default: any)")
+    p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("audit", help="likely wrong labels, outliers and near-duplicates, ranked (reads only)")
     _add_data_args(p)

@@ -53,8 +53,9 @@ if source == "folder":
                                placeholder="/path/to/folder holding the class folders")
     if not folder.strip():
         names = run.config().get("class_names") or []
-        st.info("Give a folder that holds two class folders named like the run's classes"
-                + (f" ({', '.join(md(n) for n in names)})" if names else "") + ".", icon=":material/folder_open:")
+        named = f" ({', '.join(md(n) for n in names)})" if names else ""
+        st.info(f"Give a folder that holds two class folders named like the run's classes{named}.",
+                icon=":material/folder_open:")
         st.stop()
     data = [folder.strip()]
 
@@ -86,7 +87,8 @@ if mid.button("Save threshold", icon=":material/save:", disabled=not changed, wi
     try:
         save_threshold(run.path, threshold)
         where = run.path / "config.json"
-        flash(keys.EVAL_MESSAGE, "success", f"Threshold {threshold:.2f} saved in {code(where)}; Predict uses it.")
+        flash(keys.EVAL_MESSAGE, "success",
+              f"Threshold {threshold:.2f} saved in {code(where)}; Predict uses it.")
     except BinclsError as exc:
         flash(keys.EVAL_MESSAGE, "error", engine_words(exc))
     st.rerun()

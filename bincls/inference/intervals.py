@@ -1,11 +1,11 @@
 """Error bars: how sure a metric measured on a few hundred test images is.
 
 Proportions (accuracy, precision, recall, F1, specificity) get Wilson score intervals (scipy), which
-stay inside [0, 1] and are honest for small counts: 3 right of 6 is "0.50 (0.19-0.81)". Balanced accuracy,
-the mean of the two classes' recalls, combines their Wilson intervals by MOVER (Zou and Donner, 2008). AUROC is not
-a proportion: it gets a percentile bootstrap, resampling each class on its own so that every resample
-still has both classes (scipy's bootstrap cannot stratify). Two runs evaluated on the same images are
-compared with McNemar's exact test on the images only one of them got right.
+stay inside [0, 1] and are honest for small counts: 3 right of 6 is "0.50 (0.19-0.81)". Balanced
+accuracy, the mean of the two classes' recalls, combines their Wilson intervals by MOVER (Zou and Donner,
+2008). AUROC is not a proportion: it gets a percentile bootstrap, resampling each class on its own so
+that every resample still has both classes (scipy's bootstrap cannot stratify). Two runs evaluated on
+the same images are compared with McNemar's exact test on the images only one of them got right.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from bincls.runs.names import set_run_name
 from bincls.runs.summary import summarize
 from bincls.training.config import TrainConfig
 from bincls.training.loop import train
-from pages.support.shared.keys import PREDICT_UPLOADS, RUNS_TABLE
 from pages.support.shared.formatting import md
+from pages.support.shared.keys import PREDICT_UPLOADS, RUNS_TABLE
 from pages.support.shared.trust_views import UNLIKE, run_names, verdict
 
 

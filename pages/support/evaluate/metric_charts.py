@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 from bincls.inference.calibration import ECE_BINS
 from bincls.inference.evaluate import calibration, pr_curve, roc_curve
 from pages.support.shared.charts import CHANCE_COLOR, style
-from pages.support.shared.formatting import num
+from pages.support.shared.formatting import chart_text, num
 
 AXIS = [-0.04, 1.06]  # probability axes, with room for markers at 0 and 1
 MARK = {"size": 13, "color": "#f59e0b", "line": {"width": 1, "color": "#111827"}}  # the current threshold
@@ -26,7 +26,10 @@ def _probability_axes(fig: go.Figure) -> go.Figure:
 
 
 def confusion_matrix(cm: list[list[int]], names: list[str], selected: tuple[str, str] | None) -> go.Figure:
-    """Counts and row shares; clickable cells (a transparent marker on each); the `selected` cell outlined."""
+    """Counts and row shares; clickable cells (a transparent marker on each); the `selected` cell outlined.
+    The axes show the names as `chart_text` writes them (`views.selected_cell` reads a click back)."""
+    names = [chart_text(n) for n in names]
+    selected = tuple(chart_text(n) for n in selected) if selected else None
     z = np.array(cm)
     text = [[f"<b>{z[i, j]}</b><br>{z[i, j] / max(z[i].sum(), 1):.0%} of {names[i]}" for j in range(2)]
             for i in range(2)]
@@ -69,6 +72,7 @@ def roc(ev, m: dict) -> go.Figure:
 
 
 def precision_recall(ev, m: dict, positive: str) -> go.Figure:
+    positive = chart_text(positive)
     curve = pr_curve(ev)
     base = float(np.mean(ev.labels))
     fig = go.Figure()
@@ -87,6 +91,7 @@ def precision_recall(ev, m: dict, positive: str) -> go.Figure:
 def calibration_curve(ev, positive: str) -> go.Figure:
     """Reliability diagram of the probabilities before and after the checkpoint's calibration, with
     the expected calibration error of each (the bins the engine's ECE uses)."""
+    positive = chart_text(positive)
     fig = go.Figure()
     _chance(fig, [0, 1], "perfectly calibrated")
     eces = {}

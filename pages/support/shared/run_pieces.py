@@ -7,14 +7,14 @@ import streamlit as st
 
 from bincls.runs.folder import RunFolder
 from bincls.runs.summary import RunSummary
-from pages.support.shared.messages import page_words
+from pages.support.shared.messages import engine_words
 
 
 def learned_nothing_warning(s: RunSummary) -> bool:
     """The warning for a run whose validation results are those of guessing; True when shown."""
     if not s.learned_nothing:
         return False
-    st.warning(page_words(s.learned_nothing), icon=":material/sentiment_dissatisfied:")
+    st.warning(engine_words(s.learned_nothing), icon=":material/sentiment_dissatisfied:")
     return True
 
 

@@ -81,7 +81,9 @@ def metric_intervals(m: dict) -> dict[str, str]:
     recall on the positive ones.
     """
     (tn, fp), (fn, tp) = m["confusion_matrix"]
-    n = {"accuracy": tn + fp + fn + tp, "balanced_accuracy": tn + fp + fn + tp, "precision": tp + fp, "recall": tp + fn, "specificity": tn + fp,
+    everything = tn + fp + fn + tp
+    n = {"accuracy": everything, "balanced_accuracy": everything, "precision": tp + fp, "recall": tp + fn,
+         "specificity": tn + fp,
          "f1": tp + fp + fn, "auroc": tn + fp + fn + tp}  # fmt: skip
     out = {k: fmt_interval(m.get(k, math.nan), m.get(f"{k}_ci", (math.nan, math.nan)), n[k]) for k in n}
     out["loss"] = f"on {m['n']} images"

@@ -12,7 +12,7 @@ from PIL import ImageOps
 from bincls.runs.folder import RunFolder
 from bincls.runs.summary import summarize
 from pages.support.shared import keys, loaders
-from pages.support.shared.formatting import run_label
+from pages.support.shared.formatting import md, run_label
 
 # A browser cannot take a 100,000-row table: long tables show a page at a time, with a CSV of them all.
 TABLE_ROWS = 200
@@ -53,10 +53,10 @@ def result_gallery(rows: pd.DataFrame, positive: str) -> None:
                 st.image(ImageOps.pad(thumb, (GALLERY_SIDE, GALLERY_SIDE), color=(243, 245, 249)),
                          width="stretch")
             mark = ":green[✔ right]" if row.true == row.predicted else ":red[✘ wrong]"
-            st.markdown(f"{mark}: true **{row.true}**, said **{row.predicted}**  \n"
-                        f"P({positive}) = {row.probability:.3f} · loss {row.loss:.2f}")
+            st.markdown(f"{mark}: true **{md(row.true)}**, said **{md(row.predicted)}**  \n"
+                        f"P({md(positive)}) = {row.probability:.3f} · loss {row.loss:.2f}")
             path = Path(row.path)
-            st.caption(f"{path.parent.name}/{path.name}", help=str(path))
+            st.caption(md(f"{path.parent.name}/{path.name}"), help=md(path))
 
 
 def checkpoint_runs_or_stop() -> list[RunFolder]:

@@ -16,7 +16,7 @@ from bincls.models import build_model, model_config, model_summary
 from bincls.training.config import page_settings, to_command
 from bincls.training.recipes import Resolved
 from pages.support.shared import keys
-from pages.support.shared.formatting import count
+from pages.support.shared.formatting import as_text, count
 from pages.support.shared.messages import show_error
 from pages.support.train import settings
 
@@ -31,15 +31,15 @@ KEEP = {"persist_state": "session"}
 
 def _choice_note(result: Resolved | BinclsError) -> None:
     if isinstance(result, BinclsError):
-        st.error(f"{result}", icon=":material/error:")
+        st.error(as_text(result), icon=":material/error:")
         return
     cfg = result.config
     budget = f", within a time budget of {cfg.time_budget / 60:g} min" if cfg.time_budget else ""
     lead = f"Auto chose **{cfg.preset}**" if ss[K["preset"]] == "auto" else f"Preset **{cfg.preset}**"
     icon = ":material/auto_awesome:" if cfg.preset != "scratch" else ":material/info:"
     size = cfg.img_size or MODELS[cfg.model].default_img_size
-    st.info(f"{lead}: {result.why}. It trains {cfg.model} at {size} px for up to {count(cfg.epochs, 'epoch')}"
-            f"{budget}.", icon=icon)  # fmt: skip
+    st.info(f"{lead}: {as_text(result.why)}. It trains {cfg.model} at {size} px for up to "
+            f"{count(cfg.epochs, 'epoch')}{budget}.", icon=icon)  # fmt: skip
     if cfg.preset == "scratch" and ss[K["preset"]] == "auto" and cfg.weights == "none":
         st.caption("To start from a pretrained network instead (far better on photos), put torchvision's "
                    "ImageNet weights file in the torch hub cache, or choose Weights: Local file below.")
