@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -26,6 +27,12 @@ def data_page(**state) -> AppTest:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def shown(markdown: str) -> str:
+    """Markdown as the page shows it, as far as names go: the backslash escapes that keep a user's names
+    from being markdown (`pages.support.shared.formatting.md`) read as the characters themselves."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
 
 
 def button(at: AppTest, label: str):

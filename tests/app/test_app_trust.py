@@ -13,7 +13,7 @@ from appsupport import button, open_page
 from PIL import Image
 
 from bincls.inference.compare import compare_runs
-from bincls.inference.evaluate import evaluate
+from bincls.inference.evaluate import at_threshold, evaluate
 from bincls.inference.intervals import fmt_interval, wilson
 from bincls.inference.predict import Predictor
 from bincls.paths import SAMPLE_DATA, runs_dir
@@ -23,7 +23,7 @@ from bincls.runs.summary import summarize
 from bincls.training.config import TrainConfig
 from bincls.training.loop import train
 from pages.support.shared.formatting import md
-from pages.support.shared.keys import PREDICT_UPLOADS, RUNS_TABLE
+from pages.support.shared.keys import EVAL_THRESHOLD, PREDICT_UPLOADS, RUNS_TABLE
 from pages.support.shared.trust_views import UNLIKE, run_names, verdict
 
 
@@ -91,7 +91,13 @@ def test_evaluate_gives_every_metric_its_interval_and_draws_calibration_before_a
     assert re.fullmatch(rf"\d\.\d\d \(\d\.\d\d-\d\.\d\d\) on {tp + fn} images",
                         next(c for c in captions if c.endswith(f"on {tp + fn} images")))  # recall
     assert sum(bool(re.fullmatch(r"(–|\d\.\d\d( \(\d\.\d\d-\d\.\d\d\))?) on \d+ images", c))
-               for c in captions) == 5  # accuracy, precision, recall, F1, ROC-AUC  # fmt: skip
+               for c in captions) == 6  # accuracy, balanced, precision, recall, F1, ROC-AUC  # fmt: skip
+    # Balanced accuracy beside accuracy, with its interval, as `bincls evaluate --json` has them (item 5)
+    labels = [m.label for m in at.metric]
+    assert labels[:2] == ["Accuracy", "Balanced accuracy"]
+    at_saved = at_threshold(ev, at.slider(key=EVAL_THRESHOLD).value).metrics
+    balanced = fmt_interval(at_saved["balanced_accuracy"], at_saved["balanced_accuracy_ci"], n)
+    assert balanced in captions and at.metric[1].value == f"{at_saved['balanced_accuracy']:.3f}"
     assert f"on {n} images" in captions  # the loss
     assert any(c.startswith("In brackets, the 95% interval") for c in captions)
 

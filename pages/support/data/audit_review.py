@@ -18,6 +18,7 @@ from bincls.data.overlay import forget_decisions, load_decisions, overlay_path, 
 from pages.support.shared import keys, loaders
 from pages.support.shared.formatting import as_text, code, md
 from pages.support.shared.messages import flash, show_error, show_flashed
+from pages.support.shared.weights_offer import weights_news, weights_offer
 
 ss = st.session_state
 ROWS_PER_PAGE = 20
@@ -103,6 +104,13 @@ def audit_section() -> None:
         "labels it believes are wrong, outliers and near-duplicates. It only reads your files; what you "
         "decide below is kept in bincls' own folder and applied by the next training run."
     )
+    weights_news()
+    if loaders.pretrained_at_hand() is None:  # offline, empty torch cache: say where the weights go
+        st.warning("The audit needs a pretrained network, and there are no ImageNet weights here (no file in "
+                   "the torch cache, no network).", icon=":material/cloud_off:")  # fmt: skip
+        weights_offer("audit")
+        _decisions_line(paths)
+        return
     if not (ss.get(keys.AUDIT_ASKED) or {}).get(dataset):
         _audit_button(dataset)
         _decisions_line(paths)

@@ -16,6 +16,7 @@ from bincls.runs.summary import RunSummary, console_tail, epoch_records, summari
 from bincls.training.launcher import resume_training, start_training
 from bincls.training.preflight import preflight
 from pages.support.shared import keys, run_pieces
+from pages.support.shared.commands import command
 from pages.support.shared.formatting import as_text, count, duration, num, pct
 from pages.support.shared.messages import engine_words, show_error
 from pages.support.shared.state import current_run, run_by_id
@@ -35,6 +36,7 @@ def launch(action: Callable[[], RunFolder]) -> None:
         show_error(exc)
     else:
         ss[keys.CURRENT_RUN] = run.id
+        ss[keys.TRAIN_CLEAR_NAME] = True  # the name was this run's
         st.rerun()  # fold the settings away and show the run's live panel
 
 
@@ -91,8 +93,9 @@ def ended_panel(run: RunFolder) -> None:
         cols[2].metric("Val F1", num(best.get("val_f1")))
         cols[3].metric("Val AUROC", num(best.get("val_auroc")))
         cols[4].metric("Val loss", num(best.get("val_loss"), 4))
+        evaluate = command(["python", "-m", "bincls", "evaluate", str(run.path)])
         cols[5].metric("Test accuracy", pct(s.test_accuracy), help="On the run's test split, once Evaluate "
-                       "has run it (the Evaluate page, or python -m bincls evaluate).")  # fmt: skip
+                       f"has run it (the Evaluate page, or `{evaluate}`).")  # fmt: skip
         run_pieces.model_download(run, key=f"train_download_{run.id}")
         st.page_link("pages/evaluate.py", label="Next: evaluate the best checkpoint on the test set",
                      icon=":material/fact_check:")  # fmt: skip
