@@ -10,9 +10,12 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
-def open_page(name: str, timeout: float = 90) -> AppTest:
-    """Run app.py, switch to pages/<name>.py, and check that nothing raised."""
+def open_page(name: str, timeout: float = 90, state: dict | None = None) -> AppTest:
+    """Run app.py (with session `state` set first), switch to pages/<name>.py, and check that nothing
+    raised."""
     at = AppTest.from_file(APP, default_timeout=timeout)
+    for key, value in (state or {}).items():
+        at.session_state[key] = value
     at.run()
     at.switch_page(f"pages/{name}.py").run()
     assert not at.exception, [e.value for e in at.exception]

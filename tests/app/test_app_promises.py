@@ -43,8 +43,9 @@ def test_the_run_name_and_a_recipes_budget_do_not_carry_over(tmp_path):
     assert not at.exception and not at.error, [e.value for e in at.error]
     run = active_run(runs_dir())
     try:
-        assert run is not None and (run.config()["name"], run.config()["time_budget"]) == ("scratch-90s", 90.0)
-        assert at.text_input(key=K["name"]).value == "", "the name was that run's: the next one starts unnamed"
+        assert run is not None
+        assert (run.config()["name"], run.config()["time_budget"]) == ("scratch-90s", 90.0)
+        assert at.text_input(key=K["name"]).value == "", "that run's name: the next one starts unnamed"
         assert at.number_input(key=K["time_budget"]).value == 1.5, "the user's budget stays with scratch"
         at.radio(key=K["preset"]).set_value("auto").run()
         assert at.number_input(key=K["time_budget"]).value == SCRATCH_MIN, "Auto's own budget, not 1.5"

@@ -82,7 +82,7 @@ def test_an_uploaded_weights_file_is_taken_on_the_train_page(mobilenet_weights):
     at.run()
     assert any("Auto chose **fast**" in i.value for i in at.info), [i.value for i in at.info]
     assert at.selectbox(key=TRAIN_KEYS["model"]).value == "mobilenet_v2"
-    assert not list(own_weights_file("mobilenet_v2").parent.glob(".upload-*")), "the upload's temp file is gone"
+    assert not list(own_weights_file("mobilenet_v2").parent.glob(".upload-*")), "no temp file is left"
 
 
 def test_a_file_put_in_the_hub_folder_under_another_name_is_found(mobilenet_weights, tmp_path, monkeypatch):
