@@ -29,9 +29,11 @@ def dataset_line() -> bool:
     counts = data.counts()
     parts = " / ".join(f"{sum(counts[p].values())} {p}" for p in ("train", "val", "test"))
     t, v, te = ss[keys.SPLIT_RATIOS]
+    # A folder already split into train / val [/ test] keeps its own split: the shares do not apply.
+    split = "its own split" if data.scan.layout.presplit else f"split {t:.0%} / {v:.0%} / {te:.0%}"
     st.markdown(
         f":material/folder_open: **{label}** · {' vs '.join(map(md, data.class_names))} · {parts} images "
-        f"(split {t:.0%} / {v:.0%} / {te:.0%}) · change it on the Data page"
+        f"({split}) · change it on the Data page"
     )
     return True
 
