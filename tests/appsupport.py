@@ -35,7 +35,7 @@ def data_page(**state) -> AppTest:
 def shown(markdown: str) -> str:
     """Markdown as the page shows it, as far as names go: the backslash escapes that keep a user's names
     from being markdown (`pages.support.shared.formatting.md`) read as the characters themselves."""
-    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")
 
 
 def button(at: AppTest, label: str):

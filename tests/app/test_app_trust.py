@@ -68,7 +68,15 @@ def test_an_image_unlike_the_training_ones_is_flagged_on_predict(detector_run, t
     warnings = [w.value for w in at.warning]
     assert len(warnings) == 1 and warnings[0].startswith(f"**{UNLIKE}** (out-of-distribution score")
     assert f"{flags[0].ood_score:,.0f}" in warnings[0]
+    # The flagged image's headline is that warning: its class comes only after, as a guess (item 8);
+    # the ordinary image's headline is its class and how sure.
+    assert f"its guess: {flags[0].class_name}" in warnings[0]
+    plain = flags[1 + bees.index(ordinary)]
+    headlines = [m.value for m in at.markdown if " sure" in m.value]
+    assert headlines == [f"**{plain.class_name}** · {plain.probability:.0%} sure  \n:gray[{md(ordinary.name)}]"]
     table = at.dataframe[0].value
+    assert table["Predicted"].iloc[0] == f"⚠ unlike the training images (guess: {flags[0].class_name})"
+    assert table["Predicted"].iloc[1] == plain.class_name
     assert list(table[UNLIKE]) == ["⚠ yes", "no"]
     assert table["OOD score"].iloc[0] == pytest.approx(flags[0].ood_score, rel=1e-4)
 

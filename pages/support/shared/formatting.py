@@ -35,6 +35,10 @@ SAMPLE_LABEL = "Bundled sample (ants vs bees)"
 # (http://, www.) in a name. Line breaks and other control characters would start new blocks: spaces.
 _PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+# GFM turns bare addresses into links after the escapes are read (http://…, www.…, a@b.c): an invisible word
+# joiner (U+2060) inside "http:", "www." and before "@" keeps them text.
+_AUTOLINK = re.compile(r"(?i)(https?|ftp|www)(?=[:.])|(?=@)")
+JOINER = "\u2060"
 
 
 def md(name: object) -> str:
@@ -43,7 +47,8 @@ def md(name: object) -> str:
     progress texts. A run named "![x](http://host/t.png)" shows those characters, and fetches nothing.
     Not for plain-text places (selectbox options, table cells, chart texts): there it would show the
     backslashes."""
-    return _PUNCTUATION.sub(r"\\\1", _CONTROL.sub(" ", str(name)))
+    text = _AUTOLINK.sub(lambda m: (m.group(1) or "") + JOINER, _CONTROL.sub(" ", str(name)))
+    return _PUNCTUATION.sub(r"\\\1", text)
 
 
 def code(text: object) -> str:
