@@ -73,7 +73,8 @@ def test_an_image_unlike_the_training_ones_is_flagged_on_predict(detector_run, t
     assert f"its guess: {flags[0].class_name}" in warnings[0]
     plain = flags[1 + bees.index(ordinary)]
     headlines = [m.value for m in at.markdown if " sure" in m.value]
-    assert headlines == [f"**{plain.class_name}** · {plain.probability:.0%} sure  \n:gray[{md(ordinary.name)}]"]
+    expected = f"**{plain.class_name}** · {plain.probability:.0%} sure  \n:gray[{md(ordinary.name)}]"
+    assert headlines == [expected]
     table = at.dataframe[0].value
     assert table["Predicted"].iloc[0] == f"⚠ unlike the training images (guess: {flags[0].class_name})"
     assert table["Predicted"].iloc[1] == plain.class_name
