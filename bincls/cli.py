@@ -330,6 +330,29 @@ def _add_serve_precision(p: argparse.ArgumentParser) -> None:
                            help="fp32 only: bincls predict's probabilities too, at more CPU per image")
 
 
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """train's options about the run itself, beside the settings of the schema."""
+    p.add_argument("--run-dir", help="train the run prepared in this folder (its config.json)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted, stopped or failed run from its last checkpoint, on the same split",
+    )
+    p.add_argument(
+        "--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)"
+    )
+    p.add_argument("--summary", action="store_true",
+                   help="print the model's layer table (always written to the run folder: model_summary.txt)")
+
+
+def _add_weights_command(sub) -> None:
+    p = sub.add_parser("weights", help="the ImageNet weights found here; `add FILE`: take a weights file")
+    p.add_argument("action", nargs="?", choices=["list", "add"], default="list")
+    p.add_argument("file", nargs="?", metavar="FILE", help="add: a state_dict file, whatever its name")
+    p.add_argument("--model", default=None, help="add: the architecture it must hold (default: any)")
+    p.set_defaults(func=cmd_weights)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bincls", description="Binary image classification.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -344,24 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model; prints the run folder as its last line")
     add_arguments(p)
-    p.add_argument("--run-dir", help="train the run prepared in this folder (its config.json)")
-    p.add_argument(
-        "--resume",
-        metavar="RUN_DIR",
-        help="continue an interrupted, stopped or failed run from its last checkpoint, on the same split",
-    )
-    p.add_argument(
-        "--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)"
-    )
-    p.add_argument("--summary", action="store_true",
-                   help="print the model's layer table (always written to the run folder: model_summary.txt)")
+    _add_run_options(p)
     p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("weights", help="the ImageNet weights found here; `add FILE`: take a weights file")
-    p.add_argument("action", nargs="?", choices=["list", "add"], default="list")
-    p.add_argument("file", nargs="?", metavar="FILE", help="add: a state_dict file, whatever its name")
-    p.add_argument("--model", default=None, help="add: the architecture it must hold (default: any)")
-    p.set_defaults(func=cmd_weights)
+    _add_weights_command(sub)
 
     p = sub.add_parser("audit", help="likely wrong labels, outliers and near-duplicates, ranked (reads only)")
     _add_data_args(p)
