@@ -67,7 +67,7 @@ def test_the_run_name_and_a_recipes_budget_do_not_carry_over(tmp_path):
     assert at.text_input(key=K["name"]).value == ""
     at.radio(key=K["preset"]).set_value("auto").run()
     assert at.number_input(key=K["time_budget"]).value == SCRATCH_MIN
-    assert any("No runs yet" in i.value for i in at.info), "the sample's run is not this dataset's"
+    assert any("No run of this dataset yet" in i.value for i in at.info), "the sample's run is another's"
 
 
 def test_a_fresh_session_follows_a_run_of_the_data_in_use_not_the_newest(sample_run):

@@ -35,11 +35,13 @@ def where_weights_go(model: str = BACKBONES[0]) -> str:
             f"{url} on a machine with internet), or give a file of {model} weights below, whatever its name.")
 
 
-def weights_offer(key: str, model: str = BACKBONES[0], note: str = "") -> None:
-    """Where the ImageNet weights go, and a form that takes a weights file (a path or an upload); `key`
-    keeps two offers on one page apart. `weights_news` says what the form did, after the rerun it asks."""
-    st.markdown(f"{note}{where_weights_go(model)}")
-    with st.form(f"{key}_weights_form", border=True):
+def weights_offer(key: str, model: str = BACKBONES[0], folded: bool = False) -> None:
+    """Where the ImageNet weights go, and a form that takes a weights file (a path or an upload), `folded`
+    in an expander under the sentence; `key` keeps two offers on one page apart. `weights_news` says what
+    the form did, after the rerun it asks."""
+    st.markdown(where_weights_go(model))
+    where = st.expander("Use a weights file", icon=":material/upload_file:") if folded else st.container()
+    with where, st.form(f"{key}_weights_form", border=True):
         left, right = st.columns(2, gap="medium")
         left.text_input("A weights file on this computer", key=keys.WEIGHTS_PATH + key,
                         placeholder=f"/path/to/{model}_weights.pth")

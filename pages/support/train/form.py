@@ -33,8 +33,7 @@ def _choice_note(result: Resolved | BinclsError) -> None:
     if isinstance(result, BinclsError):
         st.error(as_text(result), icon=":material/error:")
         if loaders.pretrained_at_hand() is None:
-            with st.expander("Use a weights file", icon=":material/upload_file:", expanded=True):
-                weights_offer("train")
+            weights_offer("train", folded=True)
         return
     cfg = result.config
     budget = f", within a time budget of {cfg.time_budget / 60:g} min" if cfg.time_budget else ""
@@ -44,9 +43,8 @@ def _choice_note(result: Resolved | BinclsError) -> None:
     st.info(f"{lead}: {as_text(result.why)}. It trains {cfg.model} at {size} px for up to "
             f"{count(cfg.epochs, 'epoch')}{budget}.", icon=icon)  # fmt: skip
     if cfg.preset == "scratch" and ss[K["preset"]] == "auto" and cfg.weights == "none":
-        with st.expander("Start from a pretrained network instead (far better on photos): use a weights file",
-                         icon=":material/upload_file:"):  # fmt: skip
-            weights_offer("train")
+        st.caption("To start from a pretrained network instead (far better on photos):")
+        weights_offer("train", folded=True)
 
 
 def preset_section(data_ok: bool) -> bool:

@@ -70,7 +70,8 @@ def run_panel(run: RunFolder | None) -> None:
             ss[keys.CURRENT_RUN] = busy.id
             st.rerun()
     if run is None:
-        st.info("No runs yet: choose the settings above and press Train.", icon=":material/model_training:")
+        st.info("No run of this dataset yet: choose the settings above and press Train.",
+                icon=":material/model_training:")
     elif summarize(run).active:
         live.live_panel(run.id)
     else:
