@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import streamlit as st
 
@@ -23,8 +24,6 @@ UNLIKE = "Unlike the training images"
 def headline(p) -> None:
     """A prediction's headline: the class and how sure, or, for an image the out-of-distribution detector
     flagged, "Unlike the training images" first, and the class only as the guess it is."""
-    from pathlib import Path
-
     file = md(Path(p.source).name)
     if not p.ood:
         st.markdown(f"**{md(p.class_name)}** · {p.probability:.0%} sure  \n:gray[{file}]")
