@@ -158,6 +158,46 @@ def _print_run(result) -> None:
         print(result.run.path)
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    from bincls.models.weights import BACKBONES, cached_imagenet_file, import_weights, missing_weights_help
+
+    if args.action == "add":
+        if not args.file:
+            raise BinclsError("Give the weights file: python -m bincls weights add FILE.")
+        name, copy = import_weights(args.file, args.model)
+        print(f"{args.file} holds {name} weights (every layer's name and shape checked); copied to {copy}, "
+              "where --weights imagenet, the presets and the audit find them.")  # fmt: skip
+        return 0
+    for name in BACKBONES:
+        print(f"{name:<20} {cached_imagenet_file(name) or '-'}")
+    if not any(cached_imagenet_file(name) for name in BACKBONES):
+        print(missing_weights_help())
+    return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """train's options about the run itself, beside the settings of the schema."""
+    p.add_argument("--run-dir", help="train the run prepared in this folder (its config.json)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted, stopped or failed run from its last checkpoint, on the same split",
+    )
+    p.add_argument(
+        "--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)"
+    )
+    p.add_argument("--summary", action="store_true",
+                   help="print the model's layer table (always written to the run folder: model_summary.txt)")
+
+
+def _add_weights_command(sub) -> None:
+    p = sub.add_parser("weights", help="the ImageNet weights found here; `add FILE`: take a weights file")
+    p.add_argument("action", nargs="?", choices=["list", "add"], default="list")
+    p.add_argument("file", nargs="?", metavar="FILE", help="add: a state_dict file, whatever its name")
+    p.add_argument("--model", default=None, help="add: the architecture it must hold (default: any)")
+    p.set_defaults(func=cmd_weights)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from bincls.inference.evaluate import evaluate
     from bincls.inference.intervals import fmt_interval
@@ -258,23 +298,6 @@ def _stage_printer():
     return show
 
 
-def cmd_weights(args: argparse.Namespace) -> int:
-    from bincls.models.weights import BACKBONES, cached_imagenet_file, import_weights, missing_weights_help
-
-    if args.action == "add":
-        if not args.file:
-            raise BinclsError("Give the weights file: python -m bincls weights add FILE.")
-        name, copy = import_weights(args.file, args.model)
-        print(f"{args.file} holds {name} weights (every layer's name and shape checked); copied to {copy}, "
-              "where --weights imagenet, the presets and the audit find them.")  # fmt: skip
-        return 0
-    for name in BACKBONES:
-        print(f"{name:<20} {cached_imagenet_file(name) or '-'}")
-    if not any(cached_imagenet_file(name) for name in BACKBONES):
-        print(missing_weights_help())
-    return 0
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     from bincls.inference.export import export_onnx
 
@@ -328,29 +351,6 @@ def _add_serve_precision(p: argparse.ArgumentParser) -> None:
                                 "fp32 for images near a threshold; else fp32)")  # fmt: skip
     precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
                            help="fp32 only: bincls predict's probabilities too, at more CPU per image")
-
-
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    """train's options about the run itself, beside the settings of the schema."""
-    p.add_argument("--run-dir", help="train the run prepared in this folder (its config.json)")
-    p.add_argument(
-        "--resume",
-        metavar="RUN_DIR",
-        help="continue an interrupted, stopped or failed run from its last checkpoint, on the same split",
-    )
-    p.add_argument(
-        "--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)"
-    )
-    p.add_argument("--summary", action="store_true",
-                   help="print the model's layer table (always written to the run folder: model_summary.txt)")
-
-
-def _add_weights_command(sub) -> None:
-    p = sub.add_parser("weights", help="the ImageNet weights found here; `add FILE`: take a weights file")
-    p.add_argument("action", nargs="?", choices=["list", "add"], default="list")
-    p.add_argument("file", nargs="?", metavar="FILE", help="add: a state_dict file, whatever its name")
-    p.add_argument("--model", default=None, help="add: the architecture it must hold (default: any)")
-    p.set_defaults(func=cmd_weights)
 
 
 def build_parser() -> argparse.ArgumentParser:
