@@ -105,6 +105,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bincls.training.config import TrainConfig, from_arguments
     from bincls.training.launcher import check_resumable, claim_new_run, claim_resume
 
+    console = _console(args.summary)
     # Under torchrun only rank 0 keeps the run folder (RANK as torchrun sets it; read without loading torch).
     main_process = os.environ.get("RANK", "0").strip() in ("", "0")
     if args.run_dir or args.resume:
@@ -117,8 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig.from_dict(run.config())
         from bincls.training.loop import train
 
-        result = train(cfg, listeners=_console(args.summary), run=run, resume=bool(args.resume),
-                       started=_process_start())  # fmt: skip
+        result = train(cfg, listeners=console, run=run, resume=bool(args.resume), started=_process_start())
         _print_run(result)
         return 0
     if not args.paths:
@@ -132,8 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = claim_new_run(resolved.config, args.runs_dir) if main_process else None
     from bincls.training.loop import train
 
-    result = train(resolved, runs_dir=args.runs_dir, listeners=_console(args.summary), run=run,
-                   started=_process_start())  # fmt: skip
+    result = train(resolved, runs_dir=args.runs_dir, listeners=console, run=run, started=_process_start())
     _print_run(result)
     return 0
 
@@ -149,53 +148,12 @@ def _console(summary: bool = False) -> list:
     from bincls.training.distributed import world_from_env
     from bincls.training.events import ConsoleProgress
 
-    # one progress bar, not one per process
-    return [ConsoleProgress(print_summary=summary)] if world_from_env().is_main else []
+    return [ConsoleProgress(print_summary=summary)] if world_from_env().is_main else []  # one bar in all
 
 
 def _print_run(result) -> None:
     if result.run is not None:  # only rank 0 of a torchrun job keeps the run folder
         print(result.run.path)
-
-
-def cmd_weights(args: argparse.Namespace) -> int:
-    from bincls.models.weights import BACKBONES, cached_imagenet_file, import_weights, missing_weights_help
-
-    if args.action == "add":
-        if not args.file:
-            raise BinclsError("Give the weights file: python -m bincls weights add FILE.")
-        name, copy = import_weights(args.file, args.model)
-        print(f"{args.file} holds {name} weights (every layer's name and shape checked); copied to {copy}, "
-              "where --weights imagenet, the presets and the audit find them.")  # fmt: skip
-        return 0
-    for name in BACKBONES:
-        print(f"{name:<20} {cached_imagenet_file(name) or '-'}")
-    if not any(cached_imagenet_file(name) for name in BACKBONES):
-        print(missing_weights_help())
-    return 0
-
-
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    """train's options about the run itself, beside the settings of the schema."""
-    p.add_argument("--run-dir", help="train the run prepared in this folder (its config.json)")
-    p.add_argument(
-        "--resume",
-        metavar="RUN_DIR",
-        help="continue an interrupted, stopped or failed run from its last checkpoint, on the same split",
-    )
-    p.add_argument(
-        "--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)"
-    )
-    p.add_argument("--summary", action="store_true",
-                   help="print the model's layer table (always written to the run folder: model_summary.txt)")
-
-
-def _add_weights_command(sub) -> None:
-    p = sub.add_parser("weights", help="the ImageNet weights found here; `add FILE`: take a weights file")
-    p.add_argument("action", nargs="?", choices=["list", "add"], default="list")
-    p.add_argument("file", nargs="?", metavar="FILE", help="add: a state_dict file, whatever its name")
-    p.add_argument("--model", default=None, help="add: the architecture it must hold (default: any)")
-    p.set_defaults(func=cmd_weights)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -367,9 +325,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model; prints the run folder as its last line")
     add_arguments(p)
-    _add_run_options(p)
+    p.add_argument("--run-dir", help="train the run prepared in this folder (its config.json)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted, stopped or failed run from its last checkpoint, on the same split",
+    )
+    p.add_argument(
+        "--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)"
+    )
+    p.add_argument("--summary", action="store_true",
+                   help="print the model's layer table (always written to the run folder: model_summary.txt)")
     p.set_defaults(func=cmd_train)
-    _add_weights_command(sub)
+    from bincls.cli_weights import add_weights_command
+
+    add_weights_command(sub)
 
     p = sub.add_parser("audit", help="likely wrong labels, outliers and near-duplicates, ranked (reads only)")
     _add_data_args(p)
