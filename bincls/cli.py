@@ -156,6 +156,25 @@ def _print_run(result) -> None:
         print(result.run.path)
 
 
+def _add_train(sub) -> None:
+    from bincls.training.config import add_arguments
+
+    p = sub.add_parser("train", help="train a model; prints the run folder as its last line")
+    add_arguments(p)
+    p.add_argument("--run-dir", help="train the run prepared in this folder (its config.json)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted, stopped or failed run from its last checkpoint, on the same split",
+    )
+    p.add_argument(
+        "--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)"
+    )
+    p.add_argument("--summary", action="store_true",
+                   help="print the model's layer table (always written to the run folder: model_summary.txt)")
+    p.set_defaults(func=cmd_train)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from bincls.inference.evaluate import evaluate
     from bincls.inference.intervals import fmt_interval
@@ -321,24 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split without the label audit's decisions (as train --ignore-audit)")
     p.set_defaults(func=cmd_scan)
 
-    from bincls.training.config import DEVICES, add_arguments
-
-    p = sub.add_parser("train", help="train a model; prints the run folder as its last line")
-    add_arguments(p)
-    p.add_argument("--run-dir", help="train the run prepared in this folder (its config.json)")
-    p.add_argument(
-        "--resume",
-        metavar="RUN_DIR",
-        help="continue an interrupted, stopped or failed run from its last checkpoint, on the same split",
-    )
-    p.add_argument(
-        "--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)"
-    )
-    p.add_argument("--summary", action="store_true",
-                   help="print the model's layer table (always written to the run folder: model_summary.txt)")
-    p.set_defaults(func=cmd_train)
     from bincls.cli_weights import add_weights_command
+    from bincls.training.config import DEVICES
 
+    _add_train(sub)
     add_weights_command(sub)
 
     p = sub.add_parser("audit", help="likely wrong labels, outliers and near-duplicates, ranked (reads only)")
