@@ -164,7 +164,7 @@ def _add_train(sub) -> None:
     p.add_argument("--run-dir", help="train the run prepared in this folder (its config.json)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted, stopped or failed run from "
                    "its last checkpoint, on the same split")  # fmt: skip
-    p.add_argument("--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)")
+    p.add_argument("--runs-dir", help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)")
     p.add_argument("--summary", action="store_true",
                    help="print the model's layer table (always written to the run folder: model_summary.txt)")
     p.set_defaults(func=cmd_train)
