@@ -31,8 +31,8 @@ STATE_MARKS = {
 }
 SAMPLE_LABEL = "Bundled sample (ants vs bees)"
 # Every ASCII punctuation character may be backslash-escaped in CommonMark and then reads as itself: escaping
-# them all leaves no link, image, emphasis, heading, table, math ($), directive (:red[...]) or autolink
-# (http://, www.) in a name. Line breaks and other control characters would start new blocks: spaces.
+# them all leaves no link, image, emphasis, heading, table, math ($) or directive (:red[...]) in a name.
+# Line breaks and other control characters would start new blocks: spaces.
 _PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 # GFM turns bare addresses into links after the escapes are read (http://…, www.…, a@b.c): an invisible word
