@@ -24,7 +24,10 @@ require_app(__file__)
 ss = st.session_state
 
 BATCH = 16
-GRID_COLUMNS = 4
+# Tiles flow in rows that wrap (four in a row beside the statistics on a wide screen, two on a phone), not in
+# columns, which a phone stacks one under the other at full width: 16 photos 360 px tall each.
+GRID_TILE = 148
+AUG_TILE = 104
 AUG_VIEWS = 8
 TILE = 128  # display width of a tile; small inputs are enlarged without smoothing
 
@@ -133,9 +136,9 @@ st.subheader(f"One batch: {len(labels)} images of the train split")
 grid, stats = st.columns([3, 1], gap="large")
 with grid:
     tiles = _enlarge(shown)
-    for row in range(0, len(tiles), GRID_COLUMNS):
-        for col, i in zip(st.columns(GRID_COLUMNS), range(row, min(row + GRID_COLUMNS, len(tiles)))):
-            col.image(tiles[i], caption=md(names[labels[i]]), width="stretch")
+    with st.container(horizontal=True, gap="small"):
+        for tile, label in zip(tiles, labels):
+            st.image(tile, caption=md(names[label]), width=GRID_TILE)
 with stats:
     st.markdown("**Normalized batch tensor**")
     table = pd.DataFrame(
@@ -180,8 +183,9 @@ except (BinclsError, OSError) as exc:
     st.stop()
 tiles = _enlarge(np.concatenate([plain[None], views]))
 captions = ["eval"] + [f"train #{i + 1}" for i in range(len(views))]
-for col, tile, caption in zip(st.columns(len(tiles)), tiles, captions):
-    col.image(tile, caption=caption, width="stretch")
+with st.container(horizontal=True, gap="small"):
+    for tile, caption in zip(tiles, captions):
+        st.image(tile, caption=caption, width=AUG_TILE)
 st.caption("\"New batch\" also draws new random transforms.")
 
 st.page_link("pages/train.py", label="Next: train a model on these images", icon=":material/model_training:")
