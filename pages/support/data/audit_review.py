@@ -16,6 +16,7 @@ from bincls import BinclsError
 from bincls.data.browse import folder_fingerprint
 from bincls.data.overlay import forget_decisions, load_decisions, overlay_path, save_decisions
 from pages.support.shared import keys, loaders
+from pages.support.shared.charts import pad_colour
 from pages.support.shared.formatting import as_text, code, md
 from pages.support.shared.messages import flash, show_error, show_flashed
 from pages.support.shared.weights_offer import weights_news, weights_offer
@@ -206,7 +207,7 @@ def _row(data: list[str], row, decided: str | None) -> None:
         c_img, c_info, c_choice = st.columns([1, 4, 3], vertical_alignment="center")
         thumb = loaders.thumbnail(row.path, THUMB_SIDE)
         if thumb is not None:
-            square = ImageOps.pad(thumb, (THUMB_SIDE, THUMB_SIDE), color=(243, 245, 249))
+            square = ImageOps.pad(thumb, (THUMB_SIDE, THUMB_SIDE), color=pad_colour())
             c_img.image(square, width=THUMB_SIDE)
         else:
             c_img.caption("(cannot be shown)")

@@ -34,6 +34,11 @@ def ink(light: str, dark_colour: str) -> str:
     return dark_colour if dark() else light
 
 
+def pad_colour() -> tuple[int, int, int]:
+    """The colour a thumbnail is padded to a square with: the theme's secondary background."""
+    return (28, 34, 48) if dark() else (243, 245, 249)
+
+
 def style(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 340,
           legend: str = "top") -> go.Figure:  # fmt: skip
     """Every chart's title, axis titles, size, margins and legend: a horizontal legend above the plot
