@@ -9,6 +9,7 @@ ICON = Path(__file__).resolve().parent / "assets" / "favicon.png"
 st.set_page_config(page_title="bincls: binary image classifier", page_icon=str(ICON), layout="wide")
 
 from pages.support.shared import keys, memory  # noqa: E402  (set_page_config must come first)
+from pages.support.shared.narrow import fold_sidebar_on_phones  # noqa: E402
 from pages.support.shared.sidebar import sidebar  # noqa: E402
 from pages.support.shared.state import init_state  # noqa: E402
 
@@ -34,6 +35,7 @@ if wanted:
 sidebar(live=nav.title not in ("Data", "Predict"))  # the pages with file uploaders
 with st.sidebar:
     memory.remember_browser()  # a first visit: give the browser its id cookie
+    fold_sidebar_on_phones(nav.title)
 try:
     nav.run()
 finally:  # also when a page ends with st.stop, st.rerun or st.switch_page

@@ -106,6 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bincls.training.config import TrainConfig, from_arguments
     from bincls.training.launcher import check_resumable, claim_new_run, claim_resume
 
+    console = _console(args.summary)
     # Under torchrun only rank 0 keeps the run folder (RANK as torchrun sets it; read without loading torch).
     main_process = os.environ.get("RANK", "0").strip() in ("", "0")
     if args.run_dir or args.resume:
@@ -118,7 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig.from_dict(run.config())
         from bincls.training.loop import train
 
-        result = train(cfg, listeners=_console(), run=run, resume=bool(args.resume), started=_process_start())
+        result = train(cfg, listeners=console, run=run, resume=bool(args.resume), started=_process_start())
         _print_run(result)
         return 0
     if not args.paths:
@@ -132,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = claim_new_run(resolved.config, args.runs_dir) if main_process else None
     from bincls.training.loop import train
 
-    result = train(resolved, runs_dir=args.runs_dir, listeners=_console(), run=run, started=_process_start())
+    result = train(resolved, runs_dir=args.runs_dir, listeners=console, run=run, started=_process_start())
     _print_run(result)
     return 0
 
@@ -144,16 +145,30 @@ def _process_start() -> float:
     return psutil.Process().create_time()
 
 
-def _console() -> list:
+def _console(summary: bool = False) -> list:
     from bincls.training.distributed import world_from_env
     from bincls.training.events import ConsoleProgress
 
-    return [ConsoleProgress()] if world_from_env().is_main else []  # one progress bar, not one per process
+    return [ConsoleProgress(print_summary=summary)] if world_from_env().is_main else []  # one bar in all
 
 
 def _print_run(result) -> None:
     if result.run is not None:  # only rank 0 of a torchrun job keeps the run folder
         print(result.run.path)
+
+
+def _add_train(sub) -> None:
+    from bincls.training.config import add_arguments
+
+    p = sub.add_parser("train", help="train a model; prints the run folder as its last line")
+    add_arguments(p)
+    p.add_argument("--run-dir", help="train the run prepared in this folder (its config.json)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted, stopped or failed run from "
+                   "its last checkpoint, on the same split")  # fmt: skip
+    p.add_argument("--runs-dir", help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)")
+    p.add_argument("--summary", action="store_true",
+                   help="print the model's layer table (always written to the run folder: model_summary.txt)")
+    p.set_defaults(func=cmd_train)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -403,20 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split without the label audit's decisions (as train --ignore-audit)")
     p.set_defaults(func=cmd_scan)
 
-    from bincls.training.config import DEVICES, add_arguments
+    from bincls.cli_weights import add_weights_command
+    from bincls.training.config import DEVICES
 
-    p = sub.add_parser("train", help="train a model; prints the run folder as its last line")
-    add_arguments(p)
-    p.add_argument("--run-dir", help="train the run prepared in this folder (its config.json)")
-    p.add_argument(
-        "--resume",
-        metavar="RUN_DIR",
-        help="continue an interrupted, stopped or failed run from its last checkpoint, on the same split",
-    )
-    p.add_argument(
-        "--runs-dir", default=None, help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)"
-    )
-    p.set_defaults(func=cmd_train)
+    _add_train(sub)
+    add_weights_command(sub)
 
     p = sub.add_parser("audit", help="likely wrong labels, outliers and near-duplicates, ranked (reads only)")
     _add_data_args(p)

@@ -10,6 +10,7 @@ from bincls.paths import SAMPLE_DATA, uploads_dir
 from pages.support.data import audit_review, choice, report
 from pages.support.data.folder_browser import folder_browser
 from pages.support.shared import keys, loaders
+from pages.support.shared.formatting import as_text, code, md
 from pages.support.shared.messages import show_flashed, stop_on_error
 from pages.support.shared.state import require_app
 
@@ -40,7 +41,7 @@ paths = [str(p) for p in ss[keys.DATA_PATHS]]
 with st.container(border=True):
     left, right = st.columns([5, 1], vertical_alignment="center")
     left.markdown(f"**In use:** {data_label(paths)}")
-    left.caption("  \n".join(f"`{p}`" for p in paths))
+    left.caption("  \n".join(code(p) for p in paths))
     right.button(
         "Use the sample", on_click=choice.use_sample, icon=":material/restart_alt:",
         disabled=paths == [str(SAMPLE_DATA)], help="Go back to the bundled ants vs bees sample.",
@@ -97,15 +98,15 @@ names = scan.class_names
 found, usable = scan.class_counts(), scan.class_counts(usable_only=True)
 st.caption(
     f"Layout: {choice.LAYOUT_KINDS.get(scan.layout.kind, scan.layout.kind)}. "
-    f"Class 0 is **{names[0]}**, class 1 is **{names[1]}**."
+    f"Class 0 is **{md(names[0])}**, class 1 is **{md(names[1])}**."
 )
 for note in scan.notes:
-    st.info(note, icon=":material/info:")
+    st.info(as_text(note), icon=":material/info:")
 
 m = st.columns([3, 3, 2, 2, 2])
 for i in range(2):
     m[i].metric(
-        names[i], f"{usable[i]} / {found[i]}", border=True,
+        md(names[i]), f"{usable[i]} / {found[i]}", border=True,
         help=f"Class {i}: usable / found images. Found: valid image files. Usable: what is left after "
         "dropping extra copies and label conflicts.",
     )  # fmt: skip

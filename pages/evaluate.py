@@ -21,7 +21,8 @@ from pages.support.evaluate import metric_charts as charts
 from pages.support.evaluate import views
 from pages.support.shared import keys, loaders
 from pages.support.shared.export_panel import export_panel
-from pages.support.shared.messages import flash, show_flashed, stop_on_error
+from pages.support.shared.formatting import as_text, code, md
+from pages.support.shared.messages import engine_words, flash, show_flashed, stop_on_error
 from pages.support.shared.state import keep_widget_state, require_app
 from pages.support.shared.widgets import GALLERY_COLUMNS, checkpoint_runs_or_stop, pick_run, result_gallery
 
@@ -43,7 +44,7 @@ with top[1]:
     source = st.radio("Evaluate on", ["test", "folder"], key=keys.EVAL_SOURCE, horizontal=True,
                       format_func={"test": "Its test split", "folder": "Another folder"}.get)
 if problem := config_problem(run.path):
-    st.warning(f"{problem} The evaluation below uses the checkpoint, which holds what it needs.",
+    st.warning(f"{as_text(problem)} The evaluation below uses the checkpoint, which holds what it needs.",
                icon=":material/warning:")
 data = None
 if source == "folder":
@@ -52,8 +53,9 @@ if source == "folder":
                                placeholder="/path/to/folder holding the class folders")
     if not folder.strip():
         names = run.config().get("class_names") or []
-        st.info("Give a folder that holds two class folders named like the run's classes"
-                + (f" ({', '.join(names)})" if names else "") + ".", icon=":material/folder_open:")
+        named = f" ({', '.join(md(n) for n in names)})" if names else ""
+        st.info(f"Give a folder that holds two class folders named like the run's classes{named}.",
+                icon=":material/folder_open:")
         st.stop()
     data = [folder.strip()]
 
@@ -63,6 +65,7 @@ with stop_on_error():
 
 names = ev.class_names
 negative, positive = names
+neg, pos = md(negative), md(positive)  # as shown in markdown
 views.chance_warnings(run, ev)
 # The run's saved threshold, else the one training chose (the evaluation was made at it), as Predict uses
 saved = saved_threshold(run) if run.config().get("threshold") is not None else ev.threshold
@@ -70,11 +73,11 @@ if ss.get(keys.EVAL_THRESHOLD_FOR) != run.id or keys.EVAL_THRESHOLD not in ss:
     ss[keys.EVAL_THRESHOLD] = saved
     ss[keys.EVAL_THRESHOLD_FOR] = run.id
 for note in ev.notes:
-    st.info(note, icon=":material/info:")
+    st.info(as_text(note), icon=":material/info:")
 
 left, mid, right = st.columns([5, 1.4, 1.2], vertical_alignment="bottom")
 threshold = left.slider(
-    f"Decision threshold: say **{positive}** when P({positive}) ≥ threshold", 0.0, 1.0, step=0.01,
+    f"Decision threshold: say **{pos}** when P({pos}) ≥ threshold", 0.0, 1.0, step=0.01,
     key=keys.EVAL_THRESHOLD,
     help="Moving it recomputes metrics, confusion matrix and galleries from the saved predictions.",
 )  # fmt: skip
@@ -84,9 +87,10 @@ if mid.button("Save threshold", icon=":material/save:", disabled=not changed, wi
     try:
         save_threshold(run.path, threshold)
         where = run.path / "config.json"
-        flash(keys.EVAL_MESSAGE, "success", f"Threshold {threshold:.2f} saved in {where}; Predict uses it.")
+        flash(keys.EVAL_MESSAGE, "success",
+              f"Threshold {threshold:.2f} saved in {code(where)}; Predict uses it.")
     except BinclsError as exc:
-        flash(keys.EVAL_MESSAGE, "error", str(exc))
+        flash(keys.EVAL_MESSAGE, "error", engine_words(exc))
     st.rerun()
 with right.popover("Formulas", icon=":material/function:", width="stretch"):
     st.markdown(views.formulas(positive, negative))
@@ -97,10 +101,10 @@ views.metrics_row(m, at_threshold(ev, saved).metrics if changed else None)
 (tn, fp), (fn, tp) = m["confusion_matrix"]
 counts = ev.table["true"].value_counts()
 st.caption(
-    f"{m['n']} images ({ev.source}: {counts.get(negative, 0)} {negative}, "
-    f"{counts.get(positive, 0)} {positive}) · "
+    f"{m['n']} images ({as_text(ev.source)}: {counts.get(negative, 0)} {neg}, "
+    f"{counts.get(positive, 0)} {pos}) · "
     f"threshold {threshold:.2f}{' (saved)' if not changed else f' (saved: {saved:.2f})'} · "
-    f"TP {tp} · FP {fp} · TN {tn} · FN {fn} · checkpoint `{Path(ev.checkpoint).name}`"
+    f"TP {tp} · FP {fp} · TN {tn} · FN {fn} · checkpoint {code(Path(ev.checkpoint).name)}"
 )
 
 cell = views.selected_cell(names)
@@ -127,7 +131,7 @@ if curves:
 if cell:
     rows = cell_images(cur, *cell)
     head, close = st.columns([6, 1], vertical_alignment="bottom")
-    head.subheader(f"True {cell[0]}, predicted {cell[1]}: {len(rows)} images", anchor=False)
+    head.subheader(f"True {md(cell[0])}, predicted {md(cell[1])}: {len(rows)} images", anchor=False)
     if close.button("Hide", icon=":material/close:", width="stretch"):
         ss[keys.EVAL_CELL] = None
         st.rerun()
@@ -154,7 +158,7 @@ st.markdown(f"**Per-image results** at threshold {threshold:.2f}")
 slug = "test" if data is None else Path(data[0]).name or "folder"
 st.download_button("Download results (CSV)", data=cur.results_csv(), mime="text/csv",
                    file_name=f"{run.id}-{slug}-results.csv", icon=":material/download:")
-st.caption(f"Columns: path, true, predicted, probability (of {positive}).")
+st.caption(f"Columns: path, true, predicted, probability (of {pos}).")
 
 st.subheader("Use this model elsewhere", anchor=False)
 st.caption("As on the Predict page: an ONNX file that gives the same answers, and a prediction server.")

@@ -12,6 +12,7 @@ from bincls.inference.batch_predict import FULL_VIEWS, class_counts
 from bincls.inference.predict import thumbnail_data_uri
 from pages.support.shared import keys, loaders, trust_views
 from pages.support.shared.export_panel import export_panel
+from pages.support.shared.formatting import as_text, code, md
 from pages.support.shared.messages import show_error, stop_on_error
 from pages.support.shared.state import keep_widget_state, require_app
 from pages.support.shared.widgets import checkpoint_runs_or_stop, pick_run
@@ -24,15 +25,14 @@ ss = st.session_state
 def card(item, names: list[str], heatmaps: bool) -> None:
     p = item.prediction
     with st.container(border=True):
-        st.markdown(f"**{p.class_name}** · {p.probability:.0%} sure  \n:gray[{Path(p.source).name}]")
-        trust_views.ood_badge(p)
+        trust_views.headline(p)  # "Unlike the training images" first, when it is
         cols = st.columns(2 if heatmaps else 1)
         cols[0].image(item.image, caption="image", width="stretch")
         if heatmaps:
-            cols[1].image(item.overlay(), caption=f"evidence for {p.class_name}", width="stretch")
+            cols[1].image(item.overlay(), caption=f"evidence for {md(p.class_name)}", width="stretch")
         p1 = float(p.p_class1)
-        st.progress(1 - p1, text=f"{names[0]}: {1 - p1:.1%}")
-        st.progress(p1, text=f"{names[1]}: {p1:.1%}")
+        st.progress(1 - p1, text=f"{md(names[0])}: {1 - p1:.1%}")
+        st.progress(p1, text=f"{md(names[1])}: {p1:.1%}")
 
 
 def results_table(results: list, names: list[str]) -> pd.DataFrame:
@@ -42,7 +42,7 @@ def results_table(results: list, names: list[str]) -> pd.DataFrame:
         rows.append({
             "Image": thumbnail_data_uri(item.image, 64) if item.image is not None else None,
             "File": p.source,
-            "Predicted": p.class_name or "",
+            "Predicted": trust_views.predicted_cell(p),
             "Probability": p.probability,
             f"P({names[1]})": p.p_class1,
             **trust_views.ood_cells(p),
@@ -57,7 +57,7 @@ def show_results(results: list, names: list[str], heatmaps: bool, source: str, l
     bad = [r.prediction for r in results if r.prediction.error]
     good = [r for r in results if not r.prediction.error]
     for p in bad[:8]:
-        st.error(f"**{Path(p.source).name}**: {p.error}. The file was skipped.",
+        st.error(f"**{md(Path(p.source).name)}**: {as_text(p.error)}. The file was skipped.",
                  icon=":material/broken_image:")
     if len(bad) > 8:
         st.error(f"…and {len(bad) - 8} more files could not be read: see the Problem column of the table.")
@@ -83,7 +83,9 @@ def show_results(results: list, names: list[str], heatmaps: bool, source: str, l
 def table_of(results: list, names: list[str], source: str, label: str, good: int) -> None:
     table = results_table(results, names)
     counts = class_counts([r.prediction for r in results], names)
-    per_class = " · ".join(f"**{n}**: {c:,}" for n, c in counts.items() if n != "unreadable" or c)
+    per_class = " · ".join(f"**{md(n)}**: {c:,}" for n, c in counts.items() if n != "unreadable" or c)
+    if unlike := sum(1 for r in results if r.prediction.ood):
+        per_class += f" · **{unlike:,} {trust_views.UNLIKE.lower()}**, whatever class they got"
     st.markdown(f"**All {len(results):,} files** ({good:,} predicted): {per_class}. Click a column header to "
                 "sort.")  # fmt: skip
     st.dataframe(
@@ -121,7 +123,8 @@ ss.setdefault(keys.PREDICT_HEATMAPS, True)
 heatmaps = top[1].toggle("Heat maps (Grad-CAM)", key=keys.PREDICT_HEATMAPS,
                          help="Also compute where the model found its evidence; a little slower.")
 origin = "saved on the Evaluate page" if run.config().get("threshold") is not None else "default"
-top[2].caption(f"Classes: **{names[0]}** / **{names[1]}** · says {names[1]} when P({names[1]}) ≥ "
+neg, pos = (md(n) for n in names)
+top[2].caption(f"Classes: **{neg}** / **{pos}** · says {pos} when P({pos}) ≥ "
                f"**{predictor.threshold:.2f}** ({origin}) · model {predictor.ckpt['model_config']['name']}, "
                f"{predictor.preprocess.img_size} px · {trust_views.detector_note(predictor)}")
 
@@ -171,7 +174,7 @@ with folder_tab:
             show_error(exc)
         else:
             if not results:
-                st.info(f"{folder} holds no files.", icon=":material/info:")
+                st.info(f"{code(folder)} holds no files.", icon=":material/info:")
             show_results(results, names, heatmaps, "folder", Path(folder).name or "folder")
 
 st.page_link("pages/runs.py", label="Next: compare your runs, name them, download a model",

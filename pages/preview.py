@@ -15,6 +15,7 @@ from bincls.data.transforms import Augment, Preprocess, denormalize
 from bincls.models import list_models, model_config
 from pages.support.shared import keys, loaders
 from pages.support.shared.charts import RGB, channel_histogram
+from pages.support.shared.formatting import md
 from pages.support.shared.messages import show_error, stop_on_error
 from pages.support.shared.state import require_app
 
@@ -23,13 +24,16 @@ require_app(__file__)
 ss = st.session_state
 
 BATCH = 16
-GRID_COLUMNS = 4
+# Tiles flow in rows that wrap (four in a row beside the statistics on a wide screen, two on a phone), not in
+# columns, which a phone stacks one under the other at full width: 16 photos 360 px tall each.
+GRID_TILE = 148
+AUG_TILE = 104
 AUG_VIEWS = 8
 TILE = 128  # display width of a tile; small inputs are enlarged without smoothing
 
 
-def _preprocess(name: str) -> Preprocess:
-    cfg = model_config(name)
+def _preprocess(name: str, img_size: int | None = None) -> Preprocess:
+    cfg = model_config(name, img_size)
     return Preprocess(cfg.img_size, cfg.mean, cfg.std)
 
 
@@ -40,13 +44,14 @@ def _to_uint8(x: torch.Tensor, pre: Preprocess) -> np.ndarray:
 
 
 @st.cache_data(show_spinner="Loading a batch...", max_entries=16)
-def load_batch(paths: tuple[str, ...], labels: tuple[int, ...], model: str, train: bool, seed: int) -> dict:
+def load_batch(paths: tuple[str, ...], labels: tuple[int, ...], model: str, size: int, train: bool,
+               seed: int) -> dict:  # fmt: skip
     """A seeded random batch of the train split through the model's train or eval transform.
 
     x: normalized [B, 3, S, S] float32, what the model gets; shown: denormalized [B, S, S, 3] uint8.
     (A plain dict: st.cache_data pickles it, and classes defined in a page script do not pickle.)
     """
-    pre = _preprocess(model)
+    pre = _preprocess(model, size)
     idx = np.random.default_rng(seed).choice(len(paths), size=min(BATCH, len(paths)), replace=False)
     # The trainer's own batch path: same decode, resize and (train) batch augmentation.
     x = preview_batch([paths[i] for i in idx], pre, Augment() if train else None, seed)
@@ -59,9 +64,9 @@ def load_batch(paths: tuple[str, ...], labels: tuple[int, ...], model: str, trai
 
 
 @st.cache_data(show_spinner="Augmenting...", max_entries=32)
-def augmented_views(path: str, mtime: float, model: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def augmented_views(path: str, mtime: float, model: str, size: int, seed: int) -> tuple[np.ndarray, ...]:
     """(the eval view, AUG_VIEWS random train views) of one image, as uint8 for display."""
-    pre = _preprocess(model)
+    pre = _preprocess(model, size)
     plain = preview_batch([path], pre, None, seed)[0]
     views = preview_batch([path], pre, Augment(), seed, repeat=AUG_VIEWS)
     return _to_uint8(plain, pre), _to_uint8(views, pre)
@@ -87,8 +92,9 @@ with stop_on_error(hint="Fix the data on the Data page first."):
     data = loaders.current_data()
 
 models = {e.name: e for e in list_models()}
+auto_model, auto_size = loaders.auto_choice()  # what the Train page's Auto recipe would train
 if ss.get(keys.PREVIEW_MODEL) not in models:
-    ss[keys.PREVIEW_MODEL] = "small-cnn" if "small-cnn" in models else next(iter(models))
+    ss[keys.PREVIEW_MODEL] = auto_model if auto_model in models else next(iter(models))
 ss.setdefault(keys.PREVIEW_TRAIN, True)
 
 c_model, c_mode, c_new = st.columns([2, 2, 1], vertical_alignment="bottom")
@@ -101,11 +107,13 @@ train_mode = c_mode.toggle(
 )
 c_new.button("New batch", on_click=_new_batch, icon=":material/refresh:", width="stretch")
 
-pre = _preprocess(model)
+size = auto_size if model == auto_model else models[model].default_img_size
+pre = _preprocess(model, size)
 aug = Augment()
 seed = int(ss[keys.PREVIEW_SEED])
 st.caption(
-    f"{models[model].description}. Input {pre.img_size}x{pre.img_size} px, "
+    f"{models[model].description}. Input {pre.img_size}x{pre.img_size} px"
+    + (" (as Auto trains it)" if model == auto_model else "") + ", "
     f"mean {tuple(round(v, 3) for v in pre.mean)}, std {tuple(round(v, 3) for v in pre.std)}. "
     + (
         f"Train transform: random crop keeping {aug.scale[0]:.0%}-{aug.scale[1]:.0%} of the area, "
@@ -120,16 +128,17 @@ st.caption(
 part = data.part("train")
 names = data.class_names
 with stop_on_error():
-    batch = load_batch(tuple(part["path"]), tuple(int(v) for v in part["label"]), model, train_mode, seed)
+    labels = tuple(int(v) for v in part["label"])
+    batch = load_batch(tuple(part["path"]), labels, model, size, train_mode, seed)
 
 labels, shown, x = batch["labels"], batch["shown"], batch["x"]
 st.subheader(f"One batch: {len(labels)} images of the train split")
 grid, stats = st.columns([3, 1], gap="large")
 with grid:
     tiles = _enlarge(shown)
-    for row in range(0, len(tiles), GRID_COLUMNS):
-        for col, i in zip(st.columns(GRID_COLUMNS), range(row, min(row + GRID_COLUMNS, len(tiles)))):
-            col.image(tiles[i], caption=names[labels[i]], width="stretch")
+    with st.container(horizontal=True, gap="small"):
+        for tile, label in zip(tiles, labels):
+            st.image(tile, caption=md(names[label]), width=GRID_TILE)
 with stats:
     st.markdown("**Normalized batch tensor**")
     table = pd.DataFrame(
@@ -141,7 +150,7 @@ with stats:
     counts = [labels.count(i) for i in range(2)]
     st.caption(
         f"Shape {list(x.shape)} (batch, channel, height, width), float32. "
-        f"Labels: {counts[0]} x {names[0]} (0), {counts[1]} x {names[1]} (1)."
+        f"Labels: {counts[0]} x {md(names[0])} (0), {counts[1]} x {md(names[1])} (1)."
     )
     st.caption(
         "Scratch models map 0..1 to -1..1 (mean 0.5, std 0.5); pretrained backbones use the ImageNet "
@@ -168,14 +177,15 @@ path = st.selectbox(
     format_func=lambda p: f"{names[label_of[p]]}: {os.path.basename(p)}",
 )
 try:
-    plain, views = augmented_views(path, os.path.getmtime(path), model, seed)
+    plain, views = augmented_views(path, os.path.getmtime(path), model, size, seed)
 except (BinclsError, OSError) as exc:
     show_error(exc)
     st.stop()
 tiles = _enlarge(np.concatenate([plain[None], views]))
 captions = ["eval"] + [f"train #{i + 1}" for i in range(len(views))]
-for col, tile, caption in zip(st.columns(len(tiles)), tiles, captions):
-    col.image(tile, caption=caption, width="stretch")
+with st.container(horizontal=True, gap="small"):
+    for tile, caption in zip(tiles, captions):
+        st.image(tile, caption=caption, width=AUG_TILE)
 st.caption("\"New batch\" also draws new random transforms.")
 
 st.page_link("pages/train.py", label="Next: train a model on these images", icon=":material/model_training:")

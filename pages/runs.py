@@ -11,7 +11,8 @@ from bincls.runs.summary import summarize
 from bincls.training.config import config_problem
 from pages.support.runs import table
 from pages.support.shared import keys, loaders, run_pieces, trust_views
-from pages.support.shared.messages import flash, show_flashed
+from pages.support.shared.formatting import as_text, md
+from pages.support.shared.messages import engine_words, flash, show_flashed
 from pages.support.shared.state import require_app, run_by_id
 
 require_app(__file__)
@@ -37,7 +38,7 @@ def delete_runs(ids: list[str]) -> None:
         try:
             run.delete(runs_dir())
         except BinclsError as exc:
-            flash(keys.RUNS_MESSAGE, "error", str(exc))
+            flash(keys.RUNS_MESSAGE, "error", engine_words(exc))
     if ss.get(keys.CURRENT_RUN) in ids and run_by_id(ss[keys.CURRENT_RUN]) is None:
         ss[keys.CURRENT_RUN] = None
 
@@ -75,7 +76,7 @@ event = st.dataframe(table.table(summaries), key=keys.RUNS_TABLE, on_select="rer
 ss[keys.RUNS_TABLE_IDS] = ids
 for r in all_runs:
     if (problem := config_problem(r.path)) is not None:
-        st.warning(f"Run {r.id}: {problem}", icon=":material/warning:")
+        st.warning(f"Run {r.id}: {as_text(problem)}", icon=":material/warning:")
 if nothing := sum(1 for s in summaries if s.learned_nothing):
     st.caption(f"⚠ {nothing} run{'s' if nothing > 1 else ''} learned nothing (validation no better than "
                "guessing): tick one to see the likely cause.")  # fmt: skip
@@ -97,7 +98,7 @@ if c3.button("Delete…", icon=":material/delete:", disabled=not selected, width
 
 if one:
     s = selected[0]
-    st.subheader(f"{s.title} · {s.id}", anchor=False)
+    st.subheader(f"{md(s.title)} · {s.id}", anchor=False)
     run_pieces.learned_nothing_warning(s)
     run_pieces.model_download(folders[s.id], key=f"runs_download_{s.id}")
 if selected:

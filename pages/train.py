@@ -6,7 +6,8 @@ import streamlit as st
 
 from bincls import BinclsError
 from pages.support.shared import keys, loaders
-from pages.support.shared.formatting import data_label
+from pages.support.shared.formatting import data_label, md
+from pages.support.shared.messages import engine_words
 from pages.support.shared.state import require_app
 from pages.support.train import form, panel
 from pages.support.train.settings import init_settings
@@ -18,19 +19,21 @@ ss = st.session_state
 
 def dataset_line() -> bool:
     """One line about the data the run will use; False when it cannot be used."""
-    label = data_label(ss[keys.DATA_PATHS])
+    label = md(data_label(ss[keys.DATA_PATHS]))
     try:
         data = loaders.current_data()
     except BinclsError as exc:
-        st.error(f"**{label}** cannot be used yet: {exc}", icon=":material/error:")
+        st.error(f"**{label}** cannot be used yet: {engine_words(exc)}", icon=":material/error:")
         st.page_link("pages/data.py", label="Fix it on the Data page", icon=":material/folder_open:")
         return False
     counts = data.counts()
     parts = " / ".join(f"{sum(counts[p].values())} {p}" for p in ("train", "val", "test"))
     t, v, te = ss[keys.SPLIT_RATIOS]
+    # A folder already split into train / val [/ test] keeps its own split: the shares do not apply.
+    split = "its own split" if data.scan.layout.presplit else f"split {t:.0%} / {v:.0%} / {te:.0%}"
     st.markdown(
-        f":material/folder_open: **{label}** · {' vs '.join(data.class_names)} · {parts} images "
-        f"(split {t:.0%} / {v:.0%} / {te:.0%}) · change it on the Data page"
+        f":material/folder_open: **{label}** · {' vs '.join(map(md, data.class_names))} · {parts} images "
+        f"({split}) · change it on the Data page"
     )
     return True
 

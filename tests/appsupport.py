@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -9,9 +10,12 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
-def open_page(name: str, timeout: float = 90) -> AppTest:
-    """Run app.py, switch to pages/<name>.py, and check that nothing raised."""
+def open_page(name: str, timeout: float = 90, state: dict | None = None) -> AppTest:
+    """Run app.py (with session `state` set first), switch to pages/<name>.py, and check that nothing
+    raised."""
     at = AppTest.from_file(APP, default_timeout=timeout)
+    for key, value in (state or {}).items():
+        at.session_state[key] = value
     at.run()
     at.switch_page(f"pages/{name}.py").run()
     assert not at.exception, [e.value for e in at.exception]
@@ -26,6 +30,12 @@ def data_page(**state) -> AppTest:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def shown(markdown: str) -> str:
+    """Markdown as the page shows it, as far as names go: the backslash escapes that keep a user's names
+    from being markdown (`pages.support.shared.formatting.md`) read as the characters themselves."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")
 
 
 def button(at: AppTest, label: str):

@@ -9,7 +9,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "bincls" / "sample_data"
-SHARED = ROOT.parent / "shared"
+# ../shared beside the project; BINCLS_SHARED_DIR names it where the project is checked out elsewhere
+# (a git worktree one level deeper).
+SHARED = Path(os.environ.get("BINCLS_SHARED_DIR") or ROOT.parent / "shared")
 
 
 def pytest_configure(config):

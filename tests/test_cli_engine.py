@@ -47,7 +47,9 @@ def cli_run(tmp_path_factory) -> Path:
     )
     run = Path(proc.stdout.strip().splitlines()[-1])  # the run folder is the last line
     assert run.parent == runs and (run / "best.pt").is_file()
-    assert "Total params" in proc.stderr  # the model summary is printed at the start
+    # The model in one line at the start; its layer table in the run folder (issue 23: not 160 lines)
+    assert "parameters" in proc.stderr and "Total params" not in proc.stderr
+    assert "Total params" in (run / "model_summary.txt").read_text()
     return run
 
 

@@ -28,7 +28,7 @@ Progress = Callable[[int, int], None]
 
 def feature_backbone() -> tuple[str, str]:
     """(model, weights) of the first backbone whose ImageNet weights are at hand; BinclsError if none."""
-    from bincls.models.weights import BACKBONES, weights_at_hand
+    from bincls.models.weights import BACKBONES, missing_weights_help, weights_at_hand
 
     for name in BACKBONES:
         if weights_at_hand(name) is not None:
@@ -36,7 +36,7 @@ def feature_backbone() -> tuple[str, str]:
     raise BinclsError(
         "The label audit looks at the images with a pretrained network, and there are no pretrained "
         f"weights here (none of {', '.join(BACKBONES)} is in the torch hub cache, and there is no network). "
-        "Put torchvision's ImageNet weights file in the torch hub cache, or give a weights file."
+        + missing_weights_help()
     )
 
 

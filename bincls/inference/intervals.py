@@ -1,10 +1,11 @@
 """Error bars: how sure a metric measured on a few hundred test images is.
 
 Proportions (accuracy, precision, recall, F1, specificity) get Wilson score intervals (scipy), which
-stay inside [0, 1] and are honest for small counts: 3 right of 6 is "0.50 (0.19-0.81)". AUROC is not
-a proportion: it gets a percentile bootstrap, resampling each class on its own so that every resample
-still has both classes (scipy's bootstrap cannot stratify). Two runs evaluated on the same images are
-compared with McNemar's exact test on the images only one of them got right.
+stay inside [0, 1] and are honest for small counts: 3 right of 6 is "0.50 (0.19-0.81)". Balanced
+accuracy, the mean of the two classes' recalls, combines their Wilson intervals by MOVER (Zou and Donner,
+2008). AUROC is not a proportion: it gets a percentile bootstrap, resampling each class on its own so
+that every resample still has both classes (scipy's bootstrap cannot stratify). Two runs evaluated on
+the same images are compared with McNemar's exact test on the images only one of them got right.
 """
 
 from __future__ import annotations
@@ -36,11 +37,26 @@ def proportion_intervals(confusion: list[list[int]]) -> dict[str, tuple[float, f
     (tn, fp), (fn, tp) = confusion
     return {
         "accuracy_ci": wilson(tp + tn, tp + tn + fp + fn),
+        "balanced_accuracy_ci": balanced_accuracy_interval(confusion),
         "precision_ci": wilson(tp, tp + fp),
         "recall_ci": wilson(tp, tp + fn),
         "specificity_ci": wilson(tn, tn + fp),
         "f1_ci": wilson(2 * tp, 2 * tp + fp + fn),
     }
+
+
+def balanced_accuracy_interval(confusion: list[list[int]], level: float = LEVEL) -> tuple[float, float]:
+    """The interval of (specificity + recall) / 2 by MOVER (method of variance estimates recovery, Zou and
+    Donner 2008): the two recalls are independent proportions, each with its Wilson interval, and the
+    distances from each estimate to its limits add in quadrature. (NaN, NaN) without both classes."""
+    (tn, fp), (fn, tp) = confusion
+    if tn + fp == 0 or tp + fn == 0:
+        return math.nan, math.nan
+    parts = [(tn / (tn + fp), *wilson(tn, tn + fp, level)), (tp / (tp + fn), *wilson(tp, tp + fn, level))]
+    centre = sum(p for p, _, _ in parts) / 2
+    below = math.sqrt(sum((p - lo) ** 2 for p, lo, _ in parts)) / 2
+    above = math.sqrt(sum((hi - p) ** 2 for p, _, hi in parts)) / 2
+    return max(0.0, centre - below), min(1.0, centre + above)
 
 
 def auroc_interval(scores: np.ndarray, labels: np.ndarray, level: float = LEVEL,

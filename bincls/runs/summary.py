@@ -8,6 +8,7 @@ The Runs table, the Train page's run panel, the sidebar and the run pickers all 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,8 +75,12 @@ class RunSummary:
 
     @property
     def title(self) -> str:
-        """The run in one short line: its name, else model and weights."""
-        return self.name or f"{self.model} · {self.weights_label}"
+        """The run in one short line: its name, else what it trained and when (model · recipe or weights ·
+        date), so an unnamed run is never a blank or an id."""
+        if self.name:
+            return self.name
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.created)) if self.created else ""
+        return " · ".join(p for p in (self.model, self.preset or self.weights_label, when) if p)
 
 
 def epoch_records(records: list[dict]) -> list[dict]:

@@ -16,6 +16,8 @@ from bincls.chance import chance_verdict
 from bincls.runs.folder import RunFolder
 from bincls.runs.process import process_fields
 
+SUMMARY_FILE = "model_summary.txt"  # the model's layer table, in the run folder
+
 
 class Listener:
     """Override what you need; every hook is a no-op by default."""
@@ -75,6 +77,11 @@ class RunFolderWriter(Listener):
         self.run.set_status(state="running", **process_fields(os.getpid()), started=time.time())
 
     def run_started(self, info: dict) -> None:
+        info = dict(info)
+        if summary := info.pop("summary_text", None):  # the layer table: a file of its own, not the status
+            tmp = self.run.path / f".{SUMMARY_FILE}.tmp"
+            tmp.write_text(summary + "\n", encoding="utf-8")
+            os.replace(tmp, self.run.path / SUMMARY_FILE)
         self.run.set_status(state="running", **process_fields(os.getpid()), **info)
         self.run.log(f"started: {info.get('model')} on {info.get('device')}")
 
@@ -148,9 +155,10 @@ class RunFolderWriter(Listener):
 
 
 class ConsoleProgress(Listener):
-    """A tqdm progress bar per epoch on a terminal (none when the output is a file), and a line per epoch."""
+    """A tqdm progress bar per epoch on a terminal (none when the output is a file), and a line per epoch.
+    The model in one line; its layer table (160 lines for mobilenet_v2) only with `print_summary`."""
 
-    def __init__(self, stream=None, print_summary: bool = True):
+    def __init__(self, stream=None, print_summary: bool = False):
         self.stream = stream or sys.stderr
         self.print_summary = print_summary
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
@@ -165,6 +173,10 @@ class ConsoleProgress(Listener):
     def run_started(self, info: dict) -> None:
         if self.print_summary and info.get("summary_text"):
             self._print(info["summary_text"])
+        elif info.get("params") is not None:
+            where = f" (the layers: {info['run_dir']}/{SUMMARY_FILE})" if info.get("run_dir") else ""
+            self._print(f"model {info.get('model')}: {info['params']:,} parameters, "
+                        f"{info.get('trainable_params', 0):,} trainable{where}")  # fmt: skip
         self._print(
             f"run {info.get('run_id')}: {info.get('model')} on "
             f"{info.get('device_name') or info.get('device')}, {info.get('train_images')} train / "

@@ -40,13 +40,11 @@ def preflight(cfg: TrainConfig) -> Resolved:
 def _imagenet_at_hand(model: str) -> None:
     """ImageNet weights asked for by name must be here (torch hub cache) or downloadable, or the run would
     fail a few seconds after it started."""
-    import torch
-
-    from bincls.models.weights import weights_at_hand
+    from bincls.models.weights import missing_weights_help, weights_at_hand
 
     if weights_at_hand(model) is None:
         raise BinclsError(
-            f"There are no ImageNet weights for {model} here: they are not in the torch hub cache "
-            f"({torch.hub.get_dir()}/checkpoints) and torchvision's server cannot be reached. Give a local "
-            "weights file with --weights FILE, or train from scratch with --weights none."
+            f"There are no ImageNet weights for {model} here, and torchvision's server cannot be reached. "
+            f"{missing_weights_help(model)} Or train with a weights file as it is (--weights FILE), or from "
+            "scratch (--weights none)."
         )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bincls.errors import BinclsError
-from bincls.models.weights import BACKBONES, weights_at_hand
+from bincls.models.weights import BACKBONES, missing_weights_help, weights_at_hand
 from bincls.training.config import TrainConfig
 
 SCRATCH_MODEL = "small-cnn"
@@ -98,8 +98,9 @@ def resolve(cfg: TrainConfig) -> Resolved:
     if cfg.preset in ("fast", "best") and choice is None:
         raise BinclsError(
             f"Preset {cfg.preset} fine-tunes pretrained weights, and there are none here for "
-            f"{cfg.model or ' or '.join(BACKBONES)} (not in the torch hub cache, no network). Use preset "
-            "scratch, or give a local weights file with --weights FILE (the app: Weights, Local file)."
+            f"{cfg.model or ' or '.join(BACKBONES)} (not in the torch hub cache, no network). "
+            f"{missing_weights_help(cfg.model if cfg.model in BACKBONES else BACKBONES[0])} Or use preset "
+            "scratch, or train with a weights file as it is: --weights FILE (the app: Weights, Local file)."
         )
     if choice is None:
         preset = "scratch"

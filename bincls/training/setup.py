@@ -170,6 +170,7 @@ def _run_info(state: TrainingState, summary) -> dict:
     data, cfg = state.data, state.cfg
     return {
         "run_id": state.run.id if state.run else None,
+        "run_dir": str(state.run.path) if state.run else None,
         "model": cfg.model,
         "preset": cfg.preset,
         "epochs": cfg.epochs,

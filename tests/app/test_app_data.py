@@ -9,7 +9,7 @@ from pathlib import Path
 
 import imagefactory as fac
 import pytest
-from appsupport import button, data_page
+from appsupport import button, data_page, shown
 from streamlit.testing.v1 import AppTest
 
 from bincls.paths import SAMPLE_DATA, uploads_dir
@@ -32,7 +32,7 @@ def split_table(at: AppTest):
 
 
 def errors(at: AppTest) -> str:
-    return " ".join(e.value for e in at.error)
+    return shown(" ".join(e.value for e in at.error))
 
 
 def test_the_sample_is_preselected_and_summarised():

@@ -29,8 +29,9 @@ def metric(at: AppTest, label: str) -> str:
 
 def test_shows_metrics_charts_and_galleries_for_the_finished_run(sample_run):
     at = open_page("evaluate")
-    assert [m.label for m in at.metric] == ["Accuracy", "Precision", "Recall", "F1", "ROC-AUC", "Loss (BCE)"]
-    for label in ("Accuracy", "Precision", "Recall", "F1", "ROC-AUC", "Loss (BCE)"):
+    labels = ["Accuracy", "Balanced accuracy", "Precision", "Recall", "F1", "ROC-AUC", "Loss (BCE)"]
+    assert [m.label for m in at.metric] == labels
+    for label in labels:
         value = metric(at, label)
         assert value == "–" or 0 <= float(value) <= 10
     n = sum(map(sum, matrix(at)))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import hostile
 import imagefactory as fac
-from appsupport import button, data_page, open_page
+from appsupport import button, data_page, open_page, shown
 
 from bincls.data.data_root import ENV
 from bincls.paths import SAMPLE_DATA, uploads_dir
@@ -19,7 +19,7 @@ OUTSIDE = "leads outside the folder this app may read"
 
 
 def errors(at) -> str:
-    return " ".join(e.value for e in at.error)
+    return shown(" ".join(e.value for e in at.error))
 
 
 def test_a_class_folder_linked_out_of_the_root_is_refused_on_the_data_page(tmp_path, monkeypatch):

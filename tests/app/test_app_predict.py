@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appsupport import open_page
+from appsupport import open_page, shown
 
 from bincls.inference.evaluate import save_threshold
 from bincls.paths import SAMPLE_DATA
@@ -26,7 +26,7 @@ def test_uploaded_images_are_predicted_and_a_bad_one_is_reported(sample_run):
               upload("cut.jpg", good[: len(good) // 3])]
     at.file_uploader(key=PREDICT_UPLOADS).set_value(files).run()
     assert not at.exception, [e.value for e in at.exception]
-    errors = [e.value for e in at.error]
+    errors = [shown(e.value) for e in at.error]
     assert len(errors) == 2
     assert any("passwd.jpg" in e and "not an image" in e for e in errors)
     assert any("cut.jpg" in e and "truncated" in e for e in errors)

@@ -7,11 +7,13 @@ from __future__ import annotations
 import shutil
 
 from appsupport import button, open_page
+from shell import run_pasted
 
 from bincls.paths import SAMPLE_DATA, runs_dir
 from bincls.runs.folder import RunFolder
 from bincls.runs.summary import summarize
 from pages.support.shared import run_pieces
+from pages.support.shared.commands import interpreter
 from pages.support.shared.keys import CURRENT_RUN, RUNS_TABLE
 from pages.support.shared.messages import page_words
 from pages.support.shared.widgets import best_run_id
@@ -21,7 +23,7 @@ def _downloads(at) -> list[str]:
     return [e.proto.label for e in at.get("download_button")]
 
 
-def test_runs_and_train_offer_the_checkpoint_with_a_snippet_that_runs(sample_run, tmp_path, monkeypatch):
+def test_runs_and_train_offer_the_checkpoint_with_a_snippet_that_runs(sample_run):
     at = open_page("runs")
     assert not _downloads(at), "no download before a run is ticked"
     at.session_state[RUNS_TABLE] = {"selection": {"rows": [0], "columns": []}}
@@ -31,16 +33,17 @@ def test_runs_and_train_offer_the_checkpoint_with_a_snippet_that_runs(sample_run
     at = open_page("train")  # the finished run's panel
     assert any(d.startswith("Download model (") for d in _downloads(at))
 
-    # The snippet, run as a user would: beside the downloaded file, with a photo of theirs.
+    # The snippet and the commands beside it, pasted as a user would: a plain shell in the project folder.
+    codes = {c.language: c.value for c in at.code if c.language == "python"}
+    snippet = codes["python"]
     name = f"{sample_run.id}-best.pt"
-    shutil.copy(sample_run.best_checkpoint, tmp_path / name)  # what the button hands over
-    shutil.copy(next((SAMPLE_DATA / "bees").iterdir()), tmp_path / "photo.jpg")
-    code = run_pieces.usage_snippet(sample_run, name)
-    monkeypatch.chdir(tmp_path)
-    printed = []
-    exec(code, {"print": lambda *a: printed.append(a)})  # noqa: S102 - the snippet is the product here
-    (label, probability), = printed
-    assert label in ("ants", "bees") and 0.0 <= probability <= 1.0
+    assert snippet.strip() == run_pieces.usage_snippet(sample_run, sample_run.best_checkpoint, name).strip()
+    pasted = next(c.value for c in at.code if c.value.startswith(f"{interpreter()} - <<'EOF'"))
+    assert snippet.strip() in pasted
+    label, probability = run_pasted(pasted).stdout.split()
+    assert label in ("ants", "bees") and 0.0 <= float(probability) <= 1.0
+    predict = next(c.value for c in at.code if f"{interpreter()} -m bincls predict " in c.value)
+    assert run_pasted(predict).stdout.split("\t")[1] in ("ants", "bees")
 
 
 def test_resume_says_why_it_cannot_start_when_the_imagenet_weights_it_needs_are_gone(sample_run):

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from bincls.paths import SAMPLE_DATA, runs_dir
+from bincls.paths import runs_dir
 from bincls.runs.active import active_run
 from bincls.runs.folder import ACTIVE
 from bincls.training.launcher import stop_run
 from bincls.training.recipes import RECIPES
+from pages.support.shared.commands import interpreter
 from pages.support.shared.keys import TRAIN_KEYS
 from pages.support.train import settings
 
@@ -126,8 +127,10 @@ def test_settings_start_from_the_recipe(monkeypatch):
 
 
 def test_the_default_settings_are_the_default_command(train_page):
-    """Untouched, the page's settings are the recipe's: the command is the plain default command."""
-    assert train_page.code[0].value == shlex.join(["python", "-m", "bincls", "train", str(SAMPLE_DATA)])
+    """Untouched, the page's settings are the recipe's: the command is the plain default command, with the
+    app's own Python (a bare `python` may lack the packages), from the project folder."""
+    default = [interpreter(), "-m", "bincls", "train", "bincls/sample_data"]
+    assert train_page.code[0].value == shlex.join(default)
 
 
 def test_a_pretrained_preset_without_weights_says_so_before_the_press(train_page):
@@ -175,10 +178,11 @@ def test_command_line_shows_the_settings_as_commands(train_page):
     at = train_page
     at.selectbox(key=TRAIN_KEYS["optimizer"]).set_value("sgd").run()
     codes = [c.value for c in at.code]
-    single = next(c for c in codes if c.startswith("python -m bincls train"))
+    single = next(c for c in codes if c.startswith(f"{interpreter()} -m bincls train"))
     assert "--optimizer sgd" in single and "--model" not in single  # small-cnn is the default: left out
     assert "--lr" not in single  # sgd's own default learning rate
-    assert any(c.startswith("torchrun --nproc_per_node=2 -m bincls train") and "sgd" in c for c in codes)
+    torchrun = f"{interpreter()} -m torch.distributed.run --nproc_per_node=2 -m bincls train"
+    assert any(c.startswith(torchrun) and "sgd" in c for c in codes)
 
 
 @pytest.mark.slow
@@ -213,7 +217,8 @@ def test_several_gpus_offer_use_all_and_show_the_torchrun_command(monkeypatch):
     try:
         at = _open_train_page()
         assert at.toggle(key=TRAIN_KEYS["all_gpus"]).label == "Use all 4 GPUs"
-        assert at.code[0].value.startswith("torchrun --nproc_per_node=4 -m bincls train")
+        torchrun = f"{interpreter()} -m torch.distributed.run --nproc_per_node=4 -m bincls"
+        assert at.code[0].value.startswith(torchrun)
     finally:
         st.cache_data.clear()
 

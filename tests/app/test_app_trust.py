@@ -13,15 +13,18 @@ from appsupport import button, open_page
 from PIL import Image
 
 from bincls.inference.compare import compare_runs
-from bincls.inference.evaluate import evaluate
+from bincls.inference.evaluate import at_threshold, evaluate
 from bincls.inference.intervals import fmt_interval, wilson
 from bincls.inference.predict import Predictor
 from bincls.paths import SAMPLE_DATA, runs_dir
 from bincls.runs.folder import RunFolder
+from bincls.runs.names import set_run_name
+from bincls.runs.summary import summarize
 from bincls.training.config import TrainConfig
 from bincls.training.loop import train
-from pages.support.shared.keys import PREDICT_UPLOADS, RUNS_TABLE
-from pages.support.shared.trust_views import UNLIKE, verdict
+from pages.support.shared.formatting import md
+from pages.support.shared.keys import EVAL_THRESHOLD, PREDICT_UPLOADS, RUNS_TABLE
+from pages.support.shared.trust_views import UNLIKE, run_names, verdict
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +68,16 @@ def test_an_image_unlike_the_training_ones_is_flagged_on_predict(detector_run, t
     warnings = [w.value for w in at.warning]
     assert len(warnings) == 1 and warnings[0].startswith(f"**{UNLIKE}** (out-of-distribution score")
     assert f"{flags[0].ood_score:,.0f}" in warnings[0]
+    # The flagged image's headline is that warning: its class comes only after, as a guess (item 8);
+    # the ordinary image's headline is its class and how sure.
+    assert f"its guess: {flags[0].class_name}" in warnings[0]
+    plain = flags[1 + bees.index(ordinary)]
+    headlines = [m.value for m in at.markdown if " sure" in m.value]
+    expected = f"**{plain.class_name}** · {plain.probability:.0%} sure  \n:gray[{md(ordinary.name)}]"
+    assert headlines == [expected]
     table = at.dataframe[0].value
+    assert table["Predicted"].iloc[0] == f"⚠ unlike the training images (guess: {flags[0].class_name})"
+    assert table["Predicted"].iloc[1] == plain.class_name
     assert list(table[UNLIKE]) == ["⚠ yes", "no"]
     assert table["OOD score"].iloc[0] == pytest.approx(flags[0].ood_score, rel=1e-4)
 
@@ -88,7 +100,13 @@ def test_evaluate_gives_every_metric_its_interval_and_draws_calibration_before_a
     assert re.fullmatch(rf"\d\.\d\d \(\d\.\d\d-\d\.\d\d\) on {tp + fn} images",
                         next(c for c in captions if c.endswith(f"on {tp + fn} images")))  # recall
     assert sum(bool(re.fullmatch(r"(–|\d\.\d\d( \(\d\.\d\d-\d\.\d\d\))?) on \d+ images", c))
-               for c in captions) == 5  # accuracy, precision, recall, F1, ROC-AUC  # fmt: skip
+               for c in captions) == 6  # accuracy, balanced, precision, recall, F1, ROC-AUC  # fmt: skip
+    # Balanced accuracy beside accuracy, with its interval, as `bincls evaluate --json` has them (item 5)
+    labels = [m.label for m in at.metric]
+    assert labels[:2] == ["Accuracy", "Balanced accuracy"]
+    at_saved = at_threshold(ev, at.slider(key=EVAL_THRESHOLD).value).metrics
+    balanced = fmt_interval(at_saved["balanced_accuracy"], at_saved["balanced_accuracy_ci"], n)
+    assert balanced in captions and at.metric[1].value == f"{at_saved['balanced_accuracy']:.3f}"
     assert f"on {n} images" in captions  # the loss
     assert any(c.startswith("In brackets, the 95% interval") for c in captions)
 
@@ -128,6 +146,7 @@ def _select(at, rows: list[int]):
 def test_runs_tests_two_runs_on_the_same_images_with_mcnemar(paired_runs):
     same = [i for i, r in enumerate(paired_runs) if r.config()["seed"] == 0]
     a, b = (paired_runs[i] for i in same)
+    set_run_name(a, "with adam")  # McNemar names the runs by their names, not by the ends of their ids
     at = _select(open_page("runs"), same)
     assert not at.exception, [e.value for e in at.exception]
     assert "Is the difference real?" in [h.value for h in at.subheader]
@@ -136,8 +155,9 @@ def test_runs_tests_two_runs_on_the_same_images_with_mcnemar(paired_runs):
     assert not [b for b in at.button if b.label.startswith("Compare them")], "answered: the button goes"
     expected = compare_runs(evaluate(a.path), evaluate(b.path))
     said = next(m.value for m in at.markdown if m.value.startswith("On the same 6 test images"))
-    short = [f"`{r.id.rsplit('-', 1)[-1]}` (small-cnn)" for r in (a, b)]
-    assert said == verdict(expected, *short)
+    named = ("**with adam**", f"**{md(summarize(b).title)}**")  # unnamed: model · recipe · date
+    assert said == verdict(expected, *named) and run_names(a, b) == named
+    assert b.id.rsplit("-", 1)[-1] not in said
     if expected.a_only + expected.b_only and not expected.real:
         assert "The test split is too small to tell these runs apart" in said
 

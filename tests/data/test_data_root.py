@@ -8,7 +8,7 @@ from pathlib import Path
 
 import imagefactory as fac
 import pytest
-from appsupport import button, data_page, open_page
+from appsupport import button, data_page, open_page, shown
 from streamlit.testing.v1 import AppTest
 
 from bincls import BinclsError
@@ -103,7 +103,7 @@ def test_a_root_given_through_a_link_works(world, monkeypatch, tmp_path):
 
 
 def errors(at: AppTest) -> str:
-    return " ".join(e.value for e in at.error)
+    return shown(" ".join(e.value for e in at.error))
 
 
 def typed_root(at: AppTest, text: str) -> AppTest:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -147,7 +148,11 @@ def test_a_running_run_is_not_judged(tmp_path):
 # Names, settings, duration, test accuracy (item 5) ----------------------------------------------------
 def test_a_run_can_be_named_and_renamed_later(tmp_path):
     run = _run(tmp_path, "finished")
-    assert summarize(run).name is None and summarize(run).title == "small-cnn · from scratch"
+    s = summarize(run)  # unnamed: what it trained and when, never a blank
+    date = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created))
+    assert s.name is None and s.title == f"small-cnn · from scratch · {date}"
+    run.write_config({**run.config(), "preset": "scratch"})
+    assert summarize(run).title.startswith("small-cnn · scratch · ")
     run.write_config({**run.config(), "name": "first try"})
     assert summarize(run).name == "first try"
     assert set_run_name(run, "  more\timages\x00 ") == "more images"  # control characters dropped

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from appsupport import shown
 from streamlit.testing.v1 import AppTest
 
 from bincls import BinclsError
@@ -141,7 +142,7 @@ def test_a_read_only_runs_folder_is_a_message_on_the_train_page(tmpfs, monkeypat
     at.number_input(key=TRAIN_KEYS["img_size"]).set_value(32).run()
     next(b for b in at.button if b.label == "Train").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("Read-only file system" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("Read-only file system" in shown(e.value) for e in at.error), [e.value for e in at.error]
 
 
 def _dead_pid() -> int:

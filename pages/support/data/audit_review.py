@@ -16,7 +16,10 @@ from bincls import BinclsError
 from bincls.data.browse import folder_fingerprint
 from bincls.data.overlay import forget_decisions, load_decisions, overlay_path, save_decisions
 from pages.support.shared import keys, loaders
+from pages.support.shared.charts import pad_colour
+from pages.support.shared.formatting import as_text, code, md
 from pages.support.shared.messages import flash, show_error, show_flashed
+from pages.support.shared.weights_offer import weights_news, weights_offer
 
 ss = st.session_state
 ROWS_PER_PAGE = 20
@@ -68,14 +71,15 @@ def _decide(data: list[str], path: str) -> None:
         else:
             save_decisions(data, {path: action})
     except (BinclsError, OSError) as exc:
-        flash(keys.AUDIT_MESSAGE, "error", f"The decision on {Path(path).name} was not saved: {exc}")
+        flash(keys.AUDIT_MESSAGE, "error",
+              f"The decision on {md(Path(path).name)} was not saved: {as_text(exc)}")
 
 
 def _forget_all(data: list[str], paths: list[str]) -> None:
     try:
         forget_decisions(data)
     except OSError as exc:
-        flash(keys.AUDIT_MESSAGE, "error", f"The decisions were not forgotten: {exc}")
+        flash(keys.AUDIT_MESSAGE, "error", f"The decisions were not forgotten: {as_text(exc)}")
         return
     for p in paths:
         ss.pop(_widget_key(p), None)
@@ -101,6 +105,13 @@ def audit_section() -> None:
         "labels it believes are wrong, outliers and near-duplicates. It only reads your files; what you "
         "decide below is kept in bincls' own folder and applied by the next training run."
     )
+    weights_news()
+    if loaders.pretrained_at_hand() is None:  # offline, empty torch cache: say where the weights go
+        st.warning("The audit needs a pretrained network, and there are no ImageNet weights here (no file in "
+                   "the torch cache, no network).", icon=":material/cloud_off:")  # fmt: skip
+        weights_offer("audit")
+        _decisions_line(paths)
+        return
     if not (ss.get(keys.AUDIT_ASKED) or {}).get(dataset):
         _audit_button(dataset)
         _decisions_line(paths)
@@ -122,7 +133,7 @@ def audit_section() -> None:
         f"{result.seconds:.0f} s)."
     )
     for note in result.notes:
-        st.caption(note)
+        st.caption(as_text(note))
     _decisions_line(paths, [r.path for r in result.rows])
     if not result.rows:
         st.success("Nothing to review: no label, outlier or near-duplicate stands out.",
@@ -153,7 +164,7 @@ def _decisions_line(data: list[str], shown_paths: list[str] | None = None) -> No
         f"**{total} decision{'s' if total != 1 else ''} in force** for this dataset: {n['exclude']} "
         f"excluded, {n['relabel']} relabelled, {n['keep']} kept as they are. The next training run "
         "leaves the excluded images out and trains the relabelled ones as the other class. Your files "
-        f"are never changed: the decisions are kept in `{overlay_path(data)}`.",
+        f"are never changed: the decisions are kept in {code(overlay_path(data))}.",
         icon=":material/rule:",
     )
     right.button("Forget all decisions", icon=":material/undo:", on_click=_forget_all,
@@ -190,23 +201,24 @@ def _row(data: list[str], row, decided: str | None) -> None:
     if key not in ss:  # the overlay is the truth a widget starts from (widget state is lost between pages)
         ss[key] = decided
     options = ["keep", "exclude", "relabel"] if row.kind == "label" else ["keep", "exclude"]
-    labels = {"keep": "Keep", "exclude": "Exclude", "relabel": f"Relabel as {row.suggested}"}
+    labels = {"keep": "Keep", "exclude": "Exclude", "relabel": f"Relabel as {md(row.suggested)}"}
     path = Path(row.path)
     with st.container(border=True):
         c_img, c_info, c_choice = st.columns([1, 4, 3], vertical_alignment="center")
         thumb = loaders.thumbnail(row.path, THUMB_SIDE)
         if thumb is not None:
-            square = ImageOps.pad(thumb, (THUMB_SIDE, THUMB_SIDE), color=(243, 245, 249))
+            square = ImageOps.pad(thumb, (THUMB_SIDE, THUMB_SIDE), color=pad_colour())
             c_img.image(square, width=THUMB_SIDE)
         else:
             c_img.caption("(cannot be shown)")
-        suggestion = f" · suggested **{row.suggested}**" if row.kind == "label" else ""
+        suggestion = f" · suggested **{md(row.suggested)}**" if row.kind == "label" else ""
         c_info.markdown(f"**{KINDS.get(row.kind, row.kind)}** · score {row.score:.2f}  \n"
-                        f"given **{row.given}**{suggestion}")
-        c_info.caption(f"{path.parent.name}/{path.name} · {row.detail or WHY.get(row.kind, '')}",
-                       help=f"{row.path}\n\n{WHY.get(row.kind, '')}")
+                        f"given **{md(row.given)}**{suggestion}")
+        why = as_text(row.detail or WHY.get(row.kind, ""))
+        c_info.caption(f"{md(f'{path.parent.name}/{path.name}')} · {why}",
+                       help=f"{md(row.path)}\n\n{WHY.get(row.kind, '')}")
         with c_choice:
             st.segmented_control(
-                f"Decision on {path.name}", options, key=key, format_func=labels.get,
+                f"Decision on {md(path.name)}", options, key=key, format_func=labels.get,
                 on_change=_decide, args=(data, row.path), label_visibility="collapsed",
             )  # fmt: skip

@@ -14,7 +14,9 @@ from bincls.data.folder_layout import resolve_layout
 from bincls.data.uploads import new_upload_session, save_uploads
 from bincls.paths import SAMPLE_DATA
 from pages.support.shared import keys
+from pages.support.shared.formatting import as_text
 from pages.support.shared.messages import flash
+from pages.support.shared.state import data_changed
 
 ss = st.session_state
 LAYOUT_KINDS = {
@@ -35,7 +37,8 @@ def init() -> None:
 
 
 def _say(kind: str, text: str) -> None:
-    flash(keys.DATA_MESSAGE, kind, text)
+    """A message about the last choice; the paths and class names in it read as typed, never as markdown."""
+    flash(keys.DATA_MESSAGE, kind, as_text(text))
 
 
 def _clean_path(text: str) -> str:
@@ -58,6 +61,8 @@ def use_data(paths: list[str], what: str, confined: bool = True) -> None:
     except BinclsError as exc:
         _say("error", f"{exc} The data in use did not change.")
         return
+    if paths != ss[keys.DATA_PATHS]:
+        data_changed()
     ss[keys.DATA_PATHS] = paths
     ss[keys.CLASS_NAMES] = None
     _show_in_fields(paths if confined else [])

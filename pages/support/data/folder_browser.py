@@ -13,6 +13,7 @@ from bincls.data.browse import LIST_CAP
 from bincls.paths import SAMPLE_DATA
 from pages.support.data import choice
 from pages.support.shared import keys, loaders
+from pages.support.shared.formatting import code, md
 
 ss = st.session_state
 
@@ -74,7 +75,7 @@ def _actions(here: Path, image_counts: dict[str, str]) -> None:
                           help=f"Use this subfolder as class {slot}")
             st.button("As dataset", on_click=choice.use_selected,
                       help="Use this subfolder as the dataset folder (it holds the two classes)")
-    st.markdown(f"**This folder** ({here.name or here})")
+    st.markdown(f"**This folder** ({md(here.name or here)})")
     # The primary action only where it fits: a folder with at least two subfolders of images.
     dataset_like = sum(1 for n in image_counts.values() if n not in ("0", "")) >= 2
     with st.container(horizontal=True):
@@ -85,6 +86,6 @@ def _actions(here: Path, image_counts: dict[str, str]) -> None:
         st.button("Use as class B", on_click=choice.pick, args=("B", str(here)))
     picks = ss[keys.BROWSE_PICKS]
     st.caption(
-        f"Class A: `{picks['A'] or 'not picked'}`  \nClass B: `{picks['B'] or 'not picked'}`  \n"
+        f"Class A: {code(picks['A'] or 'not picked')}  \nClass B: {code(picks['B'] or 'not picked')}  \n"
         "When both are picked they become the two classes."
     )

@@ -15,6 +15,7 @@ import streamlit as st
 from bincls import BinclsError
 from bincls.data.scan import ScanResult
 from pages.support.shared import charts, keys, loaders
+from pages.support.shared.formatting import as_text, chart_text, code, md
 from pages.support.shared.widgets import paged_table
 
 # Imbalance rule: warn when the smaller class has fewer than 40% as many usable images as the larger.
@@ -40,12 +41,12 @@ def short(path: str, roots: list[str]) -> str:
 
 def class_balance(scan: ScanResult) -> None:
     names, found, usable = scan.class_names, scan.class_counts(), scan.class_counts(usable_only=True)
-    st.plotly_chart(charts.class_balance(names, found, usable), width="stretch")
+    st.plotly_chart(charts.class_balance([chart_text(n) for n in names], found, usable), width="stretch")
     small, big = sorted(usable)
     st.caption(f"Rule: a warning appears when the smaller class has fewer than {IMBALANCE_RATIO:.0%} as many "
                "usable images as the larger.")
     if big and small < IMBALANCE_RATIO * big:
-        lo = names[usable.index(small)]
+        lo = md(names[usable.index(small)])
         st.warning(
             f"The classes are imbalanced: {lo} has {small} usable images, {small / big:.0%} of the other "
             f"class's {big}. Training weights the loss by the class balance, but more {lo} images help most.",
@@ -55,8 +56,9 @@ def class_balance(scan: ScanResult) -> None:
 
 def image_sizes(scan: ScanResult) -> None:
     names = scan.class_names
-    df = pd.DataFrame([(r.width, r.height, names[r.label], os.path.basename(r.path)) for r in scan.images],
-                      columns=["width", "height", "class", "file"])
+    names = [chart_text(n) for n in names]
+    df = pd.DataFrame([(r.width, r.height, names[r.label], chart_text(os.path.basename(r.path)))
+                       for r in scan.images], columns=["width", "height", "class", "file"])  # fmt: skip
     st.plotly_chart(charts.image_sizes(df, names), width="stretch")
     if len(df):
         st.caption(
@@ -114,15 +116,15 @@ def _group(paths: list[str], conflict: bool, label_of: dict[str, str], roots: li
     for i, p in enumerate(shown):
         if (t := loaders.thumbnail(p, THUMB)) is not None:
             images.append(t)
-            captions.append(label_of.get(p, "?") if conflict else ("kept" if i == 0 else "left out"))
+            captions.append(md(label_of.get(p, "?")) if conflict else ("kept" if i == 0 else "left out"))
     with st.container(border=True):
         classes = sorted({label_of.get(p, "?") for p in paths})
-        title = " vs ".join(classes) if conflict else classes[0]
+        title = " vs ".join(map(md, classes)) if conflict else md(classes[0])
         st.markdown(f"**{title}** · {len(paths)} copies")
         if images:
             st.image(images, caption=captions, width=THUMB)
         more = f"  \n... and {len(paths) - len(shown)} more" if len(paths) > len(shown) else ""
-        st.caption("  \n".join(f"`{short(p, roots)}`" for p in shown) + more)
+        st.caption("  \n".join(code(short(p, roots)) for p in shown) + more)
 
 
 def near_duplicates(scan: ScanResult, split: pd.DataFrame) -> None:
@@ -143,13 +145,14 @@ def near_duplicates(scan: ScanResult, split: pd.DataFrame) -> None:
     for i, g in enumerate(groups[:GROUPS_SHOWN]):
         with cols[i % GROUP_COLUMNS], st.container(border=True):
             side = {where.get(p, "left out") for p in g.paths}
-            title = " vs ".join(sorted(set(g.classes))) + (" · label conflict" if g.label_conflict else "")
+            title = " vs ".join(map(md, sorted(set(g.classes))))
+            title += " · label conflict" if g.label_conflict else ""
             st.markdown(f"**{title}** · {len(g.paths)} files · {', '.join(sorted(side))}")
-            thumbs = [(t, f"{c} · {d}") for p, c, d in zip(g.paths[:GROUP_THUMBS], g.classes, g.distances)
+            thumbs = [(t, f"{md(c)} · {d}") for p, c, d in zip(g.paths[:GROUP_THUMBS], g.classes, g.distances)
                       if (t := loaders.thumbnail(p, THUMB)) is not None]  # fmt: skip
             if thumbs:
                 st.image([t for t, _ in thumbs], caption=[c for _, c in thumbs], width=THUMB)
-            st.caption("  \n".join(f"`{short(p, roots)}`" for p in g.paths[:GROUP_THUMBS]))
+            st.caption("  \n".join(code(short(p, roots)) for p in g.paths[:GROUP_THUMBS]))
     if len(groups) > GROUPS_SHOWN:
         st.caption(f"Showing {GROUPS_SHOWN} of {len(groups):,} groups; `bincls scan --json` lists them all.")
 
@@ -159,7 +162,7 @@ def near_duplicates_of_current_split(scan: ScanResult) -> None:
     try:
         data = loaders.current_data()
     except BinclsError as exc:
-        st.caption(f"The groups show with the split, once the data can be split: {exc}")
+        st.caption(f"The groups show with the split, once the data can be split: {as_text(exc)}")
         return
     near_duplicates(scan, data.split)
 
@@ -205,7 +208,7 @@ def sample_images(scan: ScanResult, seed: int) -> None:
         for k in picked:
             if (t := loaders.thumbnail(recs[k].path, THUMB)) is not None:
                 images.append(t)
-                captions.append(os.path.basename(recs[k].path))
-        st.markdown(f"**{name}**: {len(picked)} of {len(recs):,} usable images")
+                captions.append(md(os.path.basename(recs[k].path)))
+        st.markdown(f"**{md(name)}**: {len(picked)} of {len(recs):,} usable images")
         if images:
             st.image(images, caption=captions, width=THUMB)

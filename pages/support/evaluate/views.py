@@ -8,12 +8,14 @@ import streamlit as st
 from bincls.chance import TIED_STD, chance_verdict
 from bincls.runs.summary import summarize
 from pages.support.shared import keys, run_pieces
-from pages.support.shared.formatting import num
+from pages.support.shared.formatting import chart_text, md, num
 from pages.support.shared.trust_views import metric_intervals
 
 ss = st.session_state
 FORMULA_ROWS = [  # metric, formula (LaTeX), in words; {pos}/{neg} are the class names
     ("Accuracy", r"$\dfrac{TP + TN}{TP + TN + FP + FN}$", "share of all images classified right"),
+    ("Balanced accuracy", r"$\dfrac{1}{2}\left(\dfrac{TP}{TP + FN} + \dfrac{TN}{TN + FP}\right)$",
+     "the mean of the two classes' recalls: a model that always says the larger class gets 0.5"),
     ("Precision", r"$\dfrac{TP}{TP + FP}$", "of the images called {pos}, the share that are {pos}"),
     ("Recall", r"$\dfrac{TP}{TP + FN}$", "of the {pos}, the share the model finds (true positive rate)"),
     ("F1", r"$2\,\dfrac{\text{precision} \cdot \text{recall}}{\text{precision} + \text{recall}}$",
@@ -23,20 +25,23 @@ FORMULA_ROWS = [  # metric, formula (LaTeX), in words; {pos}/{neg} are the class
     ("Loss", r"$-\dfrac{1}{n}\sum_i \big[y_i \log p_i + (1 - y_i)\log(1 - p_i)\big]$",
      "binary cross-entropy of the probabilities $p_i$ (labels $y_i$); does not depend on $t$"),
 ]  # fmt: skip
-METRICS = [("Accuracy", "accuracy"), ("Precision", "precision"), ("Recall", "recall"), ("F1", "f1"),
-           ("ROC-AUC", "auroc"), ("Loss (BCE)", "loss")]  # fmt: skip
+METRICS = [("Accuracy", "accuracy"), ("Balanced accuracy", "balanced_accuracy"), ("Precision", "precision"),
+           ("Recall", "recall"), ("F1", "f1"), ("ROC-AUC", "auroc"), ("Loss (BCE)", "loss")]  # fmt: skip
 
 
 def formulas(pos: str, neg: str) -> str:
+    """The formulas popover; the class names are escaped once here, and kept out of the LaTeX."""
+    pos, neg = md(pos), md(neg)
     rows = "\n".join(f"| {name} | {tex} | {words.format(pos=pos, neg=neg)} |"
                      for name, tex, words in FORMULA_ROWS)  # fmt: skip
     return (
-        f"An image counts as **{pos}** (the *positive* class) when the model's $P(\\text{{{pos}}}) \\ge t$, "
+        f"An image counts as **{pos}** (the *positive* class) when the model's P({pos}) $\\ge t$, "
         f"the threshold. Then **TP** = {pos} called {pos}, **FP** = {neg} called {pos}, "
         f"**TN** = {neg} called {neg}, **FN** = {pos} called {neg}.\n\n"
         f"| Metric | Formula | In words |\n|---|---|---|\n{rows}\n\n"
         f"Moving $t$ up makes the model say {pos} less often: precision usually rises, recall falls. "
-        "All metrics are computed by [torchmetrics](https://lightning.ai/docs/torchmetrics/)."
+        "All metrics are computed by [torchmetrics](https://lightning.ai/docs/torchmetrics/) (balanced "
+        "accuracy from its confusion matrix)."
     )
 
 
@@ -105,4 +110,5 @@ def remember_cell() -> None:
 
 def selected_cell(names: list[str]) -> tuple[str, str] | None:
     cell = ss.get(keys.EVAL_CELL)
-    return tuple(cell) if cell and cell[0] in names and cell[1] in names else None
+    shown = {chart_text(n): n for n in names}  # the chart's axes show the names as `chart_text` writes them
+    return (shown[cell[0]], shown[cell[1]]) if cell and cell[0] in shown and cell[1] in shown else None

@@ -13,12 +13,13 @@ from bincls.runs.folder import RunFolder
 from bincls.runs.names import set_run_name
 from bincls.runs.summary import RunSummary, epoch_records
 from pages.support.shared import charts, keys
-from pages.support.shared.formatting import STATE_MARKS, duration, when
-from pages.support.shared.messages import flash
+from pages.support.shared.formatting import STATE_MARKS, chart_text, duration, md, when
+from pages.support.shared.messages import engine_words, flash
 
 ss = st.session_state
 COLUMNS = {
-    "Name": st.column_config.TextColumn(width="medium", help="Rename a run: tick it, then Rename…"),
+    "Name": st.column_config.TextColumn(
+        width="medium", help="Rename a run: tick it, then Rename…. Unnamed: model · recipe · date"),
     "LR": st.column_config.NumberColumn(format="%g"),
     "Best val acc": st.column_config.NumberColumn(format="percent", help="Of the best epoch, on validation"),
     "Test acc": st.column_config.NumberColumn(
@@ -41,7 +42,7 @@ def run_row(s: RunSummary) -> dict:
     # How it went first, then what it tried: the table is wider than the page, and the outcome must be in
     # view without scrolling sideways.
     return {
-        "Name": s.name or "",
+        "Name": s.title,  # a table cell is plain text: no escaping
         "State": state_mark(s),
         "Best val acc": s.best_val_accuracy,
         "Test acc": s.test_accuracy,
@@ -87,7 +88,7 @@ def legend_names(selected: list[RunSummary]) -> list[str]:
     names = []
     for s in selected:
         label = s.name or " · ".join(v for get in varying if (v := get(s))) or s.model or "?"
-        names.append(f"{label} ({s.id.rsplit('-', 1)[-1]})")
+        names.append(chart_text(f"{label} ({s.id.rsplit('-', 1)[-1]})"))
     return names
 
 
@@ -108,10 +109,10 @@ def rename(run_id: str, folder: RunFolder) -> None:
     """Callback of the rename dialog's Save: runs before the page is drawn, so the table shows the name."""
     try:
         name = set_run_name(folder, ss.get(keys.RUNS_NEW_NAME) or "")
-        flash(keys.RUNS_MESSAGE, "success", f"Run {run_id} is now called “{name}”." if name
+        flash(keys.RUNS_MESSAGE, "success", f"Run {run_id} is now called “{md(name)}”." if name
               else f"Run {run_id} has no name now.")  # fmt: skip
     except BinclsError as exc:
-        flash(keys.RUNS_MESSAGE, "error", str(exc))
+        flash(keys.RUNS_MESSAGE, "error", engine_words(exc))
 
 
 @st.dialog("Rename the run")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import streamlit as st
 
 from bincls.runs.summary import epoch_records
 
@@ -19,6 +20,23 @@ RUN_DASHES = ("solid", "dash", "dot", "dashdot")
 MAX_STEP_POINTS = 3000  # per-step loss points drawn; longer runs are thinned evenly
 HISTOGRAM_BINS = 60
 SCATTER_CAP = 5000  # points per class in the size scatter
+
+
+def dark() -> bool:
+    """The browser shows the dark theme (the app follows the system's preference, .streamlit/config.toml)."""
+    theme = getattr(st.context, "theme", None)
+    return getattr(theme, "type", None) == "dark"
+
+
+def ink(light: str, dark_colour: str) -> str:
+    """A colour for lines and outlines that must stand out from the background: one per theme (Streamlit
+    restyles the charts' backgrounds, grids and texts itself)."""
+    return dark_colour if dark() else light
+
+
+def pad_colour() -> tuple[int, int, int]:
+    """The colour a thumbnail is padded to a square with: the theme's secondary background."""
+    return (28, 34, 48) if dark() else (243, 245, 249)
 
 
 def style(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 340,
@@ -87,6 +105,10 @@ def _epoch_axis(fig: go.Figure, x_max: float) -> go.Figure:
     return fig.update_xaxes(range=[0, x_end + 0.1 * max(1, x_end / 10)], dtick=1 if x_end <= 12 else None)
 
 
+def _train_colour() -> str:
+    return ink(TRAIN_COLOR, "#60a5fa")
+
+
 def loss_curves(records: list[dict], x_max: float) -> go.Figure:
     steps = [r for r in records if r.get("kind") == "step"]
     epochs = epoch_records(records)
@@ -99,7 +121,7 @@ def loss_curves(records: list[dict], x_max: float) -> go.Figure:
         mode="lines", name="train loss per step", line={"width": 1, "color": STEP_COLOR},
     )  # fmt: skip
     fig.add_scatter(x=[r["epoch"] for r in epochs], y=[r.get("train_loss") for r in epochs],
-                    mode="lines+markers", name="train loss (epoch)", line={"color": TRAIN_COLOR})
+                    mode="lines+markers", name="train loss (epoch)", line={"color": _train_colour()})
     fig.add_scatter(x=[r["epoch"] for r in epochs], y=[r.get("val_loss") for r in epochs],
                     mode="lines+markers", name="val loss", line={"color": VAL_COLOR})
     return _epoch_axis(style(fig, "Loss", "epoch", "loss (BCE)"), x_max)
@@ -109,7 +131,7 @@ def accuracy_curves(records: list[dict], x_max: float) -> go.Figure:
     epochs = epoch_records(records)
     fig = go.Figure()
     fig.add_scatter(x=[r["epoch"] for r in epochs], y=[r.get("train_accuracy") for r in epochs],
-                    mode="lines+markers", name="train accuracy", line={"color": TRAIN_COLOR})
+                    mode="lines+markers", name="train accuracy", line={"color": _train_colour()})
     fig.add_scatter(x=[r["epoch"] for r in epochs], y=[r.get("val_accuracy") for r in epochs],
                     mode="lines+markers", name="val accuracy", line={"color": VAL_COLOR})
     return as_share(_epoch_axis(style(fig, "Accuracy", "epoch", "accuracy"), x_max))

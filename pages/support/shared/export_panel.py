@@ -17,12 +17,12 @@ from bincls import BinclsError
 from bincls.data.browse import file_stamp
 from bincls.inference.export import current_export, default_output, export_onnx
 from bincls.serve.server import serve_command
+from pages.support.shared.commands import command, example_image, show_command
 
 PRECISIONS = {
     "fp32": "fp32 (the PyTorch model's answers)",
     "int8": "INT8 (smaller and faster; labels checked)",
 }
-CURL = "curl -F files=@photo.jpg http://127.0.0.1:8000/predict"
 
 
 # Keyed by the stamps of every file the answer depends on: hashing a large checkpoint on each rerun
@@ -129,10 +129,16 @@ def _downloads(run, onnx: Path, info: dict, key: str) -> None:
                "above.")  # fmt: skip
 
 
+def curl_command(run) -> str:
+    """A request to the served model with one of the run's own images, so that it runs as shown."""
+    return command(["curl", "-F", f"files=@{example_image(run) or 'photo.jpg'}", "http://127.0.0.1:8000/predict"])
+
+
 def serve_section(run) -> None:
     st.markdown("**Serve it over HTTP** (in a terminal, from the project folder)")
-    st.code(serve_command(run.path), language="bash", wrap_lines=True)
-    st.code(CURL, language="bash", wrap_lines=True)
+    show_command(serve_command(run.path))
+    st.caption("Then, from another terminal, send it an image (here one of the run's test images):")
+    show_command(curl_command(run))
     st.caption("The server exports the run into bincls's cache once (checked as above) and answers with "
                "onnxruntime and the run's saved threshold: in INT8, with fp32 for the images near the "
                "threshold (the labels of `bincls predict`, probabilities within the INT8 check's difference, "

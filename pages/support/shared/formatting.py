@@ -1,7 +1,11 @@
-"""How values read on the pages: durations, times, percentages, run states, dataset and run labels."""
+"""How values read on the pages: durations, times, percentages, run states, dataset and run labels, and
+user-supplied names as plain text wherever Streamlit renders markdown."""
 
 from __future__ import annotations
 
+import html
+import re
+import string
 import time
 from pathlib import Path
 
@@ -26,6 +30,54 @@ STATE_MARKS = {
     "interrupted": "⚠ interrupted",
 }
 SAMPLE_LABEL = "Bundled sample (ants vs bees)"
+# Every ASCII punctuation character may be backslash-escaped in CommonMark and then reads as itself: escaping
+# them all leaves no link, image, emphasis, heading, table, math ($) or directive (:red[...]) in a name.
+# Line breaks and other control characters would start new blocks: spaces.
+_PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+# GFM turns bare addresses into links after the escapes are read (http://…, www.…, a@b.c): an invisible word
+# joiner (U+2060) inside "http:", "www." and before "@" keeps them text.
+_AUTOLINK = re.compile(r"(?i)(https?|ftp|www)(?=[:.])|(?=@)")
+JOINER = "\u2060"
+
+
+def md(name: object) -> str:
+    """A user-supplied name (a run, class, folder or file name) as literal text in anything Streamlit renders
+    as markdown: st.markdown, captions, alerts, headings, widget and metric labels, image captions,
+    progress texts. A run named "![x](http://host/t.png)" shows those characters, and fetches nothing.
+    Not for plain-text places (selectbox options, table cells, chart texts): there it would show the
+    backslashes."""
+    text = _AUTOLINK.sub(lambda m: (m.group(1) or "") + JOINER, _CONTROL.sub(" ", str(name)))
+    return _PUNCTUATION.sub(r"\\\1", text)
+
+
+def code(text: object) -> str:
+    """`text` as inline code in markdown, whatever it holds: the fence is longer than any run of backticks
+    inside (CommonMark's rule), so a path with a backtick cannot end the code span and start markdown."""
+    text = _CONTROL.sub(" ", str(text))
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def chart_text(name: object) -> str:
+    """A user-supplied name in a plotly figure (legend, axis labels, hover): plotly draws a few HTML tags
+    there (<a href>, <b>, <br>), so the name's own < and & are written as entities, which it shows as
+    themselves."""
+    return html.escape(_CONTROL.sub(" ", str(name)), quote=False)
+
+
+_CODE_SPAN = re.compile(r"(`+)(?!`)(.+?)(?<!`)\1(?!`)")
+
+
+def as_text(message: object) -> str:
+    """An engine message (an error, a note) in markdown: its `code spans` kept, everything else literal.
+    Messages name the user's files and folders, which may hold markdown of their own."""
+    text, out, at = _CONTROL.sub(" ", str(message)), [], 0
+    for m in _CODE_SPAN.finditer(text):
+        out += [md(text[at : m.start()]), m.group(0)]
+        at = m.end()
+    return "".join([*out, md(text[at:])])
 
 
 def duration(seconds: float | None) -> str:
@@ -71,7 +123,8 @@ def run_label(run: RunSummary) -> str:
     """A run in a picker, told apart from the others: its name (else model and weights), how it trained,
     its best validation accuracy, its date, and a mark when it learned nothing."""
     how = ("frozen" if run.frozen else "fine-tuned") if run.frozen is not None else ""
+    # An unnamed run's title already ends with its date.
     parts = [run.title, how if run.name is None else "", f"val {pct(run.best_val_accuracy)}",
-             when(run.created), run.state if run.state != "finished" else ""]  # fmt: skip
+             when(run.created) if run.name else "", run.state if run.state != "finished" else ""]  # fmt: skip
     mark = "⚠ learned nothing · " if run.learned_nothing else ""
     return mark + " · ".join(p for p in parts if p)

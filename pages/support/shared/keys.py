@@ -18,6 +18,9 @@ USER_ID = "user_id"  # this browser's id (its cookie): names its state file (pag
 USER_COOKIE_SENT = "user_cookie_sent"  # the browser has the id cookie (it sent it, or it was set now)
 USER_RESTORED = "user_restored"  # this session has read the state file
 USER_SAVED = "user_saved"  # what the state file holds now
+WEIGHTS_MESSAGE = "weights_message"  # [(kind, text)]: what taking a weights file did, shown once
+WEIGHTS_PATH = "w_weights_path_"  # + the offer's key: the path typed in "no pretrained weights here"
+WEIGHTS_UPLOAD = "w_weights_upload_"  # + the offer's key: the weights file uploaded there
 
 # Data page ---------------------------------------------------------------------------------------------
 BROWSE_PICKS = "browse_picks"  # {"A": str | None, "B": str | None}: class folders picked while browsing
@@ -56,6 +59,9 @@ TRAIN_SETTINGS_OPEN = "train_settings_open"  # the Train page's settings expande
 TRAIN_COLLAPSED_FOR = "train_collapsed_for"  # run id the settings were folded away for, once
 TRAIN_LIVE_FIGURES = "train_live_figures"  # the live panel's charts and what they were built from
 TRAIN_SAVED = "train_saved"  # {widget key: value}: the Train settings, kept while on other pages
+TRAIN_OWN_BUDGETS = "train_own_budgets"  # {recipe: minutes}: time budgets the user set, each for its recipe
+TRAIN_BUDGET_PRESET = "train_budget_preset"  # the recipe the time budget widget's value is for
+TRAIN_CLEAR_NAME = "train_clear_name"  # a run started: the next run starts without the name typed for it
 RUNS_TABLE = "runs_table"  # the Runs table's row selection
 RUNS_TABLE_IDS = "runs_table_ids"  # run ids in table order when that selection was made
 RUNS_NEW_NAME = "w_runs_new_name"  # the rename dialog's text input

@@ -61,6 +61,45 @@ def subfolders(folder: str) -> list:
     return list_subfolders(folder)
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def _weights_at_hand(model: str, stamp: tuple) -> str | None:
+    from bincls.models.weights import weights_at_hand as at_hand
+
+    return at_hand(model)
+
+
+def weights_at_hand(model: str) -> str | None:
+    """How `model`'s ImageNet weights can be had here, or None (`bincls.models.weights.weights_at_hand`):
+    cached, for a minute (it may try the network) or until a weights file comes or goes."""
+    from bincls.models.weights import weights_stamp
+
+    return _weights_at_hand(model, weights_stamp())
+
+
+def pretrained_at_hand() -> str | None:
+    """The first backbone whose ImageNet weights are at hand (the audit's and Auto's choice), or None."""
+    from bincls.models.weights import BACKBONES
+
+    return next((m for m in BACKBONES if weights_at_hand(m) is not None), None)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _auto_choice(stamp: tuple) -> tuple[str, int]:
+    from bincls.training.config import TrainConfig
+    from bincls.training.recipes import resolve
+
+    cfg = resolve(TrainConfig(data=["."], preset="auto")).config  # the recipe does not depend on the data
+    return cfg.model, int(cfg.img_size)
+
+
+def auto_choice() -> tuple[str, int]:
+    """(model, image size) the Auto recipe trains here: mobilenet_v2 at 224 px when its weights are at hand,
+    else the scratch recipe's model and size."""
+    from bincls.models.weights import weights_stamp
+
+    return _auto_choice(weights_stamp())
+
+
 def runs() -> list[RunFolder]:
     return list_runs(runs_dir())
 

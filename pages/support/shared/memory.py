@@ -32,6 +32,8 @@ KEPT = {
     keys.BROWSE_DIR: lambda v: v if isinstance(v, str) else None,
     keys.TRAIN_SAVED: lambda v: v if isinstance(v, dict) else None,
     keys.TRAIN_PRESET_SHOWN: lambda v: v if isinstance(v, dict) else None,
+    keys.TRAIN_OWN_BUDGETS: lambda v: v if isinstance(v, dict) else None,
+    keys.TRAIN_BUDGET_PRESET: lambda v: v if isinstance(v, str) else None,
 }
 ss = st.session_state
 

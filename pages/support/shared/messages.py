@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import streamlit as st
 
 from bincls import BinclsError
+from pages.support.shared.formatting import as_text
 
 ICONS = {
     "error": ":material/error:",
@@ -59,8 +60,15 @@ def show(kind: str, text: str, icon: str | None = None) -> None:
 
 
 def show_error(exc: BaseException | str) -> None:
-    """Engine errors are shown as messages (in the pages' words), never as tracebacks."""
-    show("error", page_words(str(exc)))
+    """Engine errors are shown as messages (in the pages' words, the names in them as plain text), never as
+    tracebacks."""
+    show("error", engine_words(exc))
+
+
+def engine_words(exc: BaseException | str) -> str:
+    """An engine message as markdown for a page: its flags as the page's settings, the user's file and folder
+    names in it as plain text (`formatting.as_text`)."""
+    return as_text(page_words(str(exc)))
 
 
 def flash(key: str, kind: str, text: str) -> None:

@@ -9,7 +9,7 @@ from bincls.paths import runs_dir
 from bincls.runs.active import active_run
 from bincls.runs.summary import summarize
 from pages.support.shared import keys, loaders
-from pages.support.shared.formatting import STATE_ICONS, data_label
+from pages.support.shared.formatting import STATE_ICONS, data_label, md
 from pages.support.shared.state import current_run
 
 
@@ -17,11 +17,11 @@ def sidebar(live: bool = True) -> None:
     """The dataset and the run in the sidebar; `live` keeps the run's state refreshing while it trains."""
     with st.sidebar:
         st.caption("DATASET")
-        st.markdown(f"**{data_label(st.session_state[keys.DATA_PATHS])}**")
+        st.markdown(f"**{md(data_label(st.session_state[keys.DATA_PATHS]))}**")
         try:
             scan = loaders.current_scan()
             counts = scan.class_counts(usable_only=True)
-            st.caption(" · ".join(f"{n}: {c}" for n, c in zip(scan.class_names, counts)))
+            st.caption(" · ".join(f"{md(n)}: {c}" for n, c in zip(scan.class_names, counts)))
         except BinclsError:
             st.caption("Not usable yet: see the Data page.")
         st.caption("RUN")
@@ -44,10 +44,10 @@ def _run() -> None:
     """The run's state: the one this session follows, else the newest."""
     run = current_run()
     if run is None:
-        st.caption("No runs yet.")
+        st.caption("No run of this dataset yet.")
         return
     s = summarize(run)
-    st.markdown(f"{STATE_ICONS.get(s.state, '')} **{s.state}** · {s.title}")
+    st.markdown(f"{STATE_ICONS.get(s.state, '')} **{s.state}** · {md(s.title)}")
     detail = run.id
     if s.state == "running" and s.epoch:
         detail += f" · epoch {s.epoch}/{run.status().get('epochs') or s.epochs_asked or '?'}"

@@ -68,9 +68,25 @@ def run_by_id(run_id: str | None) -> RunFolder | None:
 
 
 def current_run() -> RunFolder | None:
-    """The run picked or started in this session, else the newest run."""
+    """The run picked or started in this session, else the newest run of the current dataset (a fresh
+    session on one dataset does not open on another dataset's run), else None."""
     picked = run_by_id(st.session_state.get(keys.CURRENT_RUN))
     if picked is not None:
         return picked
-    all_runs = list_runs(runs_dir())
-    return all_runs[0] if all_runs else None
+    data = same_data(st.session_state[keys.DATA_PATHS])
+    return next((r for r in list_runs(runs_dir()) if same_data(r.config().get("data") or []) == data), None)
+
+
+def same_data(paths: list[str]) -> list[str]:
+    """Dataset paths in one spelling, to tell whether a run trained on the data in use."""
+    return [str(Path(p)) for p in paths]
+
+
+def data_changed() -> None:
+    """Another dataset was chosen: the run followed and the run name typed were about the one before."""
+    ss = st.session_state
+    ss[keys.CURRENT_RUN] = None
+    name = keys.TRAIN_KEYS["name"]
+    ss.pop(name, None)  # the Train page's widget is not drawn on the Data page: its value can be dropped
+    if name in (ss.get(keys.TRAIN_SAVED) or {}):
+        ss[keys.TRAIN_SAVED] = {k: v for k, v in ss[keys.TRAIN_SAVED].items() if k != name}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import streamlit as st
 
@@ -11,6 +12,7 @@ from bincls import BinclsError
 from bincls.inference.intervals import fmt_interval
 from bincls.runs.folder import RunFolder
 from pages.support.shared import keys, loaders
+from pages.support.shared.formatting import md
 from pages.support.shared.messages import show_error
 
 ss = st.session_state
@@ -19,13 +21,26 @@ UNLIKE = "Unlike the training images"
 # Predict ------------------------------------------------------------------------------------------------
 
 
-def ood_badge(p) -> None:
-    """A warning on a prediction whose image the out-of-distribution detector flagged."""
+def headline(p) -> None:
+    """A prediction's headline: the class and how sure, or, for an image the out-of-distribution detector
+    flagged, "Unlike the training images" first, and the class only as the guess it is."""
+    file = md(Path(p.source).name)
+    if not p.ood:
+        st.markdown(f"**{md(p.class_name)}** · {p.probability:.0%} sure  \n:gray[{file}]")
+        return
+    st.warning(
+        f"**{UNLIKE}** (out-of-distribution score {p.ood_score:,.0f}): the model has seen nothing like this "
+        f"image, so its answer means little.  \n:gray[{file} · its guess: {md(p.class_name)}, "
+        f"{p.probability:.0%}]", icon=":material/report:",
+    )  # fmt: skip
+
+
+def predicted_cell(p) -> str:
+    """The predictions table's "Predicted" cell (plain text): the class, or first that the image is unlike
+    the training images."""
     if p.ood:
-        st.warning(
-            f"**{UNLIKE}** (out-of-distribution score {p.ood_score:,.0f}): the model has seen nothing like "
-            "this image, so its answer means little.", icon=":material/report:",
-        )  # fmt: skip
+        return f"⚠ {UNLIKE.lower()} (guess: {p.class_name})"
+    return p.class_name or ""
 
 
 def ood_cells(p) -> dict:
@@ -65,7 +80,9 @@ def metric_intervals(m: dict) -> dict[str, str]:
     recall on the positive ones.
     """
     (tn, fp), (fn, tp) = m["confusion_matrix"]
-    n = {"accuracy": tn + fp + fn + tp, "precision": tp + fp, "recall": tp + fn, "specificity": tn + fp,
+    everything = tn + fp + fn + tp
+    n = {"accuracy": everything, "balanced_accuracy": everything, "precision": tp + fp, "recall": tp + fn,
+         "specificity": tn + fp,
          "f1": tp + fp + fn, "auroc": tn + fp + fn + tp}  # fmt: skip
     out = {k: fmt_interval(m.get(k, math.nan), m.get(f"{k}_ci", (math.nan, math.nan)), n[k]) for k in n}
     out["loss"] = f"on {m['n']} images"
@@ -111,17 +128,22 @@ def paired_test(runs: list[RunFolder]) -> None:
     except BinclsError as exc:
         show_error(exc)
         return
-    st.markdown(verdict(c, _short(a), _short(b)))
+    st.markdown(verdict(c, *run_names(a, b)))
 
 
 def _test_pair(pair: tuple[str, str]) -> None:
     ss[keys.RUNS_PAIR] = pair
 
 
-def _short(run: RunFolder) -> str:
+def run_names(a: RunFolder, b: RunFolder) -> tuple[str, str]:
+    """The two runs as the user knows them (their names, else model · recipe · date), in bold; the end of
+    the id only when the names alone do not tell them apart."""
     from bincls.runs.summary import summarize
 
-    return f"`{run.id.rsplit('-', 1)[-1]}` ({summarize(run).model or '?'})"
+    titles = [summarize(r).title for r in (a, b)]
+    if titles[0] == titles[1]:
+        titles = [f"{t} ({r.id.rsplit('-', 1)[-1]})" for t, r in zip(titles, (a, b))]
+    return f"**{md(titles[0])}**", f"**{md(titles[1])}**"
 
 
 def verdict(c, name_a: str, name_b: str) -> str:

@@ -12,12 +12,14 @@ from PIL import ImageOps
 from bincls.runs.folder import RunFolder
 from bincls.runs.summary import summarize
 from pages.support.shared import keys, loaders
-from pages.support.shared.formatting import run_label
+from pages.support.shared.charts import pad_colour
+from pages.support.shared.formatting import md, run_label
 
 # A browser cannot take a 100,000-row table: long tables show a page at a time, with a CSV of them all.
 TABLE_ROWS = 200
-GALLERY_COLUMNS = 6
+GALLERY_COLUMNS = 6  # cards in a row on a wide screen (they wrap: two on a phone)
 GALLERY_SIDE = 256
+GALLERY_CARD = 150  # px
 
 
 def paged_table(items: Sequence, row: Callable, columns: list[str], key: str, file_name: str) -> None:
@@ -45,18 +47,23 @@ def paged_table(items: Sequence, row: Callable, columns: list[str], key: str, fi
 
 def result_gallery(rows: pd.DataFrame, positive: str) -> None:
     """Evaluated images (path, true, predicted, probability, loss) as square thumbnails with their verdict."""
-    cols = st.columns(GALLERY_COLUMNS)
-    for k, row in enumerate(rows.itertuples(index=False)):
-        with cols[k % GALLERY_COLUMNS]:
-            thumb = loaders.thumbnail(row.path, GALLERY_SIDE)
-            if thumb is not None:  # padded to a square, so the captions of a row line up
-                st.image(ImageOps.pad(thumb, (GALLERY_SIDE, GALLERY_SIDE), color=(243, 245, 249)),
-                         width="stretch")
-            mark = ":green[✔ right]" if row.true == row.predicted else ":red[✘ wrong]"
-            st.markdown(f"{mark}: true **{row.true}**, said **{row.predicted}**  \n"
-                        f"P({positive}) = {row.probability:.3f} · loss {row.loss:.2f}")
-            path = Path(row.path)
-            st.caption(f"{path.parent.name}/{path.name}", help=str(path))
+    # A wrapping row of fixed-width cards, not columns: a phone would stack columns one under the other at
+    # full width.
+    with st.container(horizontal=True, gap="small"):
+        for row in rows.itertuples(index=False):
+            with st.container(width=GALLERY_CARD):
+                _result_card(row, positive)
+
+
+def _result_card(row, positive: str) -> None:
+    thumb = loaders.thumbnail(row.path, GALLERY_SIDE)
+    if thumb is not None:  # padded to a square, so the captions of a row line up
+        st.image(ImageOps.pad(thumb, (GALLERY_SIDE, GALLERY_SIDE), color=pad_colour()), width="stretch")
+    mark = ":green[✔ right]" if row.true == row.predicted else ":red[✘ wrong]"
+    st.markdown(f"{mark}: true **{md(row.true)}**, said **{md(row.predicted)}**  \n"
+                f"P({md(positive)}) = {row.probability:.3f} · loss {row.loss:.2f}")
+    path = Path(row.path)
+    st.caption(md(f"{path.parent.name}/{path.name}"), help=md(path))
 
 
 def checkpoint_runs_or_stop() -> list[RunFolder]:

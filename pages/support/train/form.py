@@ -6,8 +6,6 @@ start a run."""
 
 from __future__ import annotations
 
-import shlex
-
 import pandas as pd
 import streamlit as st
 
@@ -15,9 +13,10 @@ from bincls import BinclsError
 from bincls.models import build_model, model_config, model_summary
 from bincls.training.config import page_settings, to_command
 from bincls.training.recipes import Resolved
-from pages.support.shared import keys
-from pages.support.shared.formatting import count
+from pages.support.shared import commands, keys, loaders
+from pages.support.shared.formatting import as_text, count
 from pages.support.shared.messages import show_error
+from pages.support.shared.weights_offer import weights_news, weights_offer
 from pages.support.train import settings
 
 K = keys.TRAIN_KEYS
@@ -30,19 +29,22 @@ KEEP = {"persist_state": "session"}
 
 
 def _choice_note(result: Resolved | BinclsError) -> None:
+    weights_news()
     if isinstance(result, BinclsError):
-        st.error(f"{result}", icon=":material/error:")
+        st.error(as_text(result), icon=":material/error:")
+        if loaders.pretrained_at_hand() is None:
+            weights_offer("train", folded=True)
         return
     cfg = result.config
     budget = f", within a time budget of {cfg.time_budget / 60:g} min" if cfg.time_budget else ""
     lead = f"Auto chose **{cfg.preset}**" if ss[K["preset"]] == "auto" else f"Preset **{cfg.preset}**"
     icon = ":material/auto_awesome:" if cfg.preset != "scratch" else ":material/info:"
     size = cfg.img_size or MODELS[cfg.model].default_img_size
-    st.info(f"{lead}: {result.why}. It trains {cfg.model} at {size} px for up to {count(cfg.epochs, 'epoch')}"
-            f"{budget}.", icon=icon)  # fmt: skip
+    st.info(f"{lead}: {as_text(result.why)}. It trains {cfg.model} at {size} px for up to "
+            f"{count(cfg.epochs, 'epoch')}{budget}.", icon=icon)  # fmt: skip
     if cfg.preset == "scratch" and ss[K["preset"]] == "auto" and cfg.weights == "none":
-        st.caption("To start from a pretrained network instead (far better on photos), put torchvision's "
-                   "ImageNet weights file in the torch hub cache, or choose Weights: Local file below.")
+        st.caption("To start from a pretrained network instead (far better on photos):")
+        weights_offer("train", folded=True)
 
 
 def preset_section(data_ok: bool) -> bool:
@@ -155,10 +157,11 @@ def show_command(data_ok: bool) -> None:
     with st.popover("Command line", icon=":material/terminal:", width="stretch"):
         st.caption("These settings as a command (the app runs the same engine; the recipe fills in the "
                    "rest):")
-        st.code(shlex.join(to_command(cfg, settings.processes())), language="bash", wrap_lines=True)
+        commands.show_command(to_command(cfg, settings.processes()))
         st.caption("On several GPUs or machines, run it under torchrun (README: Training on several GPUs "
                    "or machines):")
-        st.code(shlex.join(to_command(cfg, max(2, settings.processes()))), language="bash", wrap_lines=True)
+        commands.show_command(to_command(cfg, max(2, settings.processes())))
+        st.caption("From the project folder, with the Python that runs this app.")
 
 
 def params(n: int) -> str:

@@ -18,7 +18,7 @@ from bincls.runs.metrics_tail import MetricsTail
 from bincls.runs.summary import RunSummary, epoch_records, summarize
 from bincls.training.launcher import stop_run
 from pages.support.shared import charts, keys
-from pages.support.shared.formatting import STATE_ICONS, duration, num, pct
+from pages.support.shared.formatting import STATE_ICONS, duration, md, num, pct
 from pages.support.shared.state import run_by_id
 
 LIVE_EVERY = 2.0  # seconds between redraws of the live panel
@@ -28,8 +28,8 @@ ss = st.session_state
 
 def header(run: RunFolder, s: RunSummary) -> None:
     status = run.status()
-    st.subheader(f"{STATE_ICONS.get(s.state, '')} {s.name or 'Run'} · {run.id}", anchor=False)
-    facts = [f"**{s.state}**", s.model, s.weights_label,
+    st.subheader(f"{STATE_ICONS.get(s.state, '')} {md(s.title)} · {run.id}", anchor=False)
+    facts = [f"**{s.state}**", s.model, md(s.weights_label),
              ("frozen backbone" if s.frozen else "fine-tuned") if s.frozen is not None else "",
              f"preset {s.preset}" if s.preset else "", f"{s.img_size} px" if s.img_size else "",
              f"{s.optimizer} lr {s.lr:g}" if s.lr else s.optimizer,

@@ -16,8 +16,9 @@ from bincls.runs.summary import RunSummary, console_tail, epoch_records, summari
 from bincls.training.launcher import resume_training, start_training
 from bincls.training.preflight import preflight
 from pages.support.shared import keys, run_pieces
-from pages.support.shared.formatting import count, duration, num, pct
-from pages.support.shared.messages import page_words, show_error
+from pages.support.shared.commands import command
+from pages.support.shared.formatting import as_text, count, duration, num, pct
+from pages.support.shared.messages import engine_words, show_error
 from pages.support.shared.state import current_run, run_by_id
 from pages.support.train import live, settings
 
@@ -30,11 +31,12 @@ def launch(action: Callable[[], RunFolder]) -> None:
         run = action()
     except BusyError as exc:
         ss[keys.CURRENT_RUN] = exc.run.id
-        st.warning(str(exc), icon=":material/hourglass_top:")
+        st.warning(as_text(exc), icon=":material/hourglass_top:")
     except BinclsError as exc:
         show_error(exc)
     else:
         ss[keys.CURRENT_RUN] = run.id
+        ss[keys.TRAIN_CLEAR_NAME] = True  # the name was this run's
         st.rerun()  # fold the settings away and show the run's live panel
 
 
@@ -68,7 +70,8 @@ def run_panel(run: RunFolder | None) -> None:
             ss[keys.CURRENT_RUN] = busy.id
             st.rerun()
     if run is None:
-        st.info("No runs yet: choose the settings above and press Train.", icon=":material/model_training:")
+        st.info("No run of this dataset yet: choose the settings above and press Train.",
+                icon=":material/model_training:")
     elif summarize(run).active:
         live.live_panel(run.id)
     else:
@@ -91,8 +94,9 @@ def ended_panel(run: RunFolder) -> None:
         cols[2].metric("Val F1", num(best.get("val_f1")))
         cols[3].metric("Val AUROC", num(best.get("val_auroc")))
         cols[4].metric("Val loss", num(best.get("val_loss"), 4))
+        evaluate = command(["python", "-m", "bincls", "evaluate", str(run.path)])
         cols[5].metric("Test accuracy", pct(s.test_accuracy), help="On the run's test split, once Evaluate "
-                       "has run it (the Evaluate page, or python -m bincls evaluate).")  # fmt: skip
+                       f"has run it (the Evaluate page, or `{evaluate}`).")  # fmt: skip
         run_pieces.model_download(run, key=f"train_download_{run.id}")
         st.page_link("pages/evaluate.py", label="Next: evaluate the best checkpoint on the test set",
                      icon=":material/fact_check:")  # fmt: skip
@@ -104,7 +108,7 @@ def _resume(run: RunFolder, s: RunSummary) -> None:
     if not s.resumable:
         return
     if (problem := settings.resume_problem(run)) is not None:
-        st.info(f"Resume is not possible here: {problem}", icon=":material/block:")
+        st.info(f"Resume is not possible here: {as_text(problem)}", icon=":material/block:")
         return
     last = "its last checkpoint" if s.has_last_checkpoint else "the start (no checkpoint saved)"
     if st.button("Resume", icon=":material/resume:", type="primary",
@@ -116,7 +120,7 @@ def _outcome(s: RunSummary) -> None:
     """One line on how the run ended; a run that learned nothing is never shown as a success."""
     asked, took = s.epochs_asked or 0, duration(s.duration_s)
     if s.state == "failed":
-        why = page_words(s.error or "no message was recorded.")
+        why = engine_words(s.error or "no message was recorded.")
         st.error(f"The run failed: {why}", icon=":material/error:")
     elif s.state == "interrupted":
         st.warning("The training process ended without finishing (it was killed, or the machine restarted). "
@@ -129,7 +133,7 @@ def _outcome(s: RunSummary) -> None:
         st.warning(f"Finished {s.epochs_done} of {count(asked, 'epoch')} in {took}, but it learned nothing.",
                    icon=":material/warning:")
     elif s.state == "finished":
-        st.success(f"Finished {s.epochs_done} of {count(asked, 'epoch')} in {took}{_why_ended(s)}.",
+        st.success(f"Finished {s.epochs_done} of {count(asked, 'epoch')} in {took}{as_text(_why_ended(s))}.",
                    icon=":material/check_circle:")
     run_pieces.learned_nothing_warning(s)
 

@@ -18,12 +18,12 @@ import torch
 from bincls import BinclsError
 from bincls.compute import device_info, resolve_device
 from bincls.models import list_models
-from bincls.models.weights import weights_at_hand
+from bincls.models.weights import weights_stamp
 from bincls.runs.folder import RunFolder
 from bincls.training.config import DEVICES, TrainConfig
 from bincls.training.preflight import preflight
 from bincls.training.recipes import Resolved
-from pages.support.shared import keys
+from pages.support.shared import keys, loaders
 from pages.support.shared.messages import page_words
 
 K = keys.TRAIN_KEYS
@@ -103,9 +103,9 @@ def form_config() -> TrainConfig:
 
 
 @st.cache_data(show_spinner=False, ttl=60)
-def _resolved(cfg_dict: dict) -> Resolved:
+def _resolved(cfg_dict: dict, weights: tuple) -> Resolved:
     """The preset's complete config, checked as the Train button will check it (cached a minute: it looks
-    for weights files and the network)."""
+    for weights files and the network; `weights`, the weights folders' stamp, renews it when a file comes)."""
     return preflight(TrainConfig.from_dict(cfg_dict))
 
 
@@ -113,14 +113,9 @@ def resolved() -> Resolved | BinclsError:
     """What the run will train with, or why it cannot (e.g. ImageNet weights asked for and none here), in
     the page's words."""
     try:
-        return _resolved(form_config().to_dict())
+        return _resolved(form_config().to_dict(), weights_stamp())
     except BinclsError as exc:
         return BinclsError(page_words(str(exc)))
-
-
-@st.cache_data(show_spinner=False, ttl=60)
-def _weights_at_hand(model: str) -> str | None:
-    return weights_at_hand(model)
 
 
 def resume_problem(run: RunFolder) -> str | None:
@@ -130,7 +125,7 @@ def resume_problem(run: RunFolder) -> str | None:
         return None
     cfg = run.config()
     weights, model = cfg.get("weights"), cfg.get("model") or ""
-    if weights == "imagenet" and model in MODELS and _weights_at_hand(model) is None:
+    if weights == "imagenet" and model in MODELS and loaders.weights_at_hand(model) is None:
         return (f"it saved no checkpoint, so it would start again from {model}'s ImageNet weights, and there "
                 "are none here (no torch hub cache file, no network). Start a new run with Weights: Local "
                 "file, or from scratch.")  # fmt: skip
@@ -150,6 +145,9 @@ def init_settings() -> None:
     ss.setdefault(K["seed"], int(ss[keys.SPLIT_SEED]))  # the Data page's split seed: as that page shows
     ss.setdefault(K["all_gpus"], True)
     ss.setdefault(K["weights_file"], "")
+    if ss.pop(keys.TRAIN_CLEAR_NAME, False):
+        ss[K["name"]] = ""  # a name says what one run tried: the next run starts unnamed
+    _budget_follows_recipe()
     result = resolved()
     if isinstance(result, BinclsError):
         return  # the page shows why; the widgets keep what they show
@@ -162,6 +160,25 @@ def init_settings() -> None:
         ss[K[name]] = value
         shown[name] = value
     ss[keys.TRAIN_PRESET_SHOWN] = shown
+
+
+def _budget_follows_recipe() -> None:
+    """A time budget the user set belongs to the recipe it was set for: on another recipe the budget is that
+    recipe's (the one the user set for it, else the recipe's own), never the last one's (90 s of a scratch
+    run stayed on an Auto run)."""
+    preset, before = ss[K["preset"]], ss.get(keys.TRAIN_BUDGET_PRESET)
+    ss[keys.TRAIN_BUDGET_PRESET] = preset
+    key, shown = K["time_budget"], ss.get(keys.TRAIN_PRESET_SHOWN, {})
+    if before is None or before == preset or key not in ss or "time_budget" not in shown:
+        return
+    own = dict(ss.get(keys.TRAIN_OWN_BUDGETS) or {})
+    if ss[key] != shown["time_budget"]:
+        own[before] = ss[key]  # the user's budget for the recipe left
+    else:
+        own.pop(before, None)
+    ss[keys.TRAIN_OWN_BUDGETS] = own
+    # Shown as the last recipe left it, a budget is the recipe's to fill in (`_own_settings`).
+    ss[key] = own.get(preset, shown["time_budget"])
 
 
 def _is_own(name: str, own: dict) -> bool:
