@@ -7,8 +7,8 @@ import json
 import math
 import os
 import sys
-from collections import Counter
 
+from bincls.cli_scan_text import format_scan
 from bincls.data.split import SplitConfig
 from bincls.errors import BinclsError
 from bincls.labeling.cli import add_label_parser  # argparse only: the session loads when a command runs
@@ -46,49 +46,6 @@ def cmd_scan(args: argparse.Namespace) -> int:
         return 0
     print(format_scan(scan, counts))
     return 0
-
-
-def format_scan(scan, counts: dict[str, dict[str, int]]) -> str:
-    lines = [f"Layout: {scan.layout.kind}"]
-    total, usable = scan.class_counts(), scan.class_counts(usable_only=True)
-    lines.append(f"{'class':<20} {'images':>7} {'usable':>7}  folder")
-    for i, c in enumerate(scan.layout.classes):
-        folders = ", ".join(f for f, _ in c.folders)
-        lines.append(f"{c.name:<20} {total[i]:>7} {usable[i]:>7}  {folders}")
-    lines.append(f"{'split':<20} " + " ".join(f"{n:>12}" for n in scan.class_names))
-    for split, per in counts.items():
-        lines.append(f"{split:<20} " + " ".join(f"{per[n]:>12}" for n in scan.class_names))
-    lines.append(f"Skipped files: {len(scan.skipped)}")
-    for reason, n in Counter(s.reason for s in scan.skipped).most_common():
-        lines.append(f"  {n:>5}  {reason}")
-    for s in scan.skipped[:20]:
-        lines.append(f"    {s.path}: {s.reason}")
-    if len(scan.skipped) > 20:
-        lines.append(f"    ... and {len(scan.skipped) - 20} more (--json lists all)")
-    lines.append(f"Duplicate groups: {len(scan.duplicates)}, label conflicts: {len(scan.conflicts)}")
-    for group in scan.conflicts[:10]:
-        more = f" == ... and {len(group) - 3} more" if len(group) > 3 else ""
-        lines.append("  conflict: " + " == ".join(group[:3]) + more)
-    lines.append(_near_duplicates_line(scan.near_duplicates))
-    lines.append(_quality_line(scan.quality))
-    lines.extend(f"Note: {n}" for n in scan.notes)
-    return "\n".join(lines)
-
-
-def _near_duplicates_line(groups) -> str:
-    conflicts = sum(g.label_conflict for g in groups)
-    files = sum(len(g.paths) for g in groups)
-    return (f"Near-duplicate groups: {len(groups)} ({files} files; each kept on one side of the split), "
-            f"across classes: {conflicts} (--json lists them)")  # fmt: skip
-
-
-def _quality_line(issues) -> str:
-    by_check = Counter(q.check for q in issues)
-    if not issues:
-        return "Quality warnings: none"
-    found = ", ".join(f"{by_check[c]} {c}" for c in sorted(by_check))
-    files = len({q.path for q in issues})
-    return f"Quality warnings: {found} ({files} files; they still train; --json lists them)"
 
 
 def _progress_printer(quiet: bool):
@@ -166,8 +123,11 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted, stopped or failed run from "
                    "its last checkpoint, on the same split")  # fmt: skip
     p.add_argument("--runs-dir", help="where run folders go (default $BINCLS_RUNS_DIR or ./runs)")
-    p.add_argument("--summary", action="store_true",
-                   help="print the model's layer table (always written to the run folder: model_summary.txt)")
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="print the model's layer table (always written to the run folder: model_summary.txt)",
+    )
     p.set_defaults(func=cmd_train)
 
 
@@ -353,11 +313,22 @@ def _num(v: float | None) -> str:
 
 def _add_serve_precision(p: argparse.ArgumentParser) -> None:
     precision = p.add_mutually_exclusive_group()
-    precision.add_argument("--int8", dest="precision", action="store_const", const="int8", default="auto",
-                           help="INT8 or nothing (default for a run: INT8 with fp32 for images near a "
-                                "threshold when it passed its check and measured faster, else fp32)")
-    precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
-                           help="fp32 only: bincls predict's probabilities too, at more CPU per image")
+    precision.add_argument(
+        "--int8",
+        dest="precision",
+        action="store_const",
+        const="int8",
+        default="auto",
+        help="INT8 or nothing (default for a run: INT8 with fp32 for images near a "
+        "threshold when it passed its check and measured faster, else fp32)",
+    )
+    precision.add_argument(
+        "--fp32",
+        dest="precision",
+        action="store_const",
+        const="fp32",
+        help="fp32 only: bincls predict's probabilities too, at more CPU per image",
+    )
 
 
 def _add_export(sub) -> None:
@@ -414,8 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("scan", help="check every file of a dataset and show its split")
     _add_data_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--ignore-audit", action="store_true",
-                   help="split without the label audit's decisions (as train --ignore-audit)")
+    p.add_argument(
+        "--ignore-audit",
+        action="store_true",
+        help="split without the label audit's decisions (as train --ignore-audit)",
+    )
     p.set_defaults(func=cmd_scan)
 
     from bincls.cli_weights import add_weights_command

@@ -77,15 +77,19 @@ def _instantiate(line: str, values: dict[str, str]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_the_readmes_command_line_block_runs_on_the_sample(sample_dir, tmp_path, imagenet_hub):
-    """scan, audit, train, resume, evaluate, predict, export and serve, as the README writes them."""
+def test_the_readmes_command_line_block_runs_on_the_sample(sample_dir, tmp_path, imagenet_hub,
+                                                           mobilenet_weights):  # fmt: skip
+    """label, scan, audit, train, resume, weights, evaluate, predict, export (ONNX, web) and serve, as the
+    README writes them."""
     lines = [line for line in _bash_lines(ROOT / "README.md") if "-m bincls" in line]
-    assert [shlex.split(x)[3] for x in lines] == ["scan", "audit", "train", "train", "evaluate", "predict",
-                                                    "export", "serve"]  # fmt: skip
+    expected = ["label", "scan", "audit", "train", "train", "weights", "evaluate", "predict", "export",
+                "export", "serve"]  # fmt: skip
+    assert [shlex.split(x)[3] for x in lines] == expected
     env = {**os.environ, "BINCLS_RUNS_DIR": str(tmp_path / "runs"), "PYTHONPATH": str(ROOT)}
     ants = sorted((sample_dir / "ants").iterdir())[0]
     values = {"PATH": str(sample_dir), "FOLDER": str(sample_dir), "S": "60", "photo.jpg": str(ants),
-              "folder/": str(sample_dir / "bees")}  # fmt: skip
+              "folder/": str(sample_dir / "bees"), "PILE": str(sample_dir), "A": "ants", "B": "bees",
+              "FILE": str(mobilenet_weights)}  # fmt: skip
 
     def run(line: str) -> subprocess.CompletedProcess:
         return subprocess.run(_instantiate(line, values), cwd=ROOT, env=env, capture_output=True, text=True,

@@ -35,7 +35,7 @@ from bincls.inference.logits import predict_logits
 from bincls.inference.metrics import binary_metrics
 from bincls.inference.scoring import Scorer
 from bincls.models.checkpoint import load_model, preprocess_of
-from bincls.runs.folder import RunFolder
+from bincls.runs.folder import RunFolder, find_checkpoint  # noqa: F401  (callers import it from here too)
 from bincls.runs.results import keep_test_result
 
 
@@ -67,22 +67,6 @@ class Evaluation:
             "checkpoint": self.checkpoint,
             "notes": self.notes,
         }
-
-
-def find_checkpoint(run_or_ckpt: str | os.PathLike) -> tuple[Path, RunFolder | None]:
-    """A checkpoint file as given, or a run folder's best.pt (last.pt when there is no best yet)."""
-    p = Path(run_or_ckpt)
-    if p.is_file():
-        return p, (RunFolder(p.parent) if (p.parent / "status.json").exists() else None)
-    if p.is_dir():
-        run = RunFolder.open(p)
-        for ckpt in (run.best_checkpoint, run.last_checkpoint):
-            if ckpt.is_file():
-                return ckpt, run
-        raise BinclsError(
-            f"Run {p} has no checkpoint yet (no best.pt or last.pt): it has not finished an epoch."
-        )
-    raise BinclsError(f"{p} does not exist: give a run folder or a .pt checkpoint.")
 
 
 def _table_for_folders(paths: list[str], class_names: list[str]) -> pd.DataFrame:

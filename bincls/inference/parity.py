@@ -77,6 +77,11 @@ class ParityReport:
     def to_dict(self) -> dict:
         return {**asdict(self), "passed": self.passed, "faster": self.faster}
 
+    @classmethod
+    def from_dict(cls, saved: dict) -> ParityReport:
+        """A report read back from a run's JSON: the derived keys (`passed`, `faster`) are recomputed."""
+        return cls(**{k: v for k, v in saved.items() if k not in ("passed", "faster")})
+
     def summary(self) -> str:
         """A few lines for the CLI and the page."""
         lines = [

@@ -23,7 +23,7 @@ from bincls.errors import BinclsError
 from bincls.inference.evaluate import saved_threshold
 from bincls.inference.scoring import Scorer
 from bincls.models.checkpoint import load_model, preprocess_of
-from bincls.runs.folder import RunFolder
+from bincls.runs.folder import RunFolder, find_checkpoint
 
 ImageSource = str | os.PathLike | bytes | BinaryIO | Image.Image
 
@@ -75,6 +75,8 @@ class Predictor:
     def __init__(self, checkpoint: str | os.PathLike, device: str = "auto", threshold: float | None = None,
                  tta: bool | None = None, checkpoint_bytes: bytes | None = None):  # fmt: skip
         self.device = resolve_device(device)
+        if checkpoint_bytes is None:  # a run folder stands for its best checkpoint, as everywhere else
+            checkpoint, _ = find_checkpoint(checkpoint)
         self.checkpoint = Path(checkpoint)
         # `checkpoint_bytes`: the file's content read once by the caller (an export records its hash).
         self.model, self.ckpt = load_model(checkpoint, self.device, checkpoint_bytes)

@@ -249,10 +249,10 @@ def summary(done: WebExport) -> str:
     """What the CLI prints: where the page is, how to use it, and the check its model passed."""
     from bincls.inference.parity import ParityReport
 
-    check = {k: v for k, v in (done.info.get("verification") or {}).items() if k != "passed"}
+    check = done.info.get("verification")
     zipped = f"; zip {done.zip.stat().st_size / 2**20:.1f} MB: {done.zip}" if done.zip else ""
     return "\n".join([
-        ParityReport(**check).summary() if check else "(the model's check is not recorded)",
+        ParityReport.from_dict(check).summary() if check else "(the model's check is not recorded)",
         f"Web page: {done.folder / 'index.html'} ({done.size_bytes / 2**20:.1f} MB{zipped})",
         "  Open it in any browser, from disk or any static host: it runs offline, nothing is uploaded.",
     ])  # fmt: skip

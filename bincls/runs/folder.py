@@ -249,3 +249,19 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunFolder]:
         return []
     runs = [RunFolder(p) for p in base.iterdir() if p.is_dir() and (p / "status.json").exists()]
     return sorted(runs, key=lambda r: r.id, reverse=True)
+
+
+def find_checkpoint(run_or_ckpt: str | os.PathLike) -> tuple[Path, RunFolder | None]:
+    """A checkpoint file as given, or a run folder's best.pt (last.pt when there is no best yet)."""
+    p = Path(run_or_ckpt)
+    if p.is_file():
+        return p, (RunFolder(p.parent) if (p.parent / "status.json").exists() else None)
+    if p.is_dir():
+        run = RunFolder.open(p)
+        for ckpt in (run.best_checkpoint, run.last_checkpoint):
+            if ckpt.is_file():
+                return ckpt, run
+        raise BinclsError(
+            f"Run {p} has no checkpoint yet (no best.pt or last.pt): it has not finished an epoch."
+        )
+    raise BinclsError(f"{p} does not exist: give a run folder or a .pt checkpoint.")
