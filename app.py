@@ -15,6 +15,7 @@ from pages.support.shared.state import init_state  # noqa: E402
 
 pages = {
     "Workflow": [
+        st.Page("pages/label.py", title="Label", icon=":material/label:"),
         st.Page("pages/data.py", title="Data", icon=":material/folder_open:", default=True),
         st.Page("pages/preview.py", title="Preview", icon=":material/grid_view:"),
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),

@@ -75,9 +75,22 @@ def fit_projection(features: np.ndarray, dimensions: int = DIMENSIONS) -> Projec
         rows = np.sort(rng.choice(len(rows), PCA_SAMPLE, replace=False))
     sample = unit_rows(features[rows])
     mean = sample.mean(axis=0)
-    if features.shape[1] <= dimensions or len(sample) <= dimensions:
+    if features.shape[1] <= dimensions:
         return Projection(mean, None)
+    if len(sample) <= dimensions:
+        return Projection(mean, _span_axes(sample - mean).astype(np.float32))
     return Projection(mean, main_axes(sample - mean, dimensions, rng).astype(np.float32))
+
+
+def _span_axes(centred: np.ndarray) -> np.ndarray:
+    """[D, r] the axes that span a small pile's rows (exact SVD, r <= the number of images): a pile of 60
+    keeps everything its features can tell apart in 59 dimensions instead of 1,280, and an L2-penalised
+    linear model on them is the same model (its weights lie in the rows' span), fitted ~100x faster."""
+    _, values, vt = np.linalg.svd(centred.astype(np.float64), full_matrices=False)
+    axes = vt[values > values.max(initial=0.0) * 1e-6].T
+    if axes.shape[1] == 0:
+        axes = np.eye(centred.shape[1])[:, :1]
+    return axes * np.where(axes[np.abs(axes).argmax(axis=0), np.arange(axes.shape[1])] < 0, -1.0, 1.0)
 
 
 def project(features: np.ndarray, dimensions: int = DIMENSIONS) -> np.ndarray:

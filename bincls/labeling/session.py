@@ -147,6 +147,15 @@ class LabelingSession:
             out.append(Suggestion(self.pile.paths[pick.index], self.classes[cls], p, pick.why))
         return out
 
+    def guess_probabilities(self) -> np.ndarray:
+        """P(second class) for every image of the pile, from the answers so far (NaN without a model)."""
+        return self._state()[1].p1
+
+    def labels_file(self) -> Path:
+        """Where the app writes this session's labelled CSV: beside its answers, in bincls' cache folder
+        (never in the pile's folders)."""
+        return self.store.path.with_name(self.store.path.stem.replace("answers-", "labels-", 1) + ".csv")
+
     def status(self, cut: float = CONFIDENT) -> Status:
         entries, g, answered, labels, unavailable = self._state()
         free = np.setdiff1d(np.arange(len(self.pile.paths)), unavailable)

@@ -86,3 +86,15 @@ PREDICT_FOLDER_INPUT = "w_predict_folder"  # folder path typed for batch predict
 PREDICT_FOLDER = "predict_folder"  # folder submitted for batch prediction (stays until cleared)
 PREDICT_EXPORT = "w_predict_export"  # prefix of the Predict page's export widgets (precision, buttons)
 EVAL_EXPORT = "w_eval_export"  # the same on the Evaluate page
+
+# Label page ------------------------------------------------------------------------------------------
+LABEL_PILE = "label_pile"  # list[str]: the pile's folders
+LABEL_CLASSES = "label_classes"  # [str, str]: the two class names
+LABEL_PILE_INPUT = "w_label_pile"  # the form's text area (one folder per line)
+LABEL_CLASS_INPUTS = ("w_label_class_a", "w_label_class_b")
+LABEL_BATCH = "label_batch"  # {"n": batch number, "items": [Suggestion.to_dict() + "why"]}
+LABEL_CARD = "w_label_card_"  # + batch number + "_" + index: one card's answer control
+LABEL_UNDO = "label_undo"  # [path]: answers given on this page, newest last, for "Undo"
+LABEL_ACCEPTED = "label_accepted"  # [path]: the confident guesses accepted by the last click, for its undo
+LABEL_MESSAGE = "label_message"  # [(kind, text)]: what the last action did, shown once
+LABEL_MAP = "w_label_map"  # the pile map's selection

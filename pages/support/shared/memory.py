@@ -34,6 +34,8 @@ KEPT = {
     keys.TRAIN_PRESET_SHOWN: lambda v: v if isinstance(v, dict) else None,
     keys.TRAIN_OWN_BUDGETS: lambda v: v if isinstance(v, dict) else None,
     keys.TRAIN_BUDGET_PRESET: lambda v: v if isinstance(v, str) else None,
+    keys.LABEL_PILE: lambda v: [str(p) for p in v] if isinstance(v, list) and v else None,
+    keys.LABEL_CLASSES: lambda v: [str(n) for n in v] if isinstance(v, list) and len(v) == 2 else None,
 }
 ss = st.session_state
 
