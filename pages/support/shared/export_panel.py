@@ -16,12 +16,13 @@ import streamlit as st
 from bincls import BinclsError
 from bincls.data.browse import file_stamp
 from bincls.inference.export import current_export, default_output, export_onnx
+from bincls.inference.web_export import current_web_export, export_web, web_zip_bytes
 from bincls.serve.server import serve_command
 from pages.support.shared.commands import command, example_image, show_command
 
 PRECISIONS = {
     "fp32": "fp32 (the PyTorch model's answers)",
-    "int8": "INT8 (smaller and faster; labels checked)",
+    "int8": "INT8 (about 3x smaller; labels checked)",
 }
 
 
@@ -46,9 +47,10 @@ def export_panel(run, ckpt: Path, key: str) -> None:
     left, right = st.columns([3, 2], vertical_alignment="bottom")
     precision = left.radio(
         "Precision", list(PRECISIONS), format_func=PRECISIONS.get, horizontal=True, key=f"{key}_precision",
-        help="INT8 quantizes the convolutions (calibrated on the run's training images): about 3x smaller "
-             "and faster on CPUs, probabilities move by a few hundredths; the export is refused if it "
-             "changes more than 2% of the labels or costs accuracy.",
+        help="INT8 quantizes the convolutions (calibrated on the run's training images): about 3x smaller; "
+             "faster only on CPUs with fast INT8 instructions (the check below says whether it was, here); "
+             "probabilities move by a few hundredths; the export is refused if it changes more than 2% of "
+             "the labels or costs accuracy.",
     )  # fmt: skip
     int8 = precision == "int8"
     found = current(run, ckpt, int8)
@@ -62,7 +64,29 @@ def export_panel(run, ckpt: Path, key: str) -> None:
         onnx, info = found
         parity_report(info["verification"])
         _downloads(run, onnx, info, key)
+    web_section(run, ckpt, key)
     serve_section(run)
+
+
+def web_section(run, ckpt: Path, key: str) -> None:
+    """A folder with a page that runs the model in any browser, offline (bincls.inference.web_export)."""
+    st.markdown("**A web page that runs it offline** (any browser, a phone's too; nothing is uploaded)")
+    folder = current_web_export(ckpt)
+    if folder is None:
+        if st.button("Make the web page", key=f"{key}_web", icon=":material/language:"):
+            with st.spinner("Exporting and checking the model, then writing the page…", show_time=True):
+                try:
+                    export_web(ckpt)
+                except BinclsError as exc:
+                    st.error(str(exc).partition("\n")[0], icon=":material/error:")
+                    return
+            st.rerun()
+        return
+    st.download_button("Download the page (zip)", data=lambda: web_zip_bytes(folder), on_click="ignore",
+                       file_name=f"{run.id}-web.zip", mime="application/zip", icon=":material/download:",
+                       key=f"{key}_webzip")  # fmt: skip
+    st.caption(f"In the run folder: `{folder}`. Unzip anywhere and open index.html, or put the folder on any "
+               "static web host.")  # fmt: skip
 
 
 def _export(ckpt: Path, int8: bool) -> bool:
@@ -99,9 +123,12 @@ def parity_report(r: dict) -> None:
                    delta_color="off", delta_arrow="off",
                    help=f"The fp32 file: {ref_mb:.2f} MB" if ref_mb else None)  # fmt: skip
     latency = "Median per image on one CPU thread, decoding excluded, resizing included"
+    pace = None
     if r.get("reference_latency_ms"):
-        latency += f"; the fp32 file: {r['reference_latency_ms']:.1f} ms"
-    cols[5].metric("CPU latency", f"{r['latency_ms']:.1f} ms", help=latency)
+        latency += f"; the fp32 file: {r['reference_latency_ms']:.1f} ms, timed side by side"
+        pace = "faster than fp32" if r.get("faster") else "not faster than fp32 here"
+    cols[5].metric("CPU latency", f"{r['latency_ms']:.1f} ms", help=latency, delta=pace, delta_color="off",
+                   delta_arrow="off")  # fmt: skip
     ood = ""
     if r.get("max_ood_diff") is not None:
         flagged = len(r.get("ood_flag_disagreements") or [])
