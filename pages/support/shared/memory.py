@@ -30,6 +30,7 @@ KEPT = {
     keys.SPLIT_SEED: lambda v: int(v) if isinstance(v, int) else None,
     keys.CURRENT_RUN: lambda v: v if isinstance(v, str) else None,
     keys.BROWSE_DIR: lambda v: v if isinstance(v, str) else None,
+    keys.UPLOAD_PHOTOS: lambda v: v if isinstance(v, str) else None,  # webcam photos not yet used
     keys.TRAIN_SAVED: lambda v: v if isinstance(v, dict) else None,
     keys.TRAIN_PRESET_SHOWN: lambda v: v if isinstance(v, dict) else None,
     keys.TRAIN_OWN_BUDGETS: lambda v: v if isinstance(v, dict) else None,
