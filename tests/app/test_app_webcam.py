@@ -3,6 +3,7 @@ undo of the last one, and "Use the uploaded images" makes them the data with the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import imagefactory as fac
@@ -10,8 +11,9 @@ from appsupport import button, data_page, shown
 from streamlit.testing.v1 import AppTest
 
 from bincls.data.images import load_rgb
+from bincls.data.uploads import new_upload_session
 from bincls.paths import SAMPLE_DATA, uploads_dir
-from pages.support.shared import keys
+from pages.support.shared import keys, memory
 
 
 def photo(seed: int) -> tuple[str, bytes, str]:
@@ -30,7 +32,8 @@ def take(at: AppTest, letter: str, seed: int) -> None:
 
 
 def counts(at: AppTest) -> list[str]:
-    return [m.value for m in at.markdown if "webcam photo" in m.value]
+    """The running count under each class's camera."""
+    return [m.value for m in at.markdown if re.fullmatch(r"\*\*\d+\*\* webcam photos?", m.value)]
 
 
 def errors(at: AppTest) -> str:
@@ -68,12 +71,12 @@ def test_no_camera_until_asked_and_none_before_the_class_has_a_name():
 
 def test_photos_are_saved_counted_undone_and_used_as_the_data():
     at = with_cameras()
-    assert len(at.camera_input) == 2 and counts(at) == ["**0** webcam photos in this class"] * 2
+    assert len(at.camera_input) == 2 and counts(at) == ["**0** webcam photos"] * 2
     take(at, "A", 1)
     take(at, "A", 2)
     take(at, "A", 3)
     take(at, "B", 4)
-    assert counts(at) == ["**3** webcam photos in this class", "**1** webcam photo in this class"]
+    assert counts(at) == ["**3** webcam photos", "**1** webcam photo"]
     folder_a = Path(at.session_state[keys.UPLOAD_PHOTOS]) / "cats"
     assert [p.name for p in photos_on_disk() if p.parent == folder_a] == [
         "webcam-0001.jpg", "webcam-0002.jpg", "webcam-0003.jpg"]  # fmt: skip
@@ -82,7 +85,7 @@ def test_photos_are_saved_counted_undone_and_used_as_the_data():
     undo_a = next(b for b in at.button if b.key == f"{keys.WEBCAM_CAMERA}upload_A-undo")
     undo_a.click()
     at.run()
-    assert counts(at)[0] == "**2** webcam photos in this class"
+    assert counts(at)[0] == "**2** webcam photos"
     assert [p.name for p in photos_on_disk() if p.parent == folder_a] == [
         "webcam-0001.jpg", "webcam-0002.jpg"]  # fmt: skip
 
@@ -95,7 +98,7 @@ def test_photos_are_saved_counted_undone_and_used_as_the_data():
     assert {m.label: m.value for m in at.metric}["cats"] == "2 / 2"
     assert {m.label: m.value for m in at.metric}["dogs"] == "1 / 1"
     assert not folder_a.exists()  # the photos moved into the data's class folders, nothing left behind
-    assert counts(at) == ["**0** webcam photos in this class"] * 2  # the next photos start afresh
+    assert counts(at) == ["**0** webcam photos"] * 2  # the next photos start afresh
 
 
 def test_photos_and_uploaded_files_make_one_class():
@@ -122,7 +125,7 @@ def test_a_refused_upload_keeps_the_photos():
     at.run()
     assert "bad.zip is not a readable zip" in errors(at)
     assert at.session_state[keys.DATA_PATHS] == [str(SAMPLE_DATA)]
-    assert len(photos_on_disk()) == 2 and counts(at)[0] == "**1** webcam photo in this class"
+    assert len(photos_on_disk()) == 2 and counts(at)[0] == "**1** webcam photo"
 
 
 def test_one_class_of_photos_is_not_enough():
@@ -132,3 +135,11 @@ def test_one_class_of_photos_is_not_enough():
     at.run()
     assert "both classes" in errors(at)
     assert at.session_state[keys.DATA_PATHS] == [str(SAMPLE_DATA)]
+
+
+def test_a_browser_finds_its_unused_photos_after_a_reload_and_only_inside_the_uploads(tmp_path):
+    keep = memory.KEPT[keys.UPLOAD_PHOTOS]  # how the state file's value is read back after a reload
+    session = new_upload_session()
+    assert keep(str(session)) == str(session)
+    for elsewhere in (str(tmp_path), str(uploads_dir()), str(session / "cats"), 42):
+        assert keep(elsewhere) is None

@@ -57,13 +57,14 @@ def webcam_capture(folder: Path, key: str, label: str = "Take a photo") -> None:
     camera = _camera_key(key)
     st.camera_input(label, key=camera, on_change=_save, args=(Path(folder), key, camera))
     photos = captures_in(folder)
-    count, last, undo = st.columns([3, 1, 2], vertical_alignment="center")
-    count.markdown(f"**{len(photos)}** webcam photo{'s' * (len(photos) != 1)} in this class",
-                   help="Each photo is saved at once as a new file in bincls' uploads folder.")
-    if photos:
-        last.image(str(photos[-1]), width=64)
-    undo.button("Undo last photo", key=f"{keys.WEBCAM_CAMERA}{key}-undo", on_click=_undo, args=(key,),
-                icon=":material/undo:", disabled=not state["saved"],
-                help="Deletes the last photo this camera saved (and nothing else).")  # fmt: skip
+    with st.container(horizontal=True, vertical_alignment="center"):
+        if photos:
+            st.image(str(photos[-1]), width=56)
+        n = len(photos)
+        st.markdown(f"**{n}** webcam photo{'s' * (n != 1)}", width="content",
+                    help="Each photo is saved at once as a new file in bincls' uploads folder.")  # fmt: skip
+        st.button("Undo last photo", key=f"{keys.WEBCAM_CAMERA}{key}-undo", on_click=_undo, args=(key,),
+                  icon=":material/undo:", disabled=not state["saved"],
+                  help="Deletes the last photo this camera saved (and nothing else).")  # fmt: skip
     if state["error"]:
         st.error(state["error"], icon=":material/error:")
