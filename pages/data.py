@@ -13,6 +13,7 @@ from pages.support.shared import keys, loaders
 from pages.support.shared.formatting import as_text, code, md
 from pages.support.shared.messages import show_flashed, stop_on_error
 from pages.support.shared.state import require_app
+from pages.support.shared.webcam import webcam_capture
 
 require_app(__file__)
 
@@ -73,7 +74,8 @@ with tab_upload:
     st.caption(
         f"Uploaded images are copied into bincls' own uploads folder (`{uploads_dir()}`), one new folder "
         "per upload; those folders then become the two classes. A zip is unpacked there (links, paths "
-        "leaving the folder and zip bombs are refused)."
+        "leaving the folder and zip bombs are refused). Webcam photos are saved there too, one file per "
+        "photo, and join the class's uploads."
     )
     gen = ss[keys.UPLOAD_GENERATION]
     for i, col in enumerate(st.columns(2, gap="large")):
@@ -86,6 +88,13 @@ with tab_upload:
                 type=sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS) + ["zip"],
                 key=f"{keys.UPLOAD_FILES[i]}-{gen}",
             )  # fmt: skip
+            if st.toggle("Take photos with the webcam", key=keys.UPLOAD_CAMERA_ON[i],
+                         help="The browser asks for the camera only once this is on."):  # fmt: skip
+                folder = choice.photo_folder(i)
+                if folder is None:
+                    st.info(f"Name class {letter} first: its photos go into a folder of that name.")
+                else:
+                    webcam_capture(folder, choice.WEBCAM_KEYS[i], f"Take a photo of class {letter}")
     st.button("Use the uploaded images", on_click=choice.use_uploads, type="primary",
               icon=":material/upload:")
 

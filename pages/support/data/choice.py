@@ -10,13 +10,15 @@ import streamlit as st
 
 from bincls import BinclsError
 from bincls.data import data_root
+from bincls.data.captures import count_captures, move_captures
 from bincls.data.folder_layout import resolve_layout
-from bincls.data.uploads import new_upload_session, save_uploads
+from bincls.data.uploads import new_upload_session, safe_name, save_uploads
 from bincls.paths import SAMPLE_DATA
 from pages.support.shared import keys
 from pages.support.shared.formatting import as_text
 from pages.support.shared.messages import flash
 from pages.support.shared.state import data_changed
+from pages.support.shared.webcam import forget
 
 ss = st.session_state
 LAYOUT_KINDS = {
@@ -142,12 +144,33 @@ def pick(slot: str, folder: str) -> None:
         _say("info", f"Class {slot}: {folder}. Now pick class {other}.")
 
 
+WEBCAM_KEYS = ("upload_A", "upload_B")  # the Data page's two cameras (`webcam_capture` keys)
+
+
+def _photos_folder(i: int) -> Path | None:
+    """Where class i's webcam photos are until they are used (see `photo_folder`); None if nowhere yet."""
+    name = (ss.get(keys.UPLOAD_NAMES[i]) or "").strip()
+    session = ss.get(keys.UPLOAD_PHOTOS)
+    return Path(session) / safe_name(name, default="class") if name and session else None
+
+
+def photo_folder(i: int) -> Path | None:
+    """The folder class i's webcam photos go into: named as the class, in an uploads session kept for the
+    photos until "Use the uploaded images" (made now if there is none). None while the class has no name."""
+    if not (ss.get(keys.UPLOAD_NAMES[i]) or "").strip():
+        return None
+    if not ss.get(keys.UPLOAD_PHOTOS) or not Path(ss[keys.UPLOAD_PHOTOS]).is_dir():
+        ss[keys.UPLOAD_PHOTOS] = str(new_upload_session())
+    return _photos_folder(i)
+
+
 def use_uploads() -> None:
     gen = ss[keys.UPLOAD_GENERATION]
     names = [(ss.get(k) or "").strip() for k in keys.UPLOAD_NAMES]
     files = [ss.get(f"{k}-{gen}") or [] for k in keys.UPLOAD_FILES]
-    if not all(files):
-        _say("error", "Upload images (or a zip) for both classes first.")
+    photos = [_photos_folder(i) for i in range(2)]
+    if not all(fs or (p and count_captures(p)) for fs, p in zip(files, photos)):
+        _say("error", "Upload images (or a zip), or take webcam photos, for both classes first.")
         return
     if not all(names) or names[0].lower() == names[1].lower():
         _say("error", "Give the two uploaded classes two different names.")
@@ -158,11 +181,29 @@ def use_uploads() -> None:
             save_uploads(session, name, [(f.name, f.getvalue()) for f in fs]).folder
             for name, fs in zip(names, files)
         ]
+        # The uploads are saved whole (or not at all) before the photos join them: a refused zip never
+        # costs a photo.
+        for source, folder in zip(photos, folders):
+            if source:
+                move_captures(source, folder)
     except BinclsError as exc:
         _say("error", str(exc))
         return
+    _photos_used()
     ss[keys.UPLOAD_GENERATION] = gen + 1  # fresh, empty uploaders: the files are saved now
     use_data([str(f) for f in folders], "the uploaded images", confined=False)
+
+
+def _photos_used() -> None:
+    """The photos are part of the data now: the next photos start a new session, and undo forgets these."""
+    pending = ss.pop(keys.UPLOAD_PHOTOS, None)
+    if pending:
+        try:
+            Path(pending).rmdir()  # only when empty: photos of a class renamed since are left where they are
+        except OSError:
+            pass
+    for key in WEBCAM_KEYS:
+        forget(key)
 
 
 def apply_split() -> None:

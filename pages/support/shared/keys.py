@@ -21,6 +21,8 @@ USER_SAVED = "user_saved"  # what the state file holds now
 WEIGHTS_MESSAGE = "weights_message"  # [(kind, text)]: what taking a weights file did, shown once
 WEIGHTS_PATH = "w_weights_path_"  # + the offer's key: the path typed in "no pretrained weights here"
 WEIGHTS_UPLOAD = "w_weights_upload_"  # + the offer's key: the weights file uploaded there
+WEBCAM = "webcam_"  # + a webcam_capture's key: {"gen": camera generation, "saved": [Capture], "error": str}
+WEBCAM_CAMERA = "w_webcam_"  # + the key, "-" and the generation: that capture's camera input
 
 # Data page ---------------------------------------------------------------------------------------------
 BROWSE_PICKS = "browse_picks"  # {"A": str | None, "B": str | None}: class folders picked while browsing
@@ -32,6 +34,8 @@ BROWSE_SELECTED = "w_browse_selected"  # subfolder chosen in the browser's list
 UPLOAD_FILES = ("w_upload_a", "w_upload_b")  # file uploaders, one per class
 UPLOAD_NAMES = ("w_upload_name_a", "w_upload_name_b")  # class names for the uploads
 UPLOAD_GENERATION = "upload_generation"  # bumped after saving, to clear the uploaders
+UPLOAD_CAMERA_ON = ("w_upload_camera_a", "w_upload_camera_b")  # webcam toggles: the camera only when on
+UPLOAD_PHOTOS = "upload_photos"  # str: the uploads session the webcam photos go into until they are used
 SPLIT_VAL_PCT = "w_split_val"  # split sliders, percent; SPLIT_RATIOS stays the truth
 SPLIT_TEST_PCT = "w_split_test"
 SPLIT_SEED_INPUT = "w_split_seed"

@@ -12,16 +12,24 @@ from __future__ import annotations
 import copy
 import re
 import secrets
+from pathlib import Path
 
 import streamlit as st
 
 from bincls.json_files import read_json, write_json_atomic
-from bincls.paths import cache_dir
+from bincls.paths import cache_dir, uploads_dir
 from pages.support.shared import keys
 
 COOKIE = "bincls_user"
 COOKIE_DAYS = 365
 _ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def _upload_session(path: str) -> bool:
+    """A folder right inside bincls' uploads folder: the only place webcam photos wait to be used."""
+    return Path(path).resolve().parent == uploads_dir().resolve()
+
+
 # Session keys kept, with how a value read back from JSON becomes the session's again.
 KEPT = {
     keys.DATA_PATHS: lambda v: [str(p) for p in v] if isinstance(v, list) and v else None,
@@ -30,6 +38,7 @@ KEPT = {
     keys.SPLIT_SEED: lambda v: int(v) if isinstance(v, int) else None,
     keys.CURRENT_RUN: lambda v: v if isinstance(v, str) else None,
     keys.BROWSE_DIR: lambda v: v if isinstance(v, str) else None,
+    keys.UPLOAD_PHOTOS: lambda v: v if isinstance(v, str) and _upload_session(v) else None,
     keys.TRAIN_SAVED: lambda v: v if isinstance(v, dict) else None,
     keys.TRAIN_PRESET_SHOWN: lambda v: v if isinstance(v, dict) else None,
     keys.TRAIN_OWN_BUDGETS: lambda v: v if isinstance(v, dict) else None,
