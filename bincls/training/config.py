@@ -195,6 +195,12 @@ class TrainConfig:
         None, help="label smoothing of the loss (0: none)", flag="--label-smoothing", low=0.0, high=0.49,
         show=_show_number, page=Shown("Label smoothing", step=0.05),
     )  # fmt: skip
+    grad_clip: float = setting(
+        0.0, help="clip the gradients' global norm to this before each step (0: no clipping)",
+        flag="--grad-clip", low=0.0, high=1000.0, show=_show_number,
+        page=Shown("Gradient clipping", step=0.5, help="Largest global norm of the gradients per step; "
+                   "0: off. Steadies training from scratch at a high learning rate."),
+    )  # fmt: skip
     patience: int | None = setting(
         None, help="early stopping: epochs without val-loss improvement before stopping; 0 = off",
         flag="--patience", low=0, high=10000, whole=True,

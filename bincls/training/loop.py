@@ -332,6 +332,10 @@ def train_one_epoch(state: TrainingState, epoch: int, stop: StopFlag) -> dict:
 def _step(state: TrainingState, loss: torch.Tensor) -> None:
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
+    if state.cfg.grad_clip:  # on the true gradients: mixed precision's loss scale taken out first
+        state.scaler.unscale_(state.optimizer)
+        params = [p for group in state.optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, state.cfg.grad_clip)
     state.scaler.step(state.optimizer)
     state.scaler.update()
     if state.scheduler is not None:
