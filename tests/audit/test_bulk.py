@@ -37,7 +37,8 @@ def _rows(root: Path) -> list[AuditRow]:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def test_a_threshold_picks_the_rows_of_its_kind_at_or_above_it(dataset):
