@@ -10,12 +10,17 @@ import re
 from pathlib import Path
 
 import pytest
+import test_app_names
 from appsupport import button, data_page, open_page, shown
 
 from bincls.data.overlay import load_decisions, save_decisions
 from bincls.paths import SAMPLE_DATA
+from pages.support.shared import keys
+from pages.support.shared.formatting import md
 from pages.support.shared.keys import AUDIT_BULK, EVAL_CELL
 
+# A run on a class folder named like markdown, as the names test makes it (its fixtures, reused here)
+hostile_src, hostile = test_app_names.hostile_src, test_app_names.hostile
 ROW_INFO = re.compile(r"^\*\*(Likely wrong label|Outlier|Near-duplicate)\*\* · score (\d\.\d\d)")
 
 
@@ -109,3 +114,22 @@ def test_evaluate_relabels_and_excludes_an_image_in_the_runs_dataset_overlay(sam
     next(b for b in at.button if b.label == "Exclude").click().run()
     assert list(load_decisions(data).values()) == ["exclude"]
     assert _digest(SAMPLE_DATA) == before, "the user's files are never changed"
+
+
+def test_evaluate_buttons_show_a_class_named_like_markdown_as_text(hostile):
+    from test_app_names import CLASS, assert_names_are_text
+
+    root, run_id = hostile
+    state = {keys.DATA_PATHS: [str(root)], keys.CURRENT_RUN: run_id}
+    at = open_page("evaluate", state=state)
+    z = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["z"]
+    names = sorted([CLASS, "bees"])  # the run's classes, in the scan's order
+    said = next(p for p in range(2) if z[names.index("bees")][p])
+    at.session_state[keys.EVAL_CELL] = ("bees", names[said])
+    at.run()
+    assert_names_are_text(at, CLASS)
+    next(b for b in at.button if b.label == f"Relabel to {md(CLASS)}").click().run()
+    assert_names_are_text(at, CLASS)
+    decided = load_decisions([str(root)])
+    assert list(decided.values()) == ["relabel"] and Path(next(iter(decided))).parent.name == "bees"
+    assert any(m.value.startswith(f"Relabelled to **{md(CLASS)}**") for m in at.markdown)
