@@ -87,6 +87,7 @@ def test_bulk_relabel_undo_and_a_relabel_from_evaluate(server, monkeypatch):
     undo = page.get_by_role("button", name=re.compile(r"^Undo: "))
     expect(undo).to_contain_text(f"{n} image")
     no_errors(page)
+    undo.scroll_into_view_if_needed()
     screenshot(page, "bulkfix-2-after-bulk")
     undo.click()
     page.get_by_text(re.compile(r"^Undone: ")).wait_for(timeout=60_000)
@@ -100,6 +101,9 @@ def test_bulk_relabel_undo_and_a_relabel_from_evaluate(server, monkeypatch):
         picker.click()
         page.get_by_role("option", name=label).click()
     page.get_by_role("heading", name="Most wrong").wait_for(timeout=WAIT)
+    note = page.get_by_text(re.compile(r"the next training run on that data uses them"))
+    note.scroll_into_view_if_needed()
+    expect(note).to_contain_text("0 decisions in force")
     relabel = page.get_by_role("button", name=re.compile(r"^Relabel to (ants|bees)$")).first
     relabel.scroll_into_view_if_needed()
     to = re.search(r"Relabel to (ants|bees)", relabel.inner_text()).group(1)
