@@ -104,6 +104,7 @@ def test_bulk_relabel_undo_and_a_relabel_from_evaluate(server, monkeypatch):
     note = page.get_by_text(re.compile(r"the next training run on that data uses them"))
     note.scroll_into_view_if_needed()
     expect(note).to_contain_text("0 decisions in force")
+    screenshot(page, "bulkfix-3-evaluate-note")
     relabel = page.get_by_role("button", name=re.compile(r"^Relabel to (ants|bees)$")).first
     relabel.scroll_into_view_if_needed()
     to = re.search(r"Relabel to (ants|bees)", relabel.inner_text()).group(1)
@@ -113,5 +114,5 @@ def test_bulk_relabel_undo_and_a_relabel_from_evaluate(server, monkeypatch):
     assert list(decided.values()) == ["relabel"] and Path(next(iter(decided))).parent.name != to
     no_errors(page)
     page.get_by_role("heading", name="Most wrong").scroll_into_view_if_needed()
-    screenshot(page, "bulkfix-3-evaluate-relabelled")
+    screenshot(page, "bulkfix-4-evaluate-relabelled")
     assert _digest(SAMPLE_DATA) == before, "the user's data folder is byte-identical"
