@@ -50,8 +50,8 @@ def fixes_for(run: RunFolder, folders: list[str] | None, names: list[str]) -> Fi
         return None
     n = len(decided)
     st.caption(
-        f"**Relabel** or **exclude** an image from its card below: the decision is kept with the label "
-        f"audit's for {md(data_label(data))} ({n} decision{'' if n == 1 else 's'} in force) in "
+        f"**Relabel** or **exclude** an image from its card below: the decision joins the label audit's "
+        f"decisions for {md(data_label(data))} ({n} decision{'' if n == 1 else 's'} in force), kept in "
         f"{code(where)}, and the next training run on that data uses them. Your files are never changed."
     )  # fmt: skip
     honoured = honoured_decisions(run.path) if folders is None else Decisions()
