@@ -19,6 +19,7 @@ from bincls.inference.evaluate import (
 from bincls.training.config import config_problem
 from pages.support.evaluate import metric_charts as charts
 from pages.support.evaluate import views
+from pages.support.evaluate.fixes import card_actions, fixes_for
 from pages.support.shared import keys, loaders
 from pages.support.shared.export_panel import export_panel
 from pages.support.shared.formatting import as_text, code, md
@@ -128,6 +129,7 @@ if curves:
     c4.plotly_chart(charts.calibration_curve(ev, positive), config={"displaylogo": False})
     c4.caption(views.calibration_note(ev.metrics))
 
+fixes = fixes_for(run, data, names)
 if cell:
     rows = cell_images(cur, *cell)
     head, close = st.columns([6, 1], vertical_alignment="bottom")
@@ -138,7 +140,7 @@ if cell:
     if rows.empty:
         st.caption("No images in this cell at this threshold.")
     else:
-        result_gallery(rows.head(24), positive)
+        result_gallery(rows.head(24), positive, card_actions(fixes, "cell"))
         if len(rows) > 24:
             st.caption(f"…and {len(rows) - 24} more: download the CSV below for all of them.")
 else:
@@ -151,7 +153,7 @@ if wrong.empty:
 else:
     st.caption("The misclassified images with the highest loss, confidently wrong ones first: often "
                "mislabeled, odd or hard.")  # fmt: skip
-    result_gallery(wrong, positive)
+    result_gallery(wrong, positive, card_actions(fixes, "wrong"))
 
 st.subheader("Download", anchor=False)
 st.markdown(f"**Per-image results** at threshold {threshold:.2f}")

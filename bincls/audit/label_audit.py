@@ -89,7 +89,9 @@ def out_of_sample_probabilities(features: np.ndarray, labels: np.ndarray, seed: 
 
 def _label_rows(paths, labels, probs, names) -> list[AuditRow]:
     quality = get_label_quality_scores(labels, probs)
-    flagged = set(find_label_issues(labels, probs).nonzero()[0].tolist())
+    # n_jobs=1: cleanlab otherwise forks a multiprocessing pool, and a fork of the app server (torch's and
+    # Streamlit's threads running) could hang on a lock held at the fork; one process is also faster here
+    flagged = set(find_label_issues(labels, probs, n_jobs=1).nonzero()[0].tolist())
     disagree = set(np.flatnonzero(probs.argmax(1) != labels).tolist())
     rows = [
         AuditRow(paths[i], names[labels[i]], names[1 - labels[i]], float(1 - quality[i]), "label",

@@ -15,6 +15,7 @@ from PIL import ImageOps
 from bincls import BinclsError
 from bincls.data.browse import folder_fingerprint
 from bincls.data.overlay import forget_decisions, load_decisions, overlay_path, save_decisions
+from pages.support.data.audit_bulk import bulk_actions
 from pages.support.shared import keys, loaders
 from pages.support.shared.charts import pad_colour
 from pages.support.shared.formatting import as_text, code, md
@@ -81,10 +82,16 @@ def _forget_all(data: list[str], paths: list[str]) -> None:
     except OSError as exc:
         flash(keys.AUDIT_MESSAGE, "error", f"The decisions were not forgotten: {as_text(exc)}")
         return
-    for p in paths:
-        ss.pop(_widget_key(p), None)
+    _forget_widgets(paths)
+    ss.pop(keys.AUDIT_BULK_UNDO, None)  # nothing left to undo
     flash(keys.AUDIT_MESSAGE, "success", "All decisions forgotten: the next run trains on the images as "
                                          "they are filed.")
+
+
+def _forget_widgets(paths: list[str]) -> None:
+    """Drop the decision widgets' state of `paths`: they start again from the overlay (in a callback)."""
+    for p in paths:
+        ss.pop(_widget_key(p), None)
 
 
 def _count(n: int, word: str) -> str:
@@ -173,7 +180,9 @@ def _decisions_line(data: list[str], shown_paths: list[str] | None = None) -> No
 
 
 def review_grid(data: list[str], rows: list, counts: dict[str, int]) -> None:
-    """The audit's rows, most likely problems first, ROWS_PER_PAGE at a time, a decision on each."""
+    """The audit's rows, most likely problems first, ROWS_PER_PAGE at a time, a decision on each; the bulk
+    actions above them."""
+    bulk_actions(data, rows, _forget_widgets)
     options = [k for k in SHOW if k == "all" or counts.get(k)]
     if ss.get(keys.AUDIT_SHOW) not in options:
         ss[keys.AUDIT_SHOW] = "all"

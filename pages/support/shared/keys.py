@@ -47,6 +47,8 @@ AUDIT_PAGE = "w_audit_page"  # page of the audit's review grid
 AUDIT_SHOW = "w_audit_show"  # which kind of row the review grid shows ("all", "label", ...)
 AUDIT_DECISION = "w_audit_decision_"  # + a hash of the image path: one decision widget per reviewed image
 AUDIT_MESSAGE = "audit_message"  # [(kind, text)] after saving or forgetting decisions, shown once
+AUDIT_BULK = "w_audit_bulk_"  # + "relabel" / "exclude": the score threshold of that bulk action
+AUDIT_BULK_UNDO = "audit_bulk_undo"  # (overlay file, bincls.audit.bulk.BulkChange): the last bulk action
 
 # Preview page ------------------------------------------------------------------------------------------
 PREVIEW_MODEL = "preview_model"  # registry name whose img_size/mean/std the preview uses
@@ -81,6 +83,7 @@ EVAL_THRESHOLD_FOR = "eval_threshold_for"  # run id the slider was last set up f
 EVAL_MATRIX = "w_eval_matrix"  # confusion-matrix chart: its click selection
 EVAL_CELL = "eval_cell"  # (true, predicted) of the confusion-matrix cell clicked; kept as the threshold moves
 EVAL_MESSAGE = "eval_message"  # [(kind, text)] after saving a threshold or exporting, shown once
+EVAL_FIX = "eval_fix_"  # + gallery + a hash of the image path + action: relabel / exclude / undo buttons
 PREDICT_RUN = "w_predict_run"  # run picker on the Predict page
 PREDICT_HEATMAPS = "w_predict_heatmaps"  # show Grad-CAM heat maps
 PREDICT_UPLOADS = "w_predict_uploads"  # file uploader

@@ -45,14 +45,17 @@ def paged_table(items: Sequence, row: Callable, columns: list[str], key: str, fi
         )  # fmt: skip
 
 
-def result_gallery(rows: pd.DataFrame, positive: str) -> None:
-    """Evaluated images (path, true, predicted, probability, loss) as square thumbnails with their verdict."""
+def result_gallery(rows: pd.DataFrame, positive: str, actions: Callable | None = None) -> None:
+    """Evaluated images (path, true, predicted, probability, loss) as square thumbnails with their verdict;
+    `actions(row)`, when given, draws what can be done with an image at the foot of its card."""
     # A wrapping row of fixed-width cards, not columns: a phone would stack columns one under the other at
     # full width.
     with st.container(horizontal=True, gap="small"):
         for row in rows.itertuples(index=False):
             with st.container(width=GALLERY_CARD):
                 _result_card(row, positive)
+                if actions is not None:
+                    actions(row)
 
 
 def _result_card(row, positive: str) -> None:
