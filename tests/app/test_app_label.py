@@ -246,3 +246,22 @@ def test_a_bad_pile_or_classes_in_the_form_say_what_is_wrong_and_nothing_crashes
     assert errors and says.format(**places) in errors, errors
     assert not _cards(at) and not at.metric
     assert button(at, "Open the pile") is not None, "the form stays, to try again"
+
+
+def test_points_selected_on_the_map_are_shown_and_labelled_in_one_click():
+    """The chart's lasso / box selection as Streamlit hands it to the page (the browser test drags a box)."""
+    at = _sample_page()
+    chosen = [it["path"] for it in _items(at)[:3]]
+    selection = {"points": [{"customdata": p} for p in chosen], "point_indices": [], "box": [], "lasso": []}
+    at.session_state[keys.LABEL_MAP] = {"selection": selection}
+    at.run()
+    _ok(at)
+    assert any(m.value == "**3 images selected**" for m in at.markdown)
+    button(at, "All 3 are bees").click().run()
+    _ok(at)
+    assert _stored(_engine()) == {path_key(p): ("bees", "answer") for p in chosen}
+    assert any("Labelled 3 images bees." in s.value for s in at.success)
+    assert _metric(at, "bees") == "3" and _metric(at, "Not labelled") == "57"
+    assert not {it["path"] for it in _items(at)} & set(chosen), "the next cards know of these"
+    button(at, "Undo").click().run()  # the map's answers go on the same undo stack
+    assert len(_engine().entries()) == 2
