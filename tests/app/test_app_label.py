@@ -135,6 +135,14 @@ def test_answers_are_stored_at_once_and_next_batch_confirms_the_cards_as_shown_a
     assert shown_values == [it["guess"] for it in second] and all(v in ("ants", "bees") for v in shown_values)
     _cards(at)[5].set_value("neither").run()  # one changed by hand; the rest confirmed as shown
     shown_values[5] = "neither"
+    # A click on the pre-selected guess (the control un-chooses it) confirms it; on an answer, takes it back.
+    _cards(at)[6].set_value(None).run()
+    _ok(at)
+    assert _stored(engine)[path_key(second[6]["path"])] == (second[6]["guess"], "answer")
+    assert _cards(at)[6].value == second[6]["guess"]
+    _cards(at)[5].set_value(None).run()
+    assert path_key(second[5]["path"]) not in engine.entries() and _cards(at)[5].value is None
+    _cards(at)[5].set_value("neither").run()
     button(at, "Next batch").click().run()
     _ok(at)
     stored = _stored(engine)

@@ -70,10 +70,16 @@ def _answer(session, path: str, label: str) -> None:
 
 
 def _on_card(session, batch: dict, i: int) -> None:
-    value, path = ss.get(_card_key(batch, i)), batch["items"][i]["path"]
+    item = batch["items"][i]
+    value, path = ss.get(_card_key(batch, i)), item["path"]
     if value:
         _answer(session, path, value)
-    else:  # the chosen answer clicked off: the image is unlabelled again
+    elif _guess(item) and path not in _answered(session, batch):
+        # A click on the pre-selected guess means "yes, that": confirm it (the control would un-choose it
+        # and leave the card unlabelled, so the most common answer would be lost).
+        ss[_card_key(batch, i)] = _guess(item)
+        _answer(session, path, _guess(item))
+    else:  # an answer clicked off: the image is unlabelled again
         session.forget([path])
 
 
