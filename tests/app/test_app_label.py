@@ -273,3 +273,15 @@ def test_points_selected_on_the_map_are_shown_and_labelled_in_one_click():
     assert not {it["path"] for it in _items(at)} & set(chosen), "the next cards know of these"
     button(at, "Undo").click().run()  # the map's answers go on the same undo stack
     assert len(_engine().entries()) == 2
+
+
+def test_a_card_answered_in_another_tab_shows_that_answer_at_the_next_rerun():
+    first, second = _sample_page(), _sample_page()  # two app sessions on the same pile: the same batch
+    assert [it["path"] for it in _items(first)] == [it["path"] for it in _items(second)]
+    _cards(first)[0].set_value("bees").run()
+    _cards(second)[1].set_value("ants").run()
+    _ok(second)
+    assert [c.value for c in _cards(second)][:2] == ["bees", "ants"]
+    first.run()
+    assert [c.value for c in _cards(first)][:2] == ["bees", "ants"]
+    assert sum("saved" in m.value for m in first.markdown) == 2

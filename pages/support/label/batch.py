@@ -137,7 +137,8 @@ def _card(
     session, batch, i: int, item: dict, options: list[str], answer: str | None, at_cursor: bool
 ) -> None:
     key = _card_key(batch, i)
-    if key not in ss:
+    if key not in ss or (answer is not None and ss[key] != answer):
+        # the stored answer wins over what this tab last showed: another tab may have answered the card
         ss[key] = answer or _guess(item)
     thumb = loaders.thumbnail(item["path"], SIDE)
     if thumb is not None:
