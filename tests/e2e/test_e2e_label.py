@@ -31,6 +31,7 @@ from browser import (
 from playwright.sync_api import expect
 
 from bincls.data.keyed_store import path_key
+from bincls.data.labelled_csv import read_labelled_csv
 from bincls.labeling import LabelingSession
 from bincls.paths import SAMPLE_DATA
 
@@ -224,6 +225,7 @@ def test_a_labelling_session_in_the_browser_survives_reload_restart_and_two_tabs
             _wait_labelled(page, 21)
 
             _box_select_on_the_map(page, oracle)
+            _download_and_train(page, oracle, tmp_path)
         context.close()
     assert _digest(pile) == before, "the pile's files are byte-identical after the whole session"
 
@@ -259,3 +261,22 @@ def _box_select_on_the_map(page, oracle: Oracle) -> None:
     oracle.check()
     no_errors(page)
     _shot(page, "8-map-labelled")
+
+
+def _download_and_train(page, oracle: Oracle, tmp_path: Path) -> None:
+    """The CSV downloaded is the labels given (skip / neither left out); "Train on these labels" opens Train
+    on the same CSV, written in bincls' cache folder."""
+    labels = sorted((p, label) for p, label in oracle.given.items() if label in CLASSES)
+    with page.expect_download() as download:
+        page.get_by_role("button", name=f"Download the {len(labels)} labels (CSV)").click()
+    got = tmp_path / "downloaded.csv"
+    download.value.save_as(got)
+    assert read_labelled_csv(got).rows == tuple(labels)
+    page.get_by_role("button", name="Train on these labels").click()
+    page.get_by_role("heading", name="Train", level=1).wait_for()
+    csv = oracle.session.labels_file()
+    page.get_by_text(f"{csv.name} · ants vs bees").wait_for()
+    assert read_labelled_csv(csv).rows == tuple(labels)
+    wait_idle(page)
+    no_errors(page)
+    _shot(page, "9-train", copy=True)
