@@ -1,6 +1,6 @@
 """The Label page in Chromium (issue 22): a whole session on a copy of the sample leaves its files
 byte-identical, and no answer is lost across a browser reload, a server restart and two tabs answering at
-once; a box drawn on the pile map labels what it holds in one click.
+once; a lasso and a box drawn on the pile map label what they hold in one click.
 
 The person is an oracle that reads the truth from the copy's folder names (ants/, bees/), which the session
 never looks at. The cards do not show their paths, so the test asks the engine for the same batch the page
@@ -136,7 +136,7 @@ def test_a_labelling_session_in_the_browser_survives_reload_restart_and_two_tabs
     with chromium() as browser:
         context = browser.new_context(viewport={"width": 1400, "height": 2600})
         context.set_default_timeout(WAIT)
-        with _screens_on_failure(context), serve_app_process(dirs) as (url, server):
+        with serve_app_process(dirs) as (url, server), _screens_on_failure(context):
             page = _tab(context, url)
             page.get_by_role("textbox", name=FORM_FOLDERS).fill(str(pile))
             page.get_by_role("textbox", name="First class").fill("ants")
@@ -190,7 +190,7 @@ def test_a_labelling_session_in_the_browser_survives_reload_restart_and_two_tabs
             os.killpg(server.pid, signal.SIGKILL)  # a crash: nothing is flushed on the way out
             server.wait(30)
 
-        with _screens_on_failure(context), serve_app_process(dirs, log_suffix=".server2.log") as (url, _):
+        with serve_app_process(dirs, log_suffix=".server2.log") as (url, _), _screens_on_failure(context):
             page.goto(url + "/label")
             page.get_by_role("heading", name="Label these next").wait_for()
             _wait_labelled(page, 15)
@@ -224,43 +224,63 @@ def test_a_labelling_session_in_the_browser_survives_reload_restart_and_two_tabs
             page.reload()
             _wait_labelled(page, 21)
 
-            _box_select_on_the_map(page, oracle)
+            _lasso_and_box_on_the_map(page, oracle)
             _download_and_train(page, oracle, tmp_path)
         context.close()
     assert _digest(pile) == before, "the pile's files are byte-identical after the whole session"
 
 
-def _box_select_on_the_map(page, oracle: Oracle) -> None:
-    """Switch the map from lasso to box (its modebar), drag a box over a third of the plot, label what it
-    holds "neither" in one click; the store then has exactly those as "neither"."""
+def _draw(page, chart, tool: str, corners: list[tuple[float, float]]) -> None:
+    """Choose the modebar's selection tool and drag through `corners` (fractions of the plot area)."""
+    chart.hover()
+    chart.locator(f".modebar-btn[data-title='{tool}']").click()
+    area = chart.locator(".nsewdrag").first.bounding_box()  # plotly's drag layer: the plot area itself
+
+    def at(fx: float, fy: float) -> tuple[float, float]:
+        return area["x"] + area["width"] * fx, area["y"] + area["height"] * fy
+
+    page.mouse.move(*at(*corners[0]))
+    page.mouse.down()
+    closed = corners[1:] + (corners[:1] if tool == "Lasso Select" else [])  # a box ends where it is dragged
+    for corner in closed:
+        page.mouse.move(*at(*corner), steps=10)
+    page.mouse.up()
+
+
+def _select_and_label(page, oracle: Oracle, tool: str, corners, label: str, shot: str) -> None:
+    """Select points on the map with `tool`, label them all `label` in one click; the store then has exactly
+    the selected images changed, each to `label`, and nothing else."""
     chart = page.locator(".js-plotly-plot").first
     chart.scroll_into_view_if_needed()
-    chart.hover()
-    chart.locator(".modebar-btn[data-title='Box Select']").click()
-    plot = chart.locator(".nsewdrag").first  # plotly's drag layer: the plot area itself
-    box = plot.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.05, box["y"] + box["height"] * 0.05)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6, steps=15)
-    page.mouse.up()
+    _draw(page, chart, tool, corners)
     selected = page.get_by_text(re.compile(r"^\d+ images selected"))
     selected.wait_for()
     n = int(selected.inner_text().split()[0])
     assert n > 0
-    _shot(page, "7-map-selection", copy=True)
+    expect(page.get_by_role("button", name=f"All {n} are {label}")).to_be_visible()
+    _shot(page, shot, copy=True)
     before = oracle.session.entries()
-    page.get_by_role("button", name=f"All {n} are neither").click()
-    page.get_by_text(f"Labelled {n} images neither.").wait_for()
+    page.get_by_role("button", name=f"All {n} are {label}").click()
+    page.get_by_text(f"Labelled {n} images {label}.").wait_for()
     wait_idle(page)
+    expect(selected).to_have_count(0)  # the map is drawn anew: no selection left over
     after = oracle.session.entries()
     changed = {k for k, e in after.items() if before.get(k) != e}
-    assert len(changed) == n and all(after[k]["label"] == "neither" for k in changed)
-    assert set(before) <= set(after), "answers outside the box are kept"
+    assert 0 < len(changed) <= n and all(after[k]["label"] == label for k in changed)
+    assert set(before) <= set(after), "answers outside the selection are kept"
     by_key = dict(zip(oracle.session.pile.keys, oracle.session.pile.paths))
-    oracle.given.update({by_key[k]: "neither" for k in changed})
+    oracle.given.update({by_key[k]: label for k in changed})
     oracle.check()
     no_errors(page)
-    _shot(page, "8-map-labelled")
+
+
+def _lasso_and_box_on_the_map(page, oracle: Oracle) -> None:
+    """A lasso (the map's own tool) around the left of the plot labels its points bees; a box (chosen on the
+    modebar) over the top left, neither."""
+    lasso = [(0.02, 0.1), (0.3, 0.02), (0.45, 0.5), (0.3, 0.98), (0.02, 0.9)]
+    _select_and_label(page, oracle, "Lasso Select", lasso, "bees", "7-map-lasso")
+    box = [(0.05, 0.05), (0.6, 0.6)]
+    _select_and_label(page, oracle, "Box Select", box, "neither", "8-map-box")
 
 
 def _download_and_train(page, oracle: Oracle, tmp_path: Path) -> None:
