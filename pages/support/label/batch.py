@@ -70,10 +70,16 @@ def _answer(session, path: str, label: str) -> None:
 
 
 def _on_card(session, batch: dict, i: int) -> None:
-    value, path = ss.get(_card_key(batch, i)), batch["items"][i]["path"]
+    item = batch["items"][i]
+    value, path = ss.get(_card_key(batch, i)), item["path"]
     if value:
         _answer(session, path, value)
-    else:  # the chosen answer clicked off: the image is unlabelled again
+    elif _guess(item) and path not in _answered(session, batch):
+        # A click on the pre-selected guess means "yes, that": confirm it (the control would un-choose it
+        # and leave the card unlabelled, so the most common answer would be lost).
+        ss[_card_key(batch, i)] = _guess(item)
+        _answer(session, path, _guess(item))
+    else:  # an answer clicked off: the image is unlabelled again
         session.forget([path])
 
 
@@ -131,7 +137,8 @@ def _card(
     session, batch, i: int, item: dict, options: list[str], answer: str | None, at_cursor: bool
 ) -> None:
     key = _card_key(batch, i)
-    if key not in ss:
+    if key not in ss or (answer is not None and ss[key] != answer):
+        # the stored answer wins over what this tab last showed: another tab may have answered the card
         ss[key] = answer or _guess(item)
     thumb = loaders.thumbnail(item["path"], SIDE)
     if thumb is not None:

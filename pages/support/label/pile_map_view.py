@@ -89,7 +89,7 @@ def pile_map_view(session) -> None:
         for path in paths[:SHOWN]:
             thumb = loaders.thumbnail(path, SIDE)
             if thumb is not None:
-                st.image(ImageOps.pad(thumb, (SIDE, SIDE), color=pad_colour()), width=SIDE // 1.4)
+                st.image(ImageOps.pad(thumb, (SIDE, SIDE), color=pad_colour()), width=int(SIDE / 1.4))
     with st.container(horizontal=True, gap="small"):
         a, b = session.classes
         for label in (a, b, "neither"):

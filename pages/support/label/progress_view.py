@@ -25,7 +25,8 @@ def status_row(session):
             st.metric(md(name), f"{ans[name]}{extra}", help="answers (and accepted guesses) of this class")
         st.metric("Skip / neither", f"{ans['skip']} / {ans['neither']}")
         st.metric("Not labelled", f"{status.unlabelled:,}")
-        st.metric("Guess accuracy", *_estimate(status))
+        # the interval is not a change: no green arrow
+        st.metric("Guess accuracy", *_estimate(status), delta_color="off", delta_arrow="off")
         conf = sum(status.confident.values())
         st.metric(f"Confident guesses (≥ {status.confident_cut:.0%})", f"{conf:,}",
                   help=" · ".join(f"{md(n)}: {c:,}" for n, c in status.confident.items()))  # fmt: skip
