@@ -18,6 +18,7 @@ from bincls.data.keyed_store import path_key
 from bincls.data.labelled_csv import read_labelled_csv
 from bincls.labeling import LabelingSession
 from bincls.paths import SAMPLE_DATA
+from pages.support.label import batch
 from pages.support.shared import keys
 
 SAMPLE_BUTTON = "Or try it on the bundled sample (ants and bees, mixed)"
@@ -93,7 +94,10 @@ def test_the_sample_opens_with_eight_cards_and_the_metrics_and_nothing_guessed_y
     assert _digest(SAMPLE_DATA) == before
 
 
-def test_answers_are_stored_at_once_and_next_batch_confirms_the_cards_as_shown_and_undo_takes_back():
+def test_answers_are_stored_at_once_next_batch_confirms_the_cards_as_shown_undo_takes_back(monkeypatch):
+    # The sample's pixel-feature guesses are 50-60% sure: pre-select every guess a model makes here (the
+    # cut itself is tested below), as pretrained features do on real piles.
+    monkeypatch.setattr(batch, "PRESELECT", 0.5000001)
     before = _digest(SAMPLE_DATA)
     at = _sample_page()
     items = _items(at)
@@ -153,6 +157,23 @@ def test_answers_are_stored_at_once_and_next_batch_confirms_the_cards_as_shown_a
     button(at, "Undo").click().run()
     assert path_key(second[-1]["path"]) not in engine.entries() and len(engine.entries()) == 11
     assert _digest(SAMPLE_DATA) == before, "the pile's files are never changed"
+
+
+def test_a_guess_less_sure_than_the_cut_is_shown_but_not_pre_selected():
+    at = _sample_page()
+    items = _items(at)
+    assert all(c.value is None for c in _cards(at)), "no model yet: nothing pre-selected"
+    _cards(at)[0].set_value("ants" if "/ants/" in items[0]["path"] else "bees").run()
+    first_is_ant = "/ants/" in items[0]["path"]
+    other = next(i for i, it in enumerate(items) if ("/ants/" in it["path"]) != first_is_ant)
+    _cards(at)[other].set_value("ants" if "/ants/" in items[other]["path"] else "bees").run()
+    button(at, "Next batch").click().run()
+    _ok(at)
+    second = _items(at)
+    for card, it in zip(_cards(at), second):
+        assert card.value == (it["guess"] if it["p"] >= batch.PRESELECT else None), it
+    unsure = [it for it in second if it["p"] < batch.PRESELECT]
+    assert len(unsure) == sum("too unsure to pre-select" in m.value for m in at.markdown)
 
 
 def test_train_on_these_labels_makes_the_csv_the_dataset_with_the_two_classes():

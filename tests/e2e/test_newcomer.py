@@ -114,7 +114,7 @@ def test_a_cold_server_lists_the_pages_by_their_titles_only(tmp_path):
             if "Data" in links and page.get_by_role("heading", name="Data", level=1).count():
                 break
             time.sleep(0.05)
-        assert shown and all(links == ["Data", "Preview", "Train", "Evaluate", "Predict", "Runs"]
+        assert shown and all(links == ["Label", "Data", "Preview", "Train", "Evaluate", "Predict", "Runs"]
                              for links in shown), shown  # fmt: skip
         goto_page(page, "Train")  # the navigation works as ever
         no_errors(page)

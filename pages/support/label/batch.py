@@ -17,6 +17,7 @@ from pages.support.shared.formatting import md
 from pages.support.shared.messages import flash
 
 BATCH = 8
+PRESELECT = 0.6  # a guess less sure than this is shown, not pre-selected
 CARD_WIDTH, SIDE = 196, 320
 SKIP, NEITHER = "skip", "neither"
 # Streamlit's own button shortcuts (no extra JavaScript): one key per class, skip, neither, next batch,
@@ -43,9 +44,9 @@ def _free(session) -> bool:
 
 
 def _guess(item: dict) -> str | None:
-    """The card's pre-selected answer: the guess, or none before the session has a model (its p is then
-    exactly 0.5, and confirming a coin toss for a whole batch would label it all one class)."""
-    return item["guess"] if item["p"] != 0.5 else None
+    """The card's pre-selected answer: the guess when it is at least PRESELECT sure, else none (before the
+    session has a model every p is 0.5: "Next batch" must not confirm coin tosses as answers)."""
+    return item["guess"] if item["p"] >= PRESELECT else None
 
 
 def _card_key(batch: dict, i: int) -> str:
@@ -146,7 +147,9 @@ def _card(
     if answer is not None:
         st.markdown(f":green[✔ **{md(answer)}**] saved")
     else:
-        guess = f"guess **{md(item['guess'])}** {item['p']:.0%}" if _guess(item) else "no guess yet"
+        guess = "no guess yet" if item["p"] == 0.5 else f"guess **{md(item['guess'])}** {item['p']:.0%}"
+        if item["p"] != 0.5 and not _guess(item):
+            guess += " (too unsure to pre-select)"
         st.markdown(f":blue[▶ **keys**] · {guess}" if at_cursor else guess)
     st.segmented_control("Answer", options, key=key, label_visibility="collapsed", format_func=str,
                          on_change=_on_card, args=(session, batch, i))  # fmt: skip
