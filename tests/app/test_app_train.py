@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from appsupport import shown
 from streamlit.testing.v1 import AppTest
 
 from bincls.paths import runs_dir
@@ -148,7 +149,7 @@ def test_a_run_started_from_the_page_shows_live_metrics_then_results(train_page)
     _button(at, "Train").click().run()
     run = active_run(runs_dir())
     assert run is not None
-    warnings = [w.value for w in at.warning]
+    warnings = [shown(w.value) for w in at.warning]
     assert any("already training" in w and run.id in w for w in warnings), warnings
     _poll(at, lambda a: _loss_chart_points(a).get("val loss", 0) >= 1)
     assert any(c.value.startswith("Epoch ") for c in at.caption)
@@ -229,7 +230,7 @@ def test_precision_and_memory_budget_reach_the_run(train_page):
     at.number_input(key=TRAIN_KEYS["img_size"]).set_value(32).run()
     at.text_input(key=TRAIN_KEYS["memory_budget"]).set_value("lots").run()
     # The page says what is wrong before the press, and Train cannot start it.
-    assert any("memory_budget must be a size" in e.value for e in at.error), [e.value for e in at.error]
+    assert any("memory_budget must be a size" in shown(e.value) for e in at.error), [e.value for e in at.error]
     assert _button(at, "Train").disabled
     assert active_run(runs_dir()) is None  # nothing started
     at.selectbox(key=TRAIN_KEYS["precision"]).set_value("fp32")
