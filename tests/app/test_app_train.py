@@ -230,7 +230,8 @@ def test_precision_and_memory_budget_reach_the_run(train_page):
     at.number_input(key=TRAIN_KEYS["img_size"]).set_value(32).run()
     at.text_input(key=TRAIN_KEYS["memory_budget"]).set_value("lots").run()
     # The page says what is wrong before the press, and Train cannot start it.
-    assert any("memory_budget must be a size" in shown(e.value) for e in at.error), [e.value for e in at.error]
+    errors = [shown(e.value) for e in at.error]
+    assert any("memory_budget must be a size" in e for e in errors), errors
     assert _button(at, "Train").disabled
     assert active_run(runs_dir()) is None  # nothing started
     at.selectbox(key=TRAIN_KEYS["precision"]).set_value("fp32")
