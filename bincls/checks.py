@@ -55,3 +55,23 @@ def check_threshold(value: Any, what: str = "threshold") -> float:
     if not valid_threshold(value):
         raise BinclsError(f"The {what} must be a probability from 0 to 1, got {value!r}.")
     return float(value)
+
+
+# A table's fields: {key: (required, check, what a good value is)}.
+Fields = dict[str, tuple[bool, Callable[[Any], bool], str]]
+
+
+def table_problems(table: dict, fields: Fields, prefix: str = "") -> list[str]:
+    """What is wrong with a JSON table read from a file (a checkpoint's, an export's), one sentence per
+    missing or bad field; a value is quoted only when it is plain and short."""
+    out = []
+    for key, (required, check, expect) in fields.items():
+        if key not in table:
+            if required:
+                out.append(f"it has no {prefix}{key}")
+        elif not check(table[key]):
+            value = table[key]
+            plain = isinstance(value, (str, int, float, list, type(None)))
+            shown = repr(value)[:60] if plain else type(value).__name__
+            out.append(f"{prefix}{key} must be {expect}, not {shown}")
+    return out

@@ -15,15 +15,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from bincls.checks import is_bool, is_int, is_number, is_text, valid_threshold
+from bincls.checks import Fields, is_bool, is_int, is_number, is_text, table_problems, valid_threshold
 from bincls.errors import BinclsError
 from bincls.models.config import IMG_SIZE_RANGE
 
 EXPORT_FORMAT = "bincls-onnx/2"
 PRECISIONS = ("fp32", "int8")
 SHA256 = re.compile(r"[0-9a-f]{64}")
-
-Fields = dict[str, tuple[bool, Callable[[Any], bool], str]]
 
 
 def _three(v: Any, positive: bool = False) -> bool:
@@ -85,32 +83,18 @@ _VERIFICATION: Fields = {
 }
 
 
-def _problems(table: dict, fields: Fields, prefix: str = "") -> list[str]:
-    out = []
-    for key, (required, check, expect) in fields.items():
-        if key not in table:
-            if required:
-                out.append(f"it has no {prefix}{key}")
-        elif not check(table[key]):
-            value = table[key]
-            plain = isinstance(value, (str, int, float, list, type(None)))
-            shown = repr(value)[:60] if plain else type(value).__name__
-            out.append(f"{prefix}{key} must be {expect}, not {shown}")
-    return out
-
-
 def export_problems(info: Any) -> list[str]:
     """What is wrong with an export's JSON (empty when nothing is)."""
     if not isinstance(info, dict):
         return [f"it is {type(info).__name__}, not a table"]
-    problems = _problems(info, _TOP)
+    problems = table_problems(info, _TOP)
     inp = info.get("input")
     if isinstance(inp, dict):
-        problems += _problems(inp, _INPUT, "input.")
+        problems += table_problems(inp, _INPUT, "input.")
         if isinstance(inp.get("preprocessing"), dict):
-            problems += _problems(inp["preprocessing"], _PREPROCESSING, "input.preprocessing.")
+            problems += table_problems(inp["preprocessing"], _PREPROCESSING, "input.preprocessing.")
     if isinstance(info.get("verification"), dict):
-        problems += _problems(info["verification"], _VERIFICATION, "verification.")
+        problems += table_problems(info["verification"], _VERIFICATION, "verification.")
     return problems
 
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from bincls.checks import int_at_least, is_int, is_number, valid_threshold
+from bincls.checks import int_at_least, is_int, is_number, table_problems, valid_threshold
 from bincls.errors import BinclsError
 from bincls.models.config import IMG_SIZE_RANGE
 
@@ -73,26 +73,12 @@ _MODEL_FIELDS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
 }
 
 
-def _problems(table: dict, fields: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key, (required, check, expect) in fields.items():
-        if key not in table:
-            if required:
-                out.append(f"it has no {prefix}{key}")
-        elif not check(table[key]):
-            value = table[key]
-            plain = isinstance(value, (str, int, float, list, type(None)))
-            shown = repr(value)[:60] if plain else type(value).__name__
-            out.append(f"{prefix}{key} must be {expect}, not {shown}")
-    return out
-
-
 def validate_checkpoint(ckpt: dict, path: str | os.PathLike) -> dict:
     """`ckpt` unchanged when every known field has its type and range; else a `BinclsError` naming the
     file and each field that is wrong."""
-    problems = _problems(ckpt, _FIELDS)
+    problems = table_problems(ckpt, _FIELDS)
     if isinstance(ckpt.get("model_config"), dict):
-        problems += _problems(ckpt["model_config"], _MODEL_FIELDS, prefix="model_config.")
+        problems += table_problems(ckpt["model_config"], _MODEL_FIELDS, prefix="model_config.")
     if problems:
         raise BinclsError(
             f"Checkpoint {path} cannot be used: {'; '.join(problems)}. It is damaged or was not made by "
