@@ -13,6 +13,7 @@ line) work on the same session; every change is one locked, atomic write.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,7 +155,10 @@ class LabelingSession:
     def labels_file(self) -> Path:
         """Where the app writes this session's labelled CSV: beside its answers, in bincls' cache folder
         (never in the pile's folders)."""
-        return self.store.path.with_name(self.store.path.stem.replace("answers-", "labels-", 1) + ".csv")
+        names = "-vs-".join(re.sub(r"[^A-Za-z0-9_]+", "_", c).strip("_")[:24] or "class"
+                            for c in self.classes)  # fmt: skip
+        unique = self.store.path.stem.replace("answers-", "", 1)[:8]  # the pile's id: two piles, two files
+        return self.store.path.with_name(f"labels-{names}-{unique}.csv")
 
     def status(self, cut: float = CONFIDENT) -> Status:
         entries, g, answered, labels, unavailable = self._state()

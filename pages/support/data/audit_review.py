@@ -14,10 +14,11 @@ from PIL import ImageOps
 
 from bincls import BinclsError
 from bincls.data.browse import folder_fingerprint
-from bincls.data.overlay import forget_decisions, load_decisions, overlay_path, save_decisions
+from bincls.data.overlay import forget_decisions, load_decisions, overlay_path
 from pages.support.data.audit_bulk import bulk_actions
 from pages.support.shared import keys, loaders
 from pages.support.shared.charts import pad_colour
+from pages.support.shared.decisions import save_decision
 from pages.support.shared.formatting import as_text, code, md
 from pages.support.shared.messages import flash, show_error, show_flashed
 from pages.support.shared.weights_offer import weights_news, weights_offer
@@ -65,15 +66,7 @@ def _widget_key(path: str) -> str:
 
 def _decide(data: list[str], path: str) -> None:
     """Decision widget callback: save the choice at once (no choice: forget the decision)."""
-    action = ss.get(_widget_key(path))
-    try:
-        if action is None:
-            forget_decisions(data, [path])
-        else:
-            save_decisions(data, {path: action})
-    except (BinclsError, OSError) as exc:
-        flash(keys.AUDIT_MESSAGE, "error",
-              f"The decision on {md(Path(path).name)} was not saved: {as_text(exc)}")
+    save_decision(data, path, ss.get(_widget_key(path)), keys.AUDIT_MESSAGE)
 
 
 def _forget_all(data: list[str], paths: list[str]) -> None:

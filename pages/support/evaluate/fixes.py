@@ -14,11 +14,11 @@ import streamlit as st
 
 from bincls import BinclsError
 from bincls.audit.evaluated import decisions_dataset, filed_class, honoured_decisions, other_class
-from bincls.data.overlay import Decisions, forget_decisions, load_decisions, overlay_path, save_decisions
+from bincls.data.overlay import Decisions, load_decisions, overlay_path
 from bincls.runs.folder import RunFolder
 from pages.support.shared import keys
+from pages.support.shared.decisions import save_decision
 from pages.support.shared.formatting import as_text, code, data_label, md
-from pages.support.shared.messages import flash
 
 ss = st.session_state
 
@@ -90,11 +90,4 @@ def _card(fixes: Fixes, gallery: str, row) -> None:
 
 def _decide(data: list[str], path: str, action: str | None) -> None:
     """Button callback: save the decision at once (None: forget it)."""
-    try:
-        if action is None:
-            forget_decisions(data, [path])
-        else:
-            save_decisions(data, {path: action})
-    except (BinclsError, OSError) as exc:
-        flash(keys.EVAL_MESSAGE, "error",
-              f"The decision on {md(Path(path).name)} was not saved: {as_text(exc)}")
+    save_decision(data, path, action, keys.EVAL_MESSAGE)
