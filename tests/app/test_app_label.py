@@ -173,7 +173,7 @@ def test_a_guess_less_sure_than_the_cut_is_shown_but_not_pre_selected():
     for card, it in zip(_cards(at), second):
         assert card.value == (it["guess"] if it["p"] >= batch.PRESELECT else None), it
     unsure = [it for it in second if it["p"] < batch.PRESELECT]
-    assert len(unsure) == sum("too unsure to pre-select" in m.value for m in at.markdown)
+    assert len(unsure) == sum("· unsure" in m.value for m in at.markdown)
 
 
 def test_train_on_these_labels_makes_the_csv_the_dataset_with_the_two_classes():

@@ -18,7 +18,7 @@ from pages.support.shared.messages import flash
 
 BATCH = 8
 PRESELECT = 0.6  # a guess less sure than this is shown, not pre-selected
-CARD_WIDTH, SIDE = 196, 320
+CARD_WIDTH, SIDE = 164, 320  # two cards a row on a phone (390 px), four on a laptop
 SKIP, NEITHER = "skip", "neither"
 # Streamlit's own button shortcuts (no extra JavaScript): one key per class, skip, neither, next batch,
 # undo. "C" and "R" are reserved by Streamlit.
@@ -149,7 +149,7 @@ def _card(
     else:
         guess = "no guess yet" if item["p"] == 0.5 else f"guess **{md(item['guess'])}** {item['p']:.0%}"
         if item["p"] != 0.5 and not _guess(item):
-            guess += " (too unsure to pre-select)"
+            guess += " · unsure"
         st.markdown(f":blue[▶ **keys**] · {guess}" if at_cursor else guess)
     st.segmented_control("Answer", options, key=key, label_visibility="collapsed", format_func=str,
                          on_change=_on_card, args=(session, batch, i))  # fmt: skip
