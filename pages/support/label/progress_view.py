@@ -68,11 +68,9 @@ def actions(session, status) -> None:
         if ss.get(keys.LABEL_ACCEPTED):
             st.button("Undo accepting", on_click=_undo_accept, args=(session,), icon=":material/undo:")
         labelled = len(session.labels())
-        try:
-            data = _csv_bytes(session) if labelled else b""
-        except BinclsError:
-            data = b""
-        st.download_button(f"Download the {labelled:,} labels (CSV)", data=data, file_name="labels.csv",
+        # Written when clicked, not on every rerun (each answer reruns the page).
+        st.download_button(f"Download the {labelled:,} labels (CSV)", data=lambda: _csv_bytes(session),
+                           file_name="labels.csv",
                            mime="text/csv", disabled=not labelled, on_click="ignore",
                            icon=":material/download:")  # fmt: skip
         if st.button("Train on these labels", type="primary", disabled=labelled < 4,
