@@ -61,9 +61,9 @@ def cmd_label(args: argparse.Namespace) -> int:
         raise BinclsError("--accept-confident goes with --export.")
     session = LabelingSession.open(args.piles, tuple(args.classes), progress=_progress(args.json))
     rank = os.environ.get("RANK", "0").strip() or "0"
-    if args.features:  # every process of a torchrun launch says what it did
+    if args.features:  # every process of a torchrun launch says what it did, in one write to the shared pipe
         print(f"process {rank}: computed {session.computed} of {len(session.pile.paths)} images' features "
-              f"({session.extractor.note})")  # fmt: skip
+              f"({session.extractor.note})", flush=True)  # fmt: skip
         return 0
     if rank != "0":
         return 0  # under torchrun the other processes only shared the feature pass

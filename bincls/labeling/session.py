@@ -37,6 +37,7 @@ from bincls.labeling.estimate import CONFIDENT, Guesses, accuracy_estimate, gues
 from bincls.labeling.features import Extractor, PileFeatures, pile_features
 from bincls.labeling.model import one_blas_thread
 from bincls.labeling.pile import Pile, Progress, find_pile
+from bincls.labeling.shared_work import leave as leave_shared_work
 from bincls.labeling.status import Status, make_status
 from bincls.labeling.strategy import SESSION, Strategy, choose
 
@@ -79,7 +80,9 @@ class LabelingSession:
         """Check the pile's files, compute (or read) their features: the session, ready to suggest."""
         classes = check_classes(classes)
         pile = find_pile(folders, progress)
-        return cls(pile, classes, pile_features(pile.paths, progress=progress))
+        features = pile_features(pile.paths, progress=progress)
+        leave_shared_work()  # under torchrun: the passes above were the shared part
+        return cls(pile, classes, features)
 
     # The answers ---------------------------------------------------------------------------------
     def entries(self) -> dict[str, dict]:

@@ -36,3 +36,13 @@ def share(items: list[T], work: Callable[[list[T]], object]) -> int | None:
     work(mine)
     barrier(world)
     return len(mine)
+
+
+def leave() -> None:
+    """Leave the process group once the shared passes are done, all processes together (an unsynchronised
+    exit from gloo aborted a process now and then: see bincls.training.distributed.stop)."""
+    if not under_torchrun():
+        return
+    from bincls.training.distributed import stop, world_from_env
+
+    stop(world_from_env())

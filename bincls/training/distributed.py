@@ -54,8 +54,14 @@ def start(world: World, device: torch.device) -> torch.device:
     return device
 
 
-def stop(world: World) -> None:
+def stop(world: World, together: bool = True) -> None:
+    """Leave the process group. `together` (every process got here without failing): wait for the others
+    first. A process that left gloo while a peer was still in it aborted the peer at exit now and then
+    ("terminate called without an active exception", 1 launch in 6 here). After a failure there is no
+    waiting: a peer may never come, and torchrun ends the launch once this process exits."""
     if world.active and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 

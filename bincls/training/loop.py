@@ -78,12 +78,15 @@ def train(
             run.set_status(preset_note=note)
         emit("message", note)
     tune_allocator()
+    ended = False  # fit returned on every process (a stop, too, reaches all of them at the same step)
     try:
         with StopFlag(run, world) as stop:
             state = setup(cfg, run, emit, world, resume, started)
             stop.device = state.device
             try:
-                return fit(state, stop)
+                result = fit(state, stop)
+                ended = True
+                return result
             finally:
                 state.feed.close()
     except BinclsError as exc:
@@ -104,7 +107,7 @@ def train(
         _failed(emit, _failure_message(exc, world))
         raise
     finally:
-        stop_world(world)
+        stop_world(world, together=ended)
 
 
 def _open_run(cfg: TrainConfig, runs_dir, run: RunFolder | None, resume: bool, resolved: bool) -> RunFolder:
