@@ -253,6 +253,8 @@ def main() -> None:
                 Strategy("rare gate 0.3", rare_share=0.3),
                 Strategy("no typical", diverse_part=0.0),
                 Strategy("two typical", diverse_part=0.2),
+                Strategy("rare 7 in 10, spread", rare_part=0.7, rare_shortlist=4),  # the earlier default
+                Strategy("rare 9 in 10", rare_part=0.9),
             ]
         )
     if args.features == "backbone":

@@ -5,8 +5,10 @@
   class is looked for where the answers are not.
 - Both classes answered: mostly the least certain images, one in ten a typical image of a cluster of
   the unlabelled (so that the answers stay a picture of the whole pile), and, when one class is rare
-  in the model's guesses (under 20% of the pile), 7 in 10 the images most likely of that class. Each
-  part is spread over clusters so that a batch is not ten near-copies of one image.
+  in the model's guesses (under 20% of the pile), 8 in 10 the images most likely of that class, taken
+  in order (a rare class has few images to find: spreading them over clusters of a longer shortlist
+  asked about common ones instead). The other parts are spread over clusters so that a batch is not
+  ten near-copies of one image.
 The choice of this mix over random picking and plain uncertainty is measured in bench/labeling.py.
 """
 
@@ -19,7 +21,8 @@ import numpy as np
 from bincls.labeling.model import Linear, fit
 
 RARE_SHARE = 0.2  # a class guessed for fewer than this share of the pile is "rare"...
-RARE_PART = 0.7  # ...and this share of every batch looks for it
+RARE_PART = 0.8  # ...and this share of every batch looks for it, among the RARE_SHORTLIST * k likeliest
+RARE_SHORTLIST = 1
 DIVERSE_PART = 0.1  # a share of every batch taken as typical images of clusters of the unlabelled
 SHORTLIST = 4  # each part picks among the SHORTLIST * k best candidates, spread by k-means
 KMEANS_SAMPLE = 3000  # k-means runs on at most this many candidates (a seeded sample)
@@ -35,6 +38,7 @@ class Strategy:
     rare_share: float = RARE_SHARE
     rare_part: float = RARE_PART
     shortlist: int = SHORTLIST
+    rare_shortlist: int = RARE_SHORTLIST
     diverse_part: float = DIVERSE_PART
 
 
@@ -138,7 +142,7 @@ def choose(x: np.ndarray, answered: np.ndarray, labels: np.ndarray, unavailable:
     n_rare = int(round(k * strategy.rare_part)) if share < strategy.rare_share else 0
     toward_rare = z if rare == 1 else -z
     picks = [Pick(i, "likely rare") for i in _spread(x, free[np.argsort(-toward_rare, kind="stable")],
-                                                     n_rare, strategy.shortlist, seed)]  # fmt: skip
+                                                     n_rare, strategy.rare_shortlist, seed)]  # fmt: skip
     n_diverse = int(round(k * strategy.diverse_part))
     if n_diverse:
         rest = free[~np.isin(free, [p.index for p in picks])]
