@@ -78,7 +78,8 @@ def test_run_survives_a_server_kill_and_the_new_server_reattaches():
                 set_number(page, "Epochs (at most)", 1000)
                 set_number(page, "Patience", 0)  # no early stopping
                 page.get_by_role("button", name="Train", exact=True).click()
-                page.get_by_role("button", name="Stop").wait_for(timeout=WAIT)
+                main = page.locator("[data-testid='stMain']")  # not the header's Stop (a script is running)
+                main.get_by_role("button", name="Stop").wait_for(timeout=WAIT)
                 run = active_run()
                 assert run is not None
                 _wait_for(lambda: any(r.get("kind") == "step" for r in run.read_metrics()), 300, "steps")
@@ -104,7 +105,7 @@ def test_run_survives_a_server_kill_and_the_new_server_reattaches():
                 # The live panel's heading: "{state icon} {name or 'Run'} · {run id}" (support/train_live.py).
                 title = page.get_by_role("heading").filter(has_text=re.compile(rf" · {re.escape(run.id)}"))
                 title.first.wait_for(timeout=WAIT)
-                stop = page.get_by_role("button", name="Stop")
+                stop = page.locator("[data-testid='stMain']").get_by_role("button", name="Stop")
                 stop.wait_for(timeout=WAIT)
                 progress = page.get_by_text(re.compile(r"^Epoch \d+/1000 · step \d+/\d+"))
                 progress.wait_for(timeout=WAIT)

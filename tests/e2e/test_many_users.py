@@ -185,7 +185,8 @@ def test_five_sessions_while_a_run_trains(sample_run, tmp_path):
                 # A second training request, from another session: the busy message, and no second run.
                 page = pages[2]
                 goto_page(page, "Train")
-                page.get_by_role("button", name="Stop").wait_for(timeout=WAIT)  # the running run, live
+                main = page.locator("[data-testid='stMain']")  # not the header's Stop (a script is running)
+                main.get_by_role("button", name="Stop").wait_for(timeout=WAIT)  # the running run, live
                 page.get_by_role("button", name="Train", exact=True).click()
                 page.get_by_text(f"Run {training.id} is already training").wait_for(timeout=WAIT)
                 no_errors(page)
