@@ -74,7 +74,7 @@ def _loss_chart_points(at: AppTest) -> dict[str, int]:
     return {d["name"]: len(d.get("x") or []) for d in spec["data"]}
 
 
-def _poll(at: AppTest, done, timeout: float = 60) -> None:
+def _poll(at: AppTest, done, timeout: float = 180) -> None:  # a loaded CI machine starts runs slowly
     deadline = time.time() + timeout
     while time.time() < deadline:
         at.run()
