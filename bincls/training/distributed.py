@@ -61,7 +61,10 @@ def stop(world: World, together: bool = True) -> None:
     waiting: a peer may never come, and torchrun ends the launch once this process exits."""
     if world.active and dist.is_initialized():
         if together:
-            dist.barrier()
+            try:
+                dist.barrier()
+            except RuntimeError:  # a peer failed after its work was done (DistError is one): leave anyway
+                pass
         dist.destroy_process_group()
 
 
