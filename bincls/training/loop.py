@@ -207,7 +207,8 @@ def fit(state: TrainingState, stop: StopFlag) -> TrainResult:
         state.stop_reason = f"stop requested: stopped in epoch {state.epoch + 1}"
         emit("message", state.stop_reason)
         if state.global_step > 0:
-            state.saver.save_last(partial(state.last_checkpoint, state.epoch, epoch=state.epoch + 1))
+            state.saver.save_last(partial(state.last_checkpoint, state.epoch, epoch=state.epoch + 1,
+                                          epoch_sums=list(state.epoch_sums)))
     except _Diverged as exc:
         ended_by = "divergence_guard"
         _fall_back(state, exc)
@@ -295,8 +296,9 @@ def train_one_epoch(state: TrainingState, epoch: int, stop: StopFlag) -> dict:
     steps, world, device = state.steps_per_epoch, state.world, state.device
     t0 = time.perf_counter()
     state.net.train()
-    seen, loss_sum, correct, cut = 0, 0.0, 0, False
+    cut = False
     first = state.skip_steps + 1 if epoch == state.epoch + 1 else 1
+    sums = state.epoch_sums = state.epoch_sums if first > 1 else [0.0, 0.0, 0.0]
     for step, (x, y) in enumerate(islice(state.feed.train, steps - first + 1), start=first):
         ts = time.perf_counter()
         y = y.float().view(-1, 1)
@@ -316,9 +318,9 @@ def train_one_epoch(state: TrainingState, epoch: int, stop: StopFlag) -> dict:
             break
         _step(state, loss)
         n = x.shape[0]
-        seen += n
-        loss_sum += loss.item() * n
-        correct += int(((logits.detach() > 0).float() == y).sum())
+        sums[0] += n
+        sums[1] += loss.item() * n
+        sums[2] += int(((logits.detach() > 0).float() == y).sum())
         state.step_s = per_step = (time.perf_counter() - t0) / (step - first + 1)
         state.emit("step", {
             "kind": "step", "epoch": epoch, "epochs": state.epochs, "step": step,
@@ -328,7 +330,7 @@ def train_one_epoch(state: TrainingState, epoch: int, stop: StopFlag) -> dict:
             "eta_s": _eta(state, epoch, step, per_step), "time": time.time(),
         })  # fmt: skip
     state.skip_steps = 0
-    seen, loss_sum, correct = sum_values(world, [seen, loss_sum, correct], device)
+    seen, loss_sum, correct = sum_values(world, list(sums), device)
     return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1), "seen": seen, "cut": cut}
 
 

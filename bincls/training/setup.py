@@ -148,6 +148,9 @@ def _resume(state: TrainingState, last: dict) -> None:
     run, cfg = state.run, state.cfg
     state.epoch = int(last.get("epochs_done", last.get("epoch", 0)))
     state.global_step = int(last.get("global_step", 0))
+    sums = last.get("epoch_sums")
+    if isinstance(sums, list) and len(sums) == 3:  # stopped inside an epoch (see TrainingState.epoch_sums)
+        state.epoch_sums = [float(v) for v in sums]
     state.epochs = int(last.get("planned_epochs", cfg.epochs))
     if state.epoch >= state.epochs:
         raise BinclsError(f"Run {run.id} has already trained all {state.epochs} epochs: nothing to resume.")

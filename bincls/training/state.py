@@ -44,6 +44,9 @@ class TrainingState:
     epoch: int = 0
     global_step: int = 0
     skip_steps: int = 0  # steps of the first epoch already done before a resume
+    # This process's [images, loss sum, correct] in the epoch under way: a stop keeps them in last.pt, so
+    # the resumed epoch's training loss covers its steps before the stop too (none may be left after it).
+    epoch_sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     epoch_times: list[float] = field(default_factory=list)
     # The current phase (bincls.training.phases): "head" trains the head on the frozen backbone,
     # "main" trains what the settings say. Set by `enter_phase`.

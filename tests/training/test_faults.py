@@ -31,7 +31,8 @@ def _cfg(sample_dir, **kw) -> TrainConfig:
 
 
 class _StopAt(Listener):
-    """Asks for a stop when the run reaches (epoch, step); step 0 means at the end of that epoch."""
+    """Asks for a stop when the run reaches (epoch, step); step 0 means at the end of that epoch, -1 right
+    after its last step (the stop is seen only once the epoch's steps are done, before validation)."""
 
     def __init__(self, run_holder: list, epoch: int, step: int = 0):
         self.holder, self.epoch, self.step_no = run_holder, epoch, step
@@ -40,7 +41,8 @@ class _StopAt(Listener):
         self.holder.append(info["run_id"])
 
     def step(self, record: dict) -> None:
-        if (record["epoch"], record["step"]) == (self.epoch, self.step_no):
+        step = record["steps_per_epoch"] if self.step_no == -1 else self.step_no
+        if (record["epoch"], record["step"]) == (self.epoch, step):
             self._stop()
 
     def epoch_end(self, record: dict) -> None:
@@ -57,7 +59,9 @@ def _adam_steps(ckpt: dict) -> int:
     return int(max(s["step"] for s in ckpt["optimizer"]["state"].values()))
 
 
-@pytest.mark.parametrize("stop_at", [(2, 0), (2, 2)], ids=["epoch-end", "mid-epoch"])
+@pytest.mark.parametrize(
+    "stop_at", [(2, 0), (2, 2), (2, -1)], ids=["epoch-end", "mid-epoch", "after-last-step"]
+)
 def test_resume_continues_with_optimizer_state_and_the_same_split(sample_dir, tmp_path, stop_at):
     data = tmp_path / "data"
     for cls in ("ants", "bees"):
@@ -79,7 +83,11 @@ def test_resume_continues_with_optimizer_state_and_the_same_split(sample_dir, tm
     assert resumed.state == "finished"
     assert run.split_path.read_bytes() == split_before
     records = run.read_metrics()
-    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2, 3, 4]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3, 4]
+    # The resumed epoch's training loss counts its steps before the stop too: with none left after a
+    # stop at its last step it read 0.0, and a loss that "rose" from 0 tripped the divergence guard.
+    assert all(r["train_loss"] > 0.05 for r in epochs), [r["train_loss"] for r in epochs]
     steps = records[0]["steps_per_epoch"]
     step_ids = [r["global_step"] for r in records if r["kind"] == "step"]
     assert step_ids == list(range(1, 4 * steps + 1))  # every step once: none lost, none repeated
