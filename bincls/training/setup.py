@@ -149,7 +149,9 @@ def _resume(state: TrainingState, last: dict) -> None:
     state.epoch = int(last.get("epochs_done", last.get("epoch", 0)))
     state.global_step = int(last.get("global_step", 0))
     sums = last.get("epoch_sums")
-    if isinstance(sums, list) and len(sums) == 3:  # stopped inside an epoch (see TrainingState.epoch_sums)
+    # Stopped inside an epoch (see TrainingState.epoch_sums). last.pt holds the main process's sums only:
+    # the others start from zero, so the epoch's totals count them once, not once per process.
+    if isinstance(sums, list) and len(sums) == 3 and state.world.is_main:
         state.epoch_sums = [float(v) for v in sums]
     state.epochs = int(last.get("planned_epochs", cfg.epochs))
     if state.epoch >= state.epochs:
